@@ -1,0 +1,68 @@
+#ifndef ACL_H
+#define ACL_H
+#include <stddef.h>
+
+#include "net.h"
+
+/* Bounds on a rule file: its size, and the counts of rules, conditions
+ * and list items it may hold. */
+#define ACL_TEXT_MAX  16384
+#define ACL_RULES_MAX 256
+#define ACL_CONDS_MAX 512
+#define ACL_ITEMS_MAX 1024
+
+struct acl_item {
+	unsigned char kind;     /* I_* in acl.c */
+	unsigned char prefix;   /* CIDR prefix length */
+	unsigned short lo, hi;  /* port range */
+	struct ip ip;
+	const char *name;       /* NUL-terminated, inside acl.text */
+};
+
+struct acl_cond {
+	unsigned char type;     /* C_* in acl.c */
+	unsigned short first, count;
+};
+
+struct acl_rule {
+	unsigned char allow;
+	unsigned short first, count;
+	int line;
+};
+
+struct acl {
+	char text[ACL_TEXT_MAX];
+	struct acl_rule rules[ACL_RULES_MAX];
+	struct acl_cond conds[ACL_CONDS_MAX];
+	struct acl_item items[ACL_ITEMS_MAX];
+	int nrules, nconds, nitems;
+	int needs_hello;        /* some rule tests "tls" or "tls-sni" */
+};
+
+/* What one connection attempt looks like to the rules. */
+struct acl_query {
+	const struct ip *client;  /* NULL when unknown */
+	const char *host;         /* CONNECT host as sent */
+	int literal;              /* host is an address literal */
+	const struct ip *addr;    /* the resolved address about to be connected */
+	unsigned port;
+	const char *user;         /* NULL until authenticated */
+	int tls;                  /* the client's first bytes are a ClientHello */
+	int sni_match;            /* ... whose SNI equals host */
+};
+
+enum { ACL_DENY = 0, ACL_ALLOW = 1 };
+
+/* The rules built in for when no --acl is given. */
+extern const char acl_builtin[];
+
+/* Parse len bytes of rule text (copied into acl). name labels errors:
+ * "name:line: why". 0 or -1. */
+int acl_parse(struct acl *acl, const char *text, size_t len, const char *name,
+	      char *err, size_t errlen);
+/* Read and parse a rule file. 0 or -1 with err set. */
+int acl_load(struct acl *acl, const char *path, char *err, size_t errlen);
+/* ACL_ALLOW or ACL_DENY; *line is the deciding rule's line, 0 if none held. */
+int acl_check(const struct acl *acl, const struct acl_query *q, int *line);
+
+#endif

@@ -1,0 +1,39 @@
+#ifndef NET_H
+#define NET_H
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* An address as the rules see it: IPv4-mapped IPv6 is stored as IPv4. */
+struct ip {
+	int family;               /* AF_INET or AF_INET6, 0 = unknown */
+	unsigned char a[16];      /* AF_INET uses a[0..3] */
+};
+
+/* Both an address and a port, with room for either family. */
+struct endpoint {
+	struct ip ip;
+	unsigned port;
+};
+
+#define ADDRSTR_MAX (INET6_ADDRSTRLEN + 8)
+
+void ep_from_sockaddr(struct endpoint *ep, const struct sockaddr *sa);
+socklen_t ep_to_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss);
+/* "1.2.3.4:80", "[::1]:80" or "-" for an unknown address. */
+const char *ep_str(const struct endpoint *ep, char buf[ADDRSTR_MAX]);
+
+/* Non-blocking connect to ep within timeout_ms. Returns the connected
+ * socket, or -1 with errno (ETIMEDOUT when the time ran out). */
+int net_connect(const struct endpoint *ep, int timeout_ms);
+
+/* Whether ep is an address of this host (bind test). */
+int net_is_local(const struct endpoint *ep);
+
+/* Parse "[ADDR:]PORT" ("3128", "127.0.0.1:3128", "[::1]:3128") and return a
+ * listening socket, or -1 with a message in err. */
+int net_listen(const char *spec, char *err, size_t errlen);
+
+/* Milliseconds on a monotonic clock. */
+long long now_ms(void);
+
+#endif

@@ -1,0 +1,30 @@
+# Turn Kconfig defaults, overridden by an optional .config, into config.h.
+# Usage: awk -f scripts/config.awk Kconfig [.config]
+# Every symbol becomes CONFIG_NAME 0/1 or a number, behind #ifndef so a
+# packager can override one with -DCONFIG_NAME=... without patching.
+FNR == 1 { file++ }
+file == 1 && $1 == "config" { name = $2; order[++n] = name; next }
+file == 1 && ($1 == "bool" || $1 == "int") && name != "" { type[name] = $1; next }
+file == 1 && $1 == "default" && name != "" && !(name in val) { val[name] = $2; next }
+file == 2 && /^CONFIG_[A-Z0-9_]+=/ {
+	split($0, kv, "="); sub(/^CONFIG_/, "", kv[1])
+	if (kv[1] in type) val[kv[1]] = kv[2]
+	next
+}
+file == 2 && /^# CONFIG_[A-Z0-9_]+ is not set/ {
+	s = $2; sub(/^CONFIG_/, "", s)
+	if (s in type) val[s] = "n"
+	next
+}
+END {
+	print "/* Generated from Kconfig and .config by scripts/config.awk; do not edit. */"
+	print "#ifndef CONFIG_H"
+	print "#define CONFIG_H"
+	for (i = 1; i <= n; i++) {
+		s = order[i]; v = val[s]
+		if (type[s] == "bool") v = (v == "y") ? 1 : 0
+		else if (v !~ /^[0-9]+$/) { print "bad value for " s ": " v > "/dev/stderr"; exit 1 }
+		printf "#ifndef CONFIG_%s\n#define CONFIG_%s %s\n#endif\n", s, s, v
+	}
+	print "#endif"
+}

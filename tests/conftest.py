@@ -1,0 +1,572 @@
+"""Fixtures and helpers for the tunneld end-to-end tests.
+
+Every tunneld runs inside a private mount namespace whose /etc/resolv.conf
+points at tests/dnsserver.py on 127.0.0.77, so no test ever asks the
+machine's resolver.  Servers listen on 127.0.0.0/8 and ::1 only; every wait
+has a deadline; every process started here is ended by its pid.
+"""
+
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import dnsserver
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+OK_REPLY = b"HTTP/1.1 200 Connection established\r\n\r\n"
+# Rules for most tests: the loopback targets the tests start are allowed.
+LOOPBACK_ACL = "allow to 127.0.0.0/8,::1\ndeny\n"
+MODES = ["listen", "inetd"]
+HTTPS_BODY = b"hello from the https target\n"
+
+
+# --------------------------------------------------------------------------
+# small helpers
+
+def binary():
+    path = Path(os.environ.get("TUNNELD") or REPO / "tunneld")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"tunneld binary not found or not executable: {path} "
+                    "(run `make` at the repository root, or set TUNNELD)")
+    return str(path)
+
+
+def clean_env():
+    """The environment for child processes: no proxy variables, C locale."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def free_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, step=0.02):
+    """Poll pred() until it is true or timeout seconds pass; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(step)
+
+
+def listening(port):
+    """True if some socket is in LISTEN state on TCP port `port`."""
+    want = f":{port:04X}"
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[1].endswith(want) and fields[3] == "0A":
+                        return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+def children(pid):
+    """Pids whose parent is pid (zombies included)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the comm field may contain spaces: ppid is the 2nd field after ')'
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    for _ in range(10000):
+        if not todo:
+            break
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def kill_pid(pid, sig=signal.SIGKILL):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def parse_logfmt(line):
+    return {m.group(1): m.group(2).strip('"')
+            for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line)}
+
+
+# --------------------------------------------------------------------------
+# raw client connections
+
+class Client:
+    """A TCP client with a receive buffer and deadlines on every read."""
+
+    def __init__(self, host, port, timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buf = b""
+
+    @property
+    def port(self):
+        return self.sock.getsockname()[1]
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = self.sock.recv(65536)
+        self.buf += chunk
+        return chunk
+
+    def read_until(self, marker, timeout=None, limit=1 << 20):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while marker not in self.buf:
+            if len(self.buf) > limit or not self._fill(deadline):
+                raise AssertionError(f"no {marker!r} before EOF/limit; got {self.buf[:300]!r}")
+        i = self.buf.index(marker) + len(marker)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n, timeout=None):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.buf) < n:
+            if not self._fill(deadline):
+                raise AssertionError(f"EOF after {len(self.buf)} of {n} bytes: {self.buf[:200]!r}")
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_to_eof(self, timeout=None, limit=64 << 20):
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while len(self.buf) <= limit and self._fill(deadline):
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+    def end_state(self, timeout=3.0):
+        """How the peer ends the stream: 'eof', 'reset', or 'open' (still
+        open after timeout).  Data that arrives meanwhile is kept in buf."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not self._fill(deadline):
+                    return "eof"
+        except ConnectionResetError:
+            return "reset"
+        except (socket.timeout, TimeoutError):
+            pass
+        return "open"
+
+    def request(self, head, timeout=None):
+        """Send head, read one response; return a Response."""
+        self.send(head)
+        return self.response(timeout)
+
+    def response(self, timeout=None):
+        raw = self.read_until(b"\r\n\r\n", timeout)
+        resp = Response(raw)
+        n = int(resp.header("Content-Length") or 0)
+        resp.body = self.read_exact(n, timeout) if n else b""
+        return resp
+
+    def close(self):
+        self.sock.close()
+
+
+class Response:
+    def __init__(self, raw):
+        self.raw = raw
+        lines = raw[:-4].split(b"\r\n")
+        self.status_line = lines[0].decode("latin-1")
+        parts = self.status_line.split(" ", 2)
+        self.version = parts[0]
+        self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        self.reason = parts[2] if len(parts) > 2 else ""
+        self.headers = []
+        for line in lines[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            self.headers.append((name, value.strip()))
+        self.body = b""
+
+    def header(self, name):
+        values = [v for n, v in self.headers if n.lower() == name.lower()]
+        assert len(values) <= 1, f"duplicate {name}: {self.headers}"
+        return values[0] if values else None
+
+    def __repr__(self):
+        return f"Response({self.raw + self.body!r})"
+
+
+def connect_head(target, *headers):
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def assert_error_reply(client, resp, status):
+    """The error reply format of DESIGN §4, then the connection closes."""
+    assert resp.status == status, resp
+    assert resp.version == "HTTP/1.1" and resp.reason, resp
+    assert (resp.header("Content-Type") or "").split(";")[0] == "text/plain", resp
+    assert (resp.header("Connection") or "").lower() == "close", resp
+    assert resp.header("Content-Length") == str(len(resp.body)), resp
+    assert resp.body.endswith(b"\n") and resp.body.count(b"\n") == 1, resp
+    assert client.end_state(3) in ("eof", "reset"), "connection not closed after error reply"
+    assert client.buf == b"", f"bytes after the error body: {client.buf!r}"
+
+
+def open_tunnel(proxy, target, payload=b"", family_host=None, timeout=5.0):
+    """CONNECT through proxy to target; return the Client after the 200."""
+    c = Client(family_host or proxy.host, proxy.port, timeout)
+    c.send(connect_head(target) + payload)
+    head = c.read_until(b"\r\n\r\n", timeout)
+    assert head == OK_REPLY, head + c.buf
+    return c
+
+
+# --------------------------------------------------------------------------
+# tunneld processes
+
+class Proxy:
+    """One tunneld: listen mode (`tunneld --listen`) or inetd mode
+    (systemd-socket-activate --inetd -a spawning one tunneld per connection)."""
+
+    def __init__(self, workdir, netfiles, mode="listen", acl=LOOPBACK_ACL, args=(),
+                 host="127.0.0.1"):
+        self.mode, self.host = mode, host
+        self.port = free_port(host)
+        hostport = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"tunneld-{mode}-{self.port}.log"
+        opts = ["--log", "stderr", *args]
+        if acl is not None:
+            self.acl_path = workdir / f"acl-{self.port}"
+            self.acl_path.write_text(acl)
+            opts += ["--acl", str(self.acl_path)]
+        if mode == "listen":
+            cmd = [binary(), "--listen", hostport, *opts]
+        else:
+            cmd = ["systemd-socket-activate", "--inetd", "-a", "-l", hostport, binary(), *opts]
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(netns_wrap(cmd, netfiles), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.logf,
+                                     env=clean_env())
+        self.pid = self.proc.pid     # unshare and sh exec: this is the listener
+        up = wait_until(lambda: listening(self.port) or self.proc.poll() is not None, 5)
+        if not up or self.proc.poll() is not None:
+            self.stop()
+            pytest.fail(f"tunneld did not start ({cmd}): rc={self.proc.returncode} "
+                        f"log={self.log_text()!r}")
+
+    def log_text(self):
+        return self.log_path.read_bytes().decode("utf-8", "replace")
+
+    def log_lines(self):
+        return [parse_logfmt(l) for l in self.log_text().splitlines() if "client=" in l]
+
+    def wait_log(self, pred, timeout=5.0, what="a matching"):
+        """The first connection log line (as a dict) for which pred holds."""
+        fields = wait_until(lambda: next((f for f in self.log_lines() if pred(f)), None), timeout)
+        assert fields, f"no {what} log line:\n{self.log_text()}"
+        return fields
+
+    def log_for(self, client_port, timeout=5.0):
+        """The connection log line of the client whose local port was client_port."""
+        return self.wait_log(lambda f: f.get("client", "").endswith(f":{client_port}"),
+                             timeout, f"client port {client_port}")
+
+    def workers(self):
+        return children(self.pid)
+
+    def stop(self):
+        procs = descendants(self.pid)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+        for pid in procs:
+            kill_pid(pid)
+        self.logf.close()
+
+
+def netns_wrap(cmd, netfiles):
+    """Run cmd in a private mount namespace with the test resolv.conf and hosts."""
+    resolv, hosts = netfiles
+    script = (f"mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf && "
+              f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && exec \"$@\"")
+    return ["unshare", "-m", "sh", "-c", script, "sh", *cmd]
+
+
+def run_tunneld(args, netfiles, stdin=subprocess.DEVNULL, timeout=10):
+    """Run tunneld to completion (for usage/config checks); CompletedProcess."""
+    return subprocess.run(netns_wrap([binary(), *args], netfiles), stdin=stdin,
+                          capture_output=True, timeout=timeout, env=clean_env())
+
+
+# --------------------------------------------------------------------------
+# target servers
+
+class TargetServer:
+    """Threaded TCP server on host; handler(conn, server) runs per connection.
+    `accepted` counts connections; handlers may append to `results`."""
+
+    def __init__(self, handler, host="127.0.0.1", port=0, backlog=256):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.1)
+        self.host, self.port = host, self.sock.getsockname()[1]
+        self.handler = handler
+        self.accepted = 0
+        self.results = []
+        self.peers = []
+        self.conns = []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    @property
+    def hostport(self):
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                conn, peer = self.sock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.peers.append(peer)
+                self.conns.append(conn)
+            conn.settimeout(30)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        try:
+            self.handler(conn, self)
+        except OSError as e:
+            self.results.append(e)
+        finally:
+            conn.close()
+
+    def wait_results(self, n, timeout=10):
+        assert wait_until(lambda: len(self.results) >= n, timeout), \
+            f"target produced {len(self.results)} of {n} results"
+        return self.results
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+def recv_all(conn, limit=64 << 20):
+    """Read conn to EOF; return (bytes, 'eof' | 'reset')."""
+    chunks, n = [], 0
+    try:
+        while n <= limit:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b"".join(chunks), "eof"
+            chunks.append(chunk)
+            n += len(chunk)
+    except ConnectionResetError:
+        return b"".join(chunks), "reset"
+    return b"".join(chunks), "limit"
+
+
+def echo_handler(conn, server):
+    """Echo until EOF, then close; record how the client ended ('eof'/'reset')."""
+    try:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                server.results.append("eof")
+                return
+            if chunk.endswith(b"RESET-ME"):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                server.results.append("reset-sent")
+                return
+            conn.sendall(chunk)
+    except ConnectionResetError:
+        server.results.append("reset")
+
+
+def hash_handler(conn, server):
+    """Read to EOF, then answer sha256 hex of what arrived, then close."""
+    data, how = recv_all(conn)
+    server.results.append(data)
+    conn.sendall(hashlib.sha256(data).hexdigest().encode() + b"\n")
+
+
+def greet_shut_handler(conn, server):
+    """Send a greeting, half-close, then collect what the client sends."""
+    conn.sendall(b"hello, then EOF\n")
+    conn.shutdown(socket.SHUT_WR)
+    data, how = recv_all(conn)
+    server.results.append(data)
+
+
+def https_handler(ctx):
+    def handler(conn, server):
+        try:
+            tls = ctx.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            server.results.append(e)
+            return
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        server.results.append(head)
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                    + str(len(HTTPS_BODY)).encode() + b"\r\nConnection: close\r\n\r\n"
+                    + HTTPS_BODY)
+        tls.close()
+    return handler
+
+
+# --------------------------------------------------------------------------
+# fixtures
+
+@pytest.fixture(scope="session")
+def tunneld_binary():
+    return binary()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dns():
+    srv = dnsserver.DNSServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def netfiles(tmp_path_factory):
+    d = tmp_path_factory.mktemp("net")
+    resolv, hosts = d / "resolv.conf", d / "hosts"
+    resolv.write_text(f"nameserver {dnsserver.HOST}\noptions timeout:1 attempts:1\n")
+    hosts.write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+    return resolv, hosts
+
+
+@pytest.fixture(params=MODES)
+def mode(request):
+    return request.param
+
+
+@pytest.fixture
+def make_proxy(tmp_path, netfiles):
+    """Factory: make_proxy(mode, acl=..., args=[...], host=...) -> Proxy."""
+    started = []
+
+    def make(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1"):
+        p = Proxy(tmp_path, netfiles, mode, acl, args, host)
+        started.append(p)
+        return p
+    yield make
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def proxy(make_proxy, mode):
+    """A tunneld in each mode with the loopback rules."""
+    return make_proxy(mode)
+
+
+@pytest.fixture
+def make_target():
+    started = []
+
+    def make(handler=echo_handler, host="127.0.0.1", **kw):
+        s = TargetServer(handler, host, **kw)
+        started.append(s)
+        return s
+    yield make
+    for s in started:
+        s.close()
+
+
+@pytest.fixture
+def echo(make_target):
+    return make_target(echo_handler)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.fail("openssl CLI missing")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=good.test",
+                    "-addext", "subjectAltName=DNS:good.test,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def https_target(tls_files):
+    cert, key = tls_files
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    srv = TargetServer(https_handler(ctx))
+    srv.cafile = str(cert)
+    yield srv
+    srv.close()
+
+
+def client_tls_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return ctx

@@ -1,0 +1,628 @@
+/* tunneld: an HTTP CONNECT proxy, one process per connection.
+ *
+ * The story of a connection, top to bottom in serve(): the client socket is
+ * fd 0/1 (inetd, systemd Accept=yes, or our own --listen after fork) -> read
+ * the head into a fixed buffer -> parse -> resolve -> for each address: loop
+ * check, rules, connect -> 200 -> forward what the client sent early ->
+ * relay -> one log line -> exit. Every refusal goes through reply_and_exit(). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "acl.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "net.h"
+#include "relay.h"
+#include "sni.h"
+
+#define VERSION "0.1.0"
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+#define LISTEN_MAX 16
+#define ADDRS_MAX 16    /* resolved addresses tried per request */
+
+struct opts {
+	const char *listen[LISTEN_MAX];
+	int nlisten;
+	const char *acl_path;
+	const char *user;
+	int connect_timeout, header_timeout, idle_timeout, max_conns;
+	enum log_sink log;
+	int verbose;
+	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
+	int nown;
+};
+
+struct conn {
+	const struct opts *o;
+	struct acl *acl;
+	struct endpoint client, local, target;
+	struct request req;
+	int parsed;             /* req holds a valid target */
+	int answered;           /* 200 sent: no status can reach the client now */
+	int status;
+	const char *reason;
+	struct relay_stats st;
+	long long start;
+	char buf[CONFIG_HEADER_MAX];
+	size_t len, head;       /* bytes in buf; of which the head */
+};
+
+static void log_conn(const struct conn *c)
+{
+	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], tg[HOST_MAX + 16] = "-";
+
+	if (c->parsed)
+		snprintf(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
+			 c->req.host, c->req.port);
+	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
+	       "client=%s user=- target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
+	       ep_str(&c->client, cl), tg, ep_str(&c->target, ad), c->status,
+	       c->st.up, c->st.down, now_ms() - c->start,
+	       c->reason ? " reason=" : "", c->reason ? c->reason : "");
+}
+
+/* Write all of buf to fd within timeout_ms. 0 or -1. */
+static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	while (len) {
+		struct pollfd p = { fd, POLLOUT, 0 };
+		ssize_t n;
+
+		if (poll(&p, 1, (int)(deadline - now_ms())) <= 0 && errno != EINTR)
+			return -1;
+		n = write(fd, buf, len);
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+		}
+		if (now_ms() >= deadline && len)
+			return -1;
+	}
+	return 0;
+}
+
+static const char *body_for(int status)
+{
+	switch (status) {
+	case 400: return "Bad request: this proxy serves CONNECT host:port HTTP/1.1.";
+	case 403: return "Forbidden: the access rules do not allow this destination.";
+	case 405: return "Method not allowed: this proxy serves CONNECT only.";
+	case 408: return "The request header did not arrive in time.";
+	case 431: return "The request header is too large.";
+	case 502: return "The destination could not be resolved or refused the connection.";
+	case 504: return "The destination did not answer in time.";
+	case 505: return "HTTP version not supported: use HTTP/1.1.";
+	default:  return "The proxy is misconfigured; its log says why.";
+	}
+}
+
+/* The terminal path: answer (unless the tunnel was already answered), log
+ * once, exit. A lingering close lets the client read the answer even if
+ * it is still sending: closing with unread input would reset it. */
+static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
+						     const char *reason, int code)
+{
+	c->status = status;
+	c->reason = reason;
+	if (status && !c->answered) {
+		char msg[512];
+		const char *body = body_for(status);
+		int n = snprintf(msg, sizeof msg,
+				 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n%s"
+				 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+				 status, http_reason(status),
+				 status == 405 ? "Allow: CONNECT\r\n" : "",
+				 strlen(body) + 1, body);
+
+		if (n > 0 && (size_t)n < sizeof msg &&
+		    write_all(1, msg, (size_t)n, 5000) == 0 && shutdown(1, SHUT_WR) == 0) {
+			long long deadline = now_ms() + 2000;
+			struct pollfd p = { 0, POLLIN, 0 };
+			int drained = 0;
+
+			while (drained < 65536 && poll(&p, 1, (int)(deadline - now_ms())) > 0) {
+				ssize_t r = read(0, c->buf, sizeof c->buf);
+
+				if (r <= 0)
+					break;
+				drained += (int)r;
+			}
+		}
+	}
+	log_conn(c);
+	exit(code);
+}
+
+/* Read until the head is complete: 431 when it does not fit, 408 when it
+ * is not all there within the header timeout. */
+static void read_head(struct conn *c)
+{
+	long long deadline = c->start + c->o->header_timeout * 1000LL;
+
+	while (!(c->head = http_head_end(c->buf, c->len))) {
+		struct pollfd p = { 0, POLLIN, 0 };
+		long long left = deadline - now_ms();
+		ssize_t n;
+
+		if (c->len == sizeof c->buf)
+			reply_and_exit(c, 431, "header-too-large", 0);
+		if (left <= 0 || poll(&p, 1, (int)left) == 0)
+			reply_and_exit(c, 408, "header-timeout", 0);
+		n = read(0, c->buf + c->len, sizeof c->buf - c->len);
+		if (n == 0)
+			reply_and_exit(c, 0, "client-closed", 0);
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			reply_and_exit(c, 0, "client-error", 0);
+		if (n > 0)
+			c->len += (size_t)n;
+	}
+}
+
+/* For rules that test "tls" or "tls-sni": answer 200 first, then read the
+ * client's first bytes (its ClientHello) into the buffer after the head. */
+static void read_hello(struct conn *c, struct acl_query *q)
+{
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	long long deadline = now_ms() + c->o->header_timeout * 1000LL;
+	char sni[HOST_MAX + 2];
+	int r;
+
+	if (write_all(1, ok, sizeof ok - 1, 5000) < 0)
+		reply_and_exit(c, 0, "client-error", 0);
+	c->answered = 1;
+	while ((r = tls_hello_sni((unsigned char *)c->buf + c->head, c->len - c->head,
+				  sni, sizeof sni)) == 0 && c->len < sizeof c->buf) {
+		struct pollfd p = { 0, POLLIN, 0 };
+		long long left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) == 0)
+			break;
+		n = read(0, c->buf + c->len, sizeof c->buf - c->len);
+		if (n == 0)
+			break;
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			reply_and_exit(c, 0, "client-error", 0);
+		if (n > 0)
+			c->len += (size_t)n;
+	}
+	q->tls = r != -1 && c->len > c->head;
+	if (q->tls && sni[0]) {
+		size_t a = strlen(sni), b = strlen(c->req.host);
+
+		a -= a && sni[a - 1] == '.';
+		b -= b && c->req.host[b - 1] == '.';
+		q->sni_match = a == b && !strncasecmp(sni, c->req.host, a);
+	}
+	logmsg(LOG_DEBUG, "first bytes: tls=%d sni=%s", q->tls, sni[0] ? sni : "-");
+}
+
+/* A target on one of our own ports at an address of this host would
+ * connect the proxy to itself. */
+static int is_loop(const struct conn *c, const struct endpoint *ep)
+{
+	for (int i = 0; i < c->o->nown; i++)
+		if (ep->port == c->o->own_ports[i])
+			return net_is_local(ep);
+	return ep->port == c->local.port && net_is_local(ep);
+}
+
+/* getaddrinfo() has no timeout of its own beyond resolv.conf's: the alarm
+ * bounds it. The jump lands outside the resolver, which may hold a lock
+ * logging needs, so a second alarm with the default action backs it up. */
+static sigjmp_buf dns_jmp;
+
+static void dns_alarm(int sig)
+{
+	(void)sig;
+	signal(SIGALRM, SIG_DFL);
+	alarm(3);
+	siglongjmp(dns_jmp, 1);
+}
+
+static struct addrinfo *resolve(struct conn *c)
+{
+	struct addrinfo hints = { 0 }, *res = NULL;
+	int r;
+
+	hints.ai_family = CONFIG_IPV6 ? AF_UNSPEC : AF_INET;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = c->req.literal ? AI_NUMERICHOST : 0;
+	if (sigsetjmp(dns_jmp, 1))
+		reply_and_exit(c, 504, "dns-timeout", 0);
+	signal(SIGALRM, dns_alarm);
+	alarm((unsigned)c->o->connect_timeout);
+	r = getaddrinfo(c->req.host, NULL, &hints, &res);
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	if (r)
+		reply_and_exit(c, 502, r == EAI_NONAME ? "dns-no-such-name" : "dns-failure", 0);
+	return res;
+}
+
+/* Try each resolved address the rules allow, in order; connect only to an
+ * address that was checked. Returns the connected socket. */
+static int open_target(struct conn *c, struct acl_query *q)
+{
+	struct addrinfo *res = resolve(c), *ai;
+	int fd = -1, tried = 0, timedout = 0, loop = 0, seen = 0, line;
+
+	for (ai = res; ai && fd < 0 && seen < ADDRS_MAX; ai = ai->ai_next, seen++) {
+		struct endpoint ep;
+		char s[ADDRSTR_MAX];
+
+		ep_from_sockaddr(&ep, ai->ai_addr);
+		ep.port = c->req.port;
+		if (!tried)
+			c->target = ep;
+		if (is_loop(c, &ep)) {
+			loop = 1;
+			continue;
+		}
+		q->addr = &ep.ip;
+		if (acl_check(c->acl, q, &line) != ACL_ALLOW) {
+			logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep_str(&ep, s), line);
+			continue;
+		}
+		tried++;
+		c->target = ep;
+		fd = net_connect(&ep, c->o->connect_timeout * 1000);
+		if (fd < 0) {
+			timedout |= errno == ETIMEDOUT;
+			logmsg(LOG_DEBUG, "%s: %s", ep_str(&ep, s), strerror(errno));
+		}
+	}
+	freeaddrinfo(res);
+	if (fd >= 0)
+		return fd;
+	if (!tried)
+		reply_and_exit(c, 403, loop ? "loop" : "denied", 0);
+	reply_and_exit(c, timedout ? 504 : 502, timedout ? "connect-timeout" : "connect-failed", 0);
+}
+
+static void serve(const struct opts *o, struct acl *acl)
+{
+	static struct conn conn;
+	struct conn *c = &conn;
+	struct acl_query q = { 0 };
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	int fd;
+	char err[256];
+	const char *why;
+
+	c->o = o;
+	c->acl = acl;
+	c->start = now_ms();
+	if (getpeername(0, (struct sockaddr *)&ss, &sl) == 0)
+		ep_from_sockaddr(&c->client, (struct sockaddr *)&ss);
+	sl = sizeof ss;
+	if (getsockname(0, (struct sockaddr *)&ss, &sl) == 0)
+		ep_from_sockaddr(&c->local, (struct sockaddr *)&ss);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* In inetd mode the rules are read per connection. */
+	if (!acl) {
+		static struct acl file_acl;
+
+		c->acl = &file_acl;
+		if (acl_load(c->acl, o->acl_path, err, sizeof err) < 0) {
+			logmsg(LOG_ERR, "%s", err);
+			reply_and_exit(c, 500, "bad-rules", EXIT_CONFIG);
+		}
+	}
+
+	read_head(c);
+	int st = http_parse(c->buf, c->head, &c->req);
+	if (st)
+		reply_and_exit(c, st, "bad-request", 0);
+	c->parsed = 1;
+
+	q.client = c->client.ip.family ? &c->client.ip : NULL;
+	q.host = c->req.host;
+	q.literal = c->req.literal;
+	q.port = c->req.port;
+	if (c->acl->needs_hello)
+		read_hello(c, &q);
+
+	fd = open_target(c, &q);
+	if (!c->answered) {
+		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+		if (write_all(1, ok, sizeof ok - 1, 5000) < 0)
+			reply_and_exit(c, 0, "client-error", 0);
+		c->answered = 1;
+	}
+	c->status = 200;
+	/* Bytes the client sent before the answer go first. */
+	if (c->len > c->head) {
+		if (write_all(fd, c->buf + c->head, c->len - c->head, o->idle_timeout * 1000) < 0)
+			reply_and_exit(c, 200, "target-error", 0);
+		c->st.up += c->len - c->head;
+	}
+	why = relay(0, 1, fd, o->idle_timeout * 1000, &c->st);
+	reply_and_exit(c, 200, why, 0);
+}
+
+static void on_child(int sig)
+{
+	(void)sig;
+}
+
+/* Accept on the listening sockets and fork one process per connection,
+ * at most max_conns at once; children are reaped as they end. */
+static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
+						      const struct opts *o, struct acl *acl)
+{
+	struct sigaction sa = { 0 };
+	sigset_t block, none;
+	int live = 0, pause_ms = -1;
+
+	sa.sa_handler = on_child;
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&none);
+	sigemptyset(&block);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+
+	for (;;) {
+		struct pollfd pfd[LISTEN_MAX];
+		struct timespec ts = { pause_ms / 1000, pause_ms % 1000 * 1000000L };
+		int i;
+
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			live--;
+		for (i = 0; i < n; i++) {
+			pfd[i].fd = fds[i];
+			pfd[i].events = live < o->max_conns && pause_ms < 0 ? POLLIN : 0;
+		}
+		i = ppoll(pfd, (nfds_t)n, pause_ms < 0 ? NULL : &ts, &none);
+		pause_ms = -1;
+		for (i = 0; i < n; i++) {
+			int cfd;
+			pid_t pid;
+
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			cfd = accept4(fds[i], NULL, NULL, SOCK_CLOEXEC);
+			if (cfd < 0) {
+				/* Out of descriptors: wait a little rather than spin. */
+				if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+					pause_ms = 100;
+				continue;
+			}
+			pid = fork();
+			if (pid == 0) {
+				for (int j = 0; j < n; j++)
+					close(fds[j]);
+				dup2(cfd, 0);
+				dup2(cfd, 1);
+				if (cfd > 1)
+					close(cfd);
+				signal(SIGCHLD, SIG_DFL);
+				sigprocmask(SIG_SETMASK, &none, NULL);
+				serve(o, acl);
+			}
+			if (pid < 0) {
+				static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+					"Content-Type: text/plain\r\nContent-Length: 25\r\n"
+					"Connection: close\r\n\r\nThe proxy is overloaded.\n";
+
+				logmsg(LOG_ERR, "fork: %s", strerror(errno));
+				(void)!send(cfd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+				pause_ms = 100;
+			} else {
+				live++;
+			}
+			close(cfd);
+		}
+	}
+}
+
+static void drop_privileges(const char *name)
+{
+	struct passwd *pw = getpwnam(name);
+
+	if (!pw) {
+		logmsg(LOG_ERR, "--user %s: no such user", name);
+		exit(EXIT_USAGE);
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		logmsg(LOG_ERR, "--user %s: %s", name, strerror(errno));
+		exit(1);
+	}
+}
+
+/* systemd socket activation with Accept=no: LISTEN_FDS sockets from fd 3. */
+static int inherited_listeners(int *fds)
+{
+	const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
+	char *end;
+	long n;
+
+	if (!pid || !nfds || strtol(pid, &end, 10) != (long)getpid() || *end)
+		return 0;
+	n = strtol(nfds, &end, 10);
+	if (*end || n < 1 || n > LISTEN_MAX)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		fds[i] = 3 + i;
+		fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return (int)n;
+}
+
+static const char usage[] =
+	"Usage: tunneld [OPTION]...\n"
+	"An HTTP CONNECT proxy. Without --listen it serves the one connection on\n"
+	"stdin/stdout (inetd, systemd Accept=yes, tcpserver); with LISTEN_FDS set\n"
+	"(systemd Accept=no) it accepts on those sockets.\n"
+	"\n"
+	"  -l, --listen [ADDR:]PORT  accept connections itself, one process each;\n"
+	"                            repeatable; IPv6 as [::1]:3128\n"
+	"  -a, --acl FILE            access rules (default: the built-in rules)\n"
+	"      --connect-timeout SEC connecting to the target (default 10)\n"
+	"      --header-timeout SEC  the whole request header (default 10)\n"
+	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
+	"      --max-conns N         with --listen: concurrent connections (default 256)\n"
+	"      --user NAME           with --listen: run as NAME after binding\n"
+	"      --log syslog|stderr   where log lines go (default syslog)\n"
+	"  -v, --verbose             also log each address tried and rule matched\n"
+	"  -V, --version             print the version and exit\n"
+	"  -h, --help                print this help and exit\n"
+	"\n"
+	"Exit status: 0 done, 64 bad usage, 78 unreadable or invalid config file.\n";
+
+static void __attribute__((noreturn)) usage_error(const char *fmt, const char *arg)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof msg, fmt, arg);
+	logmsg(LOG_ERR, "%s (see --help)", msg);
+	exit(EXIT_USAGE);
+}
+
+/* A whole decimal number in [min, max], or a usage error. */
+static int number(const char *opt, const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (!*s || *end || errno || v < min || v > max || s[0] == '+' || s[0] == '-') {
+		char what[64];
+
+		snprintf(what, sizeof what, "%s: '%%s' is not a number from %ld to %ld", opt, min, max);
+		usage_error(what, s);
+	}
+	return (int)v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "listen", required_argument, 0, 'l' },
+		{ "acl", required_argument, 0, 'a' },
+		{ "connect-timeout", required_argument, 0, 1 },
+		{ "header-timeout", required_argument, 0, 2 },
+		{ "idle-timeout", required_argument, 0, 3 },
+		{ "max-conns", required_argument, 0, 4 },
+		{ "user", required_argument, 0, 5 },
+		{ "log", required_argument, 0, 6 },
+		{ "verbose", no_argument, 0, 'v' },
+		{ "version", no_argument, 0, 'V' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 }
+	};
+	static struct opts o = { .connect_timeout = 10, .header_timeout = 10,
+				 .idle_timeout = 600, .max_conns = 256 };
+	static struct acl acl;
+	struct stat sb;
+	int fds[LISTEN_MAX], nfds = 0, ch;
+	const char *listen_only = NULL;
+	char err[256];
+
+	/* Until --log is known, messages go to stderr unless it is a socket:
+	 * in inetd mode it is the client's connection. */
+	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
+	log_open(o.log, 0);
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":l:a:vVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			if (o.nlisten == LISTEN_MAX)
+				usage_error("at most %s --listen addresses", "16");
+			o.listen[o.nlisten++] = optarg;
+			break;
+		case 'a': o.acl_path = optarg; break;
+		case 1: o.connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
+		case 2: o.header_timeout = number("--header-timeout", optarg, 1, 3600); break;
+		case 3: o.idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
+		case 4:
+			o.max_conns = number("--max-conns", optarg, 1, 65536);
+			listen_only = "--max-conns";
+			break;
+		case 5:
+			o.user = optarg;
+			listen_only = "--user";
+			break;
+		case 6:
+			if (!strcmp(optarg, "syslog"))
+				o.log = LOG_TO_SYSLOG;
+			else if (!strcmp(optarg, "stderr"))
+				o.log = LOG_TO_STDERR;
+			else
+				usage_error("--log: '%s' is not syslog or stderr", optarg);
+			break;
+		case 'v': o.verbose = 1; break;
+		case 'V': printf("tunneld %s\n", VERSION); return 0;
+		case 'h': fputs(usage, stdout); return 0;
+		case ':': usage_error("%s needs a value", argv[optind - 1]);
+		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+	log_open(o.log, o.verbose);
+
+	for (int i = 0; i < o.nlisten; i++) {
+		if ((fds[nfds] = net_listen(o.listen[i], err, sizeof err)) < 0) {
+			logmsg(LOG_ERR, "--listen %s", err);
+			return EXIT_USAGE;
+		}
+		nfds++;
+	}
+	if (!nfds)
+		nfds = inherited_listeners(fds);
+	for (int i = 0; i < nfds; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		struct endpoint ep = { 0 };
+
+		if (getsockname(fds[i], (struct sockaddr *)&ss, &sl) == 0)
+			ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
+		o.own_ports[o.nown++] = ep.port;
+	}
+	if (listen_only && !nfds)
+		usage_error("%s works with --listen only", listen_only);
+	if (!o.acl_path && acl_parse(&acl, acl_builtin, strlen(acl_builtin), "built-in",
+				     err, sizeof err) < 0) {
+		logmsg(LOG_ERR, "%s", err);
+		return EXIT_CONFIG;
+	}
+	if (!nfds)
+		serve(&o, o.acl_path ? NULL : &acl);  /* inetd: rules read per connection */
+	if (o.acl_path && acl_load(&acl, o.acl_path, err, sizeof err) < 0) {
+		logmsg(LOG_ERR, "%s", err);
+		return EXIT_CONFIG;
+	}
+	if (o.user)
+		drop_privileges(o.user);
+	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
+	serve_listeners(fds, nfds, &o, &acl);
+}
