@@ -1,0 +1,209 @@
+/* Request head framing and parsing: every accepted and rejected form. */
+#include <string.h>
+
+#include "check.h"
+#include "http.h"
+
+/* R() keeps the length of heads that hold a NUL byte. */
+#define R(s) s, sizeof(s) - 1
+
+static const struct {
+	const char *head;
+	size_t len;
+	int status;
+	const char *host;
+	unsigned port;
+} rows[] = {
+	/* accepted */
+	{ R("CONNECT example.com:443 HTTP/1.1\r\n\r\n"), 0, "example.com", 443 },
+	{ R("CONNECT example.com:443 HTTP/1.0\r\nHost: example.com:443\r\n\r\n"), 0, "example.com", 443 },
+	{ R("CONNECT a.b-c_d.example.:1 HTTP/1.1\n\n"), 0, "a.b-c_d.example.", 1 },
+	{ R("CONNECT 10.0.0.1:65535 HTTP/1.1\r\n\r\n"), 0, "10.0.0.1", 65535 },
+	{ R("CONNECT [::1]:22 HTTP/1.1\r\n\r\n"), 0, "::1", 22 },
+	{ R("CONNECT [::ffff:127.0.0.1]:22 HTTP/1.1\r\n\r\n"), 0, "::ffff:127.0.0.1", 22 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 0, "h", 80 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length:   0  \r\n\r\n"), 0, "h", 80 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A:\r\nX-B: \t v\t\r\n\r\n"), 0, "h", 80 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n"), 0, "h", 80 },
+	/* request line */
+	{ R("\r\n"), 400, 0, 0 },
+	{ R("CONNECT\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT  HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R(" http://x/ HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80  HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1 \r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.10\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 http/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/x.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT\th:80 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:8\0 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/2.0\r\n\r\n"), 505, 0, 0 },
+	{ R("CONNECT h:80 HTTP/2\r\n\r\n"), 505, 0, 0 },
+	{ R("CONNECT h:80 HTTP/3\r\n\r\n"), 505, 0, 0 },
+	{ R("CONNECT h:80 HTTP/0.9\r\n\r\n"), 505, 0, 0 },
+	{ R("GET http://x/ HTTP/1.1\r\n\r\n"), 405, 0, 0 },
+	{ R("connect h:80 HTTP/1.1\r\n\r\n"), 405, 0, 0 },
+	{ R("CONNECTX h:80 HTTP/1.1\r\n\r\n"), 405, 0, 0 },
+	{ R("G(T h:80 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	/* ports */
+	{ R("CONNECT h:0 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:65536 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:99999 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:-1 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:+443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:0x1bb HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:0443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:000443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:4431234 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h: HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h::443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:44a HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT :443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	/* hosts */
+	{ R("CONNECT [::1] HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT [::1]443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT ::1:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT []:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT [::g]:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT [fe80::1%eth0]:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT [127.0.0.1]:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 2130706433:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 0x7f.1:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 0x7f000001:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 017700000001:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 127.1:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 0177.0.0.1:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 127.0.0.01:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 256.0.0.1:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 1.2.3.4.5:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT 1.2.3.4.:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT a..b:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R(".a:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT .a:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT -a:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT a/b:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT user@h:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT http://h:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h%00:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b:443 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
+	/* header fields */
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length : 0\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nHost\t: h\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A: a\rb\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A: a\0b\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A: a\x01\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX-A a\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\n: a\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nX(A): a\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\ntransfer-encoding: identity\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length: 5\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length: 00\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length: +0\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length:\r\n\r\n"), 400, 0, 0 },
+	{ R("CONNECT h:80 HTTP/1.1\r\nProxy-Authorization: a\r\nproxy-authorization: b\r\n\r\n"), 400, 0, 0 },
+};
+
+/* A head with n header lines. */
+static size_t many_headers(char *buf, size_t cap, int n)
+{
+	size_t len = (size_t)snprintf(buf, cap, "CONNECT h:80 HTTP/1.1\r\n");
+
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "X-%d: v\r\n", i);
+	len += (size_t)snprintf(buf + len, cap - len, "\r\n");
+	return len;
+}
+
+static void test_rows(void)
+{
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct request req;
+		int st = http_parse(rows[i].head, rows[i].len, &req);
+
+		CHECK(st == rows[i].status, "row %zu: got %d want %d", i, st, rows[i].status);
+		if (!st && rows[i].host) {
+			CHECK(!strcmp(req.host, rows[i].host), "row %zu: host %s", i, req.host);
+			CHECK(req.port == rows[i].port, "row %zu: port %u", i, req.port);
+		}
+	}
+}
+
+static void test_limits(void)
+{
+	static char buf[16384];
+	struct request req;
+	size_t len;
+
+	len = many_headers(buf, sizeof buf, 64);
+	CHECK(http_parse(buf, len, &req) == 0, "64 header lines accepted");
+	len = many_headers(buf, sizeof buf, 65);
+	CHECK(http_parse(buf, len, &req) == 431, "65 header lines -> 431");
+
+	/* The longest name is 253 bytes (254 with its trailing dot). */
+	char host[300];
+	int n;
+	memset(host, 'a', sizeof host);
+	for (int i = 63; i < 300; i += 64)
+		host[i] = '.';
+	host[253] = 0;
+	n = snprintf(buf, sizeof buf, "CONNECT %s:1 HTTP/1.1\r\n\r\n", host);
+	CHECK(http_parse(buf, (size_t)n, &req) == 0, "253-byte name accepted");
+	host[253] = 'a';
+	host[254] = 0;
+	n = snprintf(buf, sizeof buf, "CONNECT %s:1 HTTP/1.1\r\n\r\n", host);
+	CHECK(http_parse(buf, (size_t)n, &req) == 400, "254-byte name refused");
+}
+
+static void test_literal_and_auth(void)
+{
+	struct request req;
+	const char *h = "CONNECT 1.2.3.4:80 HTTP/1.1\r\nProxy-Authorization:  Basic eDp5 \r\n\r\n";
+
+	CHECK(http_parse(h, strlen(h), &req) == 0 && req.literal, "dotted quad is a literal");
+	CHECK(req.auth && req.auth_len == 10 && !memcmp(req.auth, "Basic eDp5", 10),
+	      "Proxy-Authorization value without surrounding space");
+	h = "CONNECT example.com:80 HTTP/1.1\r\n\r\n";
+	CHECK(http_parse(h, strlen(h), &req) == 0 && !req.literal && !req.auth, "name is not a literal");
+}
+
+static void test_head_end(void)
+{
+	static const struct { const char *s; size_t end; } ends[] = {
+		{ "CONNECT h:1 HTTP/1.1\r\n\r\nDATA", 24 },
+		{ "CONNECT h:1 HTTP/1.1\n\nDATA", 22 },
+		{ "CONNECT h:1 HTTP/1.1\r\n\nX", 23 },
+		{ "CONNECT h:1 HTTP/1.1\nA: b\r\n\r\n", 29 },
+		{ "CONNECT h:1 HTTP/1.1\r\n", 0 },
+		{ "CONNECT h:1 HTTP/1.1\r\nA: b\r\n\r", 0 },
+		{ "CONNECT h:1 HTTP/1.1\r\n\r\r\n", 0 },
+		{ "", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+		size_t e = http_head_end(ends[i].s, strlen(ends[i].s));
+		CHECK(e == ends[i].end, "head end %zu: got %zu want %zu", i, e, ends[i].end);
+	}
+	/* Framing is independent of how the bytes arrived: every split. */
+	const char *s = "CONNECT h:1 HTTP/1.1\r\nA: b\r\n\r\nX";
+	for (size_t cut = 0; cut < strlen(s); cut++) {
+		size_t e = http_head_end(s, cut);
+		CHECK(e == (cut >= 30 ? 30 : 0), "prefix %zu: %zu", cut, e);
+	}
+}
+
+int main(void)
+{
+	test_rows();
+	test_limits();
+	test_literal_and_auth();
+	test_head_end();
+	CHECK(!strcmp(http_reason(431), "Request Header Fields Too Large"), "reason 431");
+	return tally("test_http");
+}
