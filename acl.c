@@ -198,10 +198,8 @@ static int parse_cond(struct parser *p, const char *word, char **rest)
 	c->type = (unsigned char)type;
 	c->first = (unsigned short)a->nitems;
 	c->count = 0;
-	if (type == C_TLS || type == C_SNI) {
-		a->needs_hello = 1;
+	if (type == C_TLS || type == C_SNI)
 		return 0;
-	}
 	do {
 		if (!(list = next_token(rest)))
 			return fail(p, "'%s' needs a value", word);
@@ -253,7 +251,7 @@ int acl_parse(struct acl *a, const char *text, size_t len, const char *name,
 	struct parser p = { a, name, 0, err, errlen };
 	char *s, *nl;
 
-	a->nrules = a->nconds = a->nitems = a->needs_hello = 0;
+	a->nrules = a->nconds = a->nitems = 0;
 	if (len >= sizeof a->text) {
 		snprintf(err, errlen, "%s: larger than %d bytes", name, ACL_TEXT_MAX - 1);
 		return -1;
@@ -335,12 +333,11 @@ static int item_match(const struct acl_item *it, int type, const struct acl_quer
 	}
 }
 
+/* 1 holds, 0 does not, -1 cannot tell yet (the ClientHello is unread). */
 static int cond_match(const struct acl *a, const struct acl_cond *c, const struct acl_query *q)
 {
-	if (c->type == C_TLS)
-		return q->tls;
-	if (c->type == C_SNI)
-		return q->tls && q->sni_match;
+	if (c->type == C_TLS || c->type == C_SNI)
+		return q->tls < 0 ? -1 : q->tls && (c->type == C_TLS || q->sni_match);
 	for (int i = c->first; i < c->first + c->count; i++)
 		if (item_match(&a->items[i], c->type, q))
 			return 1;
@@ -351,14 +348,19 @@ int acl_check(const struct acl *a, const struct acl_query *q, int *line)
 {
 	for (int r = 0; r < a->nrules; r++) {
 		const struct acl_rule *rule = &a->rules[r];
-		int c = rule->first;
+		int c, m, unknown = 0;
 
-		while (c < rule->first + rule->count && cond_match(a, &a->conds[c], q))
-			c++;
-		if (c == rule->first + rule->count) {
-			*line = rule->line;
-			return rule->allow ? ACL_ALLOW : ACL_DENY;
+		for (c = rule->first; c < rule->first + rule->count; c++) {
+			if (!(m = cond_match(a, &a->conds[c], q)))
+				break;
+			unknown |= m < 0;
 		}
+		if (c < rule->first + rule->count)
+			continue;
+		*line = rule->line;
+		if (unknown)
+			return ACL_NEED_HELLO;
+		return rule->allow ? ACL_ALLOW : ACL_DENY;
 	}
 	*line = 0;
 	return ACL_DENY;

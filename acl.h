@@ -36,7 +36,6 @@ struct acl {
 	struct acl_cond conds[ACL_CONDS_MAX];
 	struct acl_item items[ACL_ITEMS_MAX];
 	int nrules, nconds, nitems;
-	int needs_hello;        /* some rule tests "tls" or "tls-sni" */
 };
 
 /* What one connection attempt looks like to the rules. */
@@ -47,11 +46,14 @@ struct acl_query {
 	const struct ip *addr;    /* the resolved address about to be connected */
 	unsigned port;
 	const char *user;         /* NULL until authenticated */
-	int tls;                  /* the client's first bytes are a ClientHello */
+	int tls;                  /* the client's first bytes are a ClientHello;
+				     -1: not read yet */
 	int sni_match;            /* ... whose SNI equals host */
 };
 
-enum { ACL_DENY = 0, ACL_ALLOW = 1 };
+/* ACL_NEED_HELLO: the deciding rule tests "tls" or "tls-sni" and the query
+ * has tls = -1; read the client's first bytes and ask again. */
+enum { ACL_DENY = 0, ACL_ALLOW = 1, ACL_NEED_HELLO = 2 };
 
 /* The rules built in for when no --acl is given. */
 extern const char acl_builtin[];
@@ -62,7 +64,8 @@ int acl_parse(struct acl *acl, const char *text, size_t len, const char *name,
 	      char *err, size_t errlen);
 /* Read and parse a rule file. 0 or -1 with err set. */
 int acl_load(struct acl *acl, const char *path, char *err, size_t errlen);
-/* ACL_ALLOW or ACL_DENY; *line is the deciding rule's line, 0 if none held. */
+/* ACL_ALLOW, ACL_DENY or ACL_NEED_HELLO; *line is the deciding rule's line,
+ * 0 if none held. */
 int acl_check(const struct acl *acl, const struct acl_query *q, int *line);
 
 #endif

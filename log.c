@@ -1,40 +1,66 @@
+/* The log funnel. syslog lines go straight to /dev/log as "<PRI>tunneld[PID]:
+ * msg": the C library's syslog() would read the time zone in every
+ * connection's process only to stamp a time the syslog daemon stamps too. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
 
-static enum log_sink sink = LOG_TO_SYSLOG;
+static enum log_sink sink = LOG_TO_STDERR;
 static int verbose;
+static int logfd = -1;
+
+static void connect_log(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX, .sun_path = "/dev/log" };
+
+	if (logfd < 0)
+		logfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (logfd >= 0 && connect(logfd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		close(logfd);
+		logfd = -1;
+	}
+}
 
 void log_open(enum log_sink s, int v)
 {
 	sink = s;
 	verbose = v;
 	if (sink == LOG_TO_SYSLOG)
-		openlog("tunneld", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+		connect_log();
 }
 
 void logmsg(int prio, const char *fmt, ...)
 {
-	char line[1024];
+	char line[1100];
 	va_list ap;
-	int n;
+	int n, head;
 
 	if (prio == LOG_DEBUG && !verbose)
 		return;
+	if (sink == LOG_TO_SYSLOG)
+		head = snprintf(line, sizeof line, "<%d>tunneld[%ld]: ", LOG_DAEMON | prio, (long)getpid());
+	else
+		head = snprintf(line, sizeof line, "tunneld[%ld]: ", (long)getpid());
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof line, fmt, ap);
+	n = vsnprintf(line + head, sizeof line - (size_t)head - 1, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;
-	if (sink == LOG_TO_SYSLOG) {
-		syslog(prio, "%s", line);
+	n = head + (n < (int)(sizeof line - (size_t)head - 1) ? n : (int)(sizeof line - (size_t)head - 2));
+	if (sink == LOG_TO_STDERR) {
+		line[n++] = '\n';  /* one write per line: children's lines do not mix */
+		(void)!write(2, line, (size_t)n);
 		return;
 	}
-	/* One write per line so lines from concurrent children do not mix. */
-	char out[1100];
-	n = snprintf(out, sizeof out, "tunneld[%ld]: %s\n", (long)getpid(), line);
-	if (n > 0)
-		(void)!write(2, out, (size_t)n < sizeof out ? (size_t)n : sizeof out - 1);
+	/* The daemon may have restarted since: reconnect once. */
+	if (logfd < 0 || send(logfd, line, (size_t)n, MSG_NOSIGNAL) < 0) {
+		connect_log();
+		if (logfd >= 0)
+			(void)!send(logfd, line, (size_t)n, MSG_NOSIGNAL);
+	}
 }

@@ -45,7 +45,7 @@ struct opts {
 	enum log_sink log;
 	int verbose;
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
-	int nown;
+	int nown;                        /* 0: inetd mode */
 };
 
 struct conn {
@@ -105,7 +105,7 @@ static const char *body_for(int status)
 {
 	switch (status) {
 	case 400: return "Bad request: this proxy serves CONNECT host:port HTTP/1.1.";
-	case 403: return "Forbidden: the access rules do not allow this destination.";
+	case 403: return "Forbidden: this proxy does not connect to that destination.";
 	case 405: return "Method not allowed: this proxy serves CONNECT only.";
 	case 408: return "The request header did not arrive in time.";
 	case 431: return "The request header is too large.";
@@ -178,8 +178,9 @@ static void read_head(struct conn *c)
 	}
 }
 
-/* For rules that test "tls" or "tls-sni": answer 200 first, then read the
- * client's first bytes (its ClientHello) into the buffer after the head. */
+/* For a rule that tests "tls" or "tls-sni": answer 200 before connecting,
+ * then read the client's first bytes (its ClientHello) into the buffer after
+ * the head. From here on a refusal can only close the connection. */
 static void read_hello(struct conn *c, struct acl_query *q)
 {
 	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -265,7 +266,7 @@ static struct addrinfo *resolve(struct conn *c)
 static int open_target(struct conn *c, struct acl_query *q)
 {
 	struct addrinfo *res = resolve(c), *ai;
-	int fd = -1, tried = 0, timedout = 0, loop = 0, seen = 0, line;
+	int fd = -1, tried = 0, timedout = 0, loop = 0, seen = 0, line, verdict;
 
 	for (ai = res; ai && fd < 0 && seen < ADDRS_MAX; ai = ai->ai_next, seen++) {
 		struct endpoint ep;
@@ -280,7 +281,12 @@ static int open_target(struct conn *c, struct acl_query *q)
 			continue;
 		}
 		q->addr = &ep.ip;
-		if (acl_check(c->acl, q, &line) != ACL_ALLOW) {
+		verdict = acl_check(c->acl, q, &line);
+		if (verdict == ACL_NEED_HELLO) {
+			read_hello(c, q);
+			verdict = acl_check(c->acl, q, &line);
+		}
+		if (verdict != ACL_ALLOW) {
 			logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep_str(&ep, s), line);
 			continue;
 		}
@@ -322,14 +328,10 @@ static void serve(const struct opts *o, struct acl *acl)
 	signal(SIGPIPE, SIG_IGN);
 
 	/* In inetd mode the rules are read per connection. */
-	if (!acl) {
-		static struct acl file_acl;
-
-		c->acl = &file_acl;
-		if (acl_load(c->acl, o->acl_path, err, sizeof err) < 0) {
-			logmsg(LOG_ERR, "%s", err);
-			reply_and_exit(c, 500, "bad-rules", EXIT_CONFIG);
-		}
+	if (o->acl_path && !o->nown &&
+	    acl_load(acl, o->acl_path, err, sizeof err) < 0) {
+		logmsg(LOG_ERR, "%s", err);
+		reply_and_exit(c, 500, "bad-rules", EXIT_CONFIG);
 	}
 
 	read_head(c);
@@ -342,8 +344,7 @@ static void serve(const struct opts *o, struct acl *acl)
 	q.host = c->req.host;
 	q.literal = c->req.literal;
 	q.port = c->req.port;
-	if (c->acl->needs_hello)
-		read_hello(c, &q);
+	q.tls = -1;
 
 	fd = open_target(c, &q);
 	if (!c->answered) {
@@ -616,7 +617,7 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	if (!nfds)
-		serve(&o, o.acl_path ? NULL : &acl);  /* inetd: rules read per connection */
+		serve(&o, &acl);
 	if (o.acl_path && acl_load(&acl, o.acl_path, err, sizeof err) < 0) {
 		logmsg(LOG_ERR, "%s", err);
 		return EXIT_CONFIG;

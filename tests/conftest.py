@@ -247,9 +247,10 @@ def assert_error_reply(client, resp, status):
     assert client.buf == b"", f"bytes after the error body: {client.buf!r}"
 
 
-def open_tunnel(proxy, target, payload=b"", family_host=None, timeout=5.0):
-    """CONNECT through proxy to target; return the Client after the 200."""
-    c = Client(family_host or proxy.host, proxy.port, timeout)
+def open_tunnel(proxy, target, payload=b"", timeout=5.0, via=None):
+    """CONNECT through proxy (or via=(host, port)) to target; return the
+    Client after the 200."""
+    c = Client(*(via or (proxy.host, proxy.port)), timeout)
     c.send(connect_head(target) + payload)
     head = c.read_until(b"\r\n\r\n", timeout)
     assert head == OK_REPLY, head + c.buf

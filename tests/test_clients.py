@@ -2,10 +2,8 @@
 openssl s_client (DESIGN §11)."""
 
 import http.client
-import os
 import subprocess
 
-import pytest
 
 from conftest import HTTPS_BODY, clean_env, client_tls_context
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (OK_REPLY, Client, connect_head, echo_handler, greet_shut_handler,
+from conftest import (OK_REPLY, Client, connect_head, greet_shut_handler,
                       hash_handler, open_tunnel, recv_all)
 
 MiB = 1 << 20

@@ -138,6 +138,34 @@ static const struct {
 	{ "\n\n# c\nallow port 1\ndeny to\n", "t:5:" },
 };
 
+static int load(const char *rules, char *err, size_t errlen);
+
+/* Before the ClientHello is read (tls = -1), only a rule that would decide
+ * and tests tls asks for it; rules decided earlier need no hello. */
+static void test_unknown_hello(void)
+{
+	static const struct { const char *rules; unsigned port; int verdict; } u[] = {
+		{ "allow tls-sni\n", 443, ACL_NEED_HELLO },
+		{ "allow port 22\nallow port 443 tls\n", 22, ACL_ALLOW },
+		{ "allow port 22\nallow port 443 tls\n", 443, ACL_NEED_HELLO },
+		{ "allow port 22\nallow port 443 tls\n", 80, ACL_DENY },
+		{ "deny port 80\ndeny tls\nallow\n", 80, ACL_DENY },
+		{ "deny port 80\ndeny tls\nallow\n", 81, ACL_NEED_HELLO },
+	};
+	struct ip ad = ip("1.1.1.1");
+	char err[256];
+	int line;
+
+	for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+		struct acl_query q = { .host = "h", .addr = &ad, .port = u[i].port, .tls = -1 };
+		int v = -1;
+
+		if (load(u[i].rules, err, sizeof err) == 0)
+			v = acl_check(&acl, &q, &line);
+		CHECK(v == u[i].verdict, "unknown hello %zu: got %d want %d", i, v, u[i].verdict);
+	}
+}
+
 static int load(const char *rules, char *err, size_t errlen)
 {
 	if (rules == builtin)
@@ -191,7 +219,6 @@ int main(void)
 	      "NUL byte: %s", err);
 	CHECK(acl_load(&acl, "/nonexistent/rules", err, sizeof err) < 0 &&
 	      strstr(err, "/nonexistent/rules"), "missing file named: %s", err);
-	CHECK(load("allow tls-sni\n", err, sizeof err) == 0 && acl.needs_hello, "tls-sni needs the hello");
-	CHECK(load("allow port 443\n", err, sizeof err) == 0 && !acl.needs_hello, "no hello needed");
+	test_unknown_hello();
 	return tally("test_acl");
 }
