@@ -17,8 +17,9 @@ all: tunneld
 config.h: Kconfig scripts/config.awk $(wildcard .config)
 	awk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
 
+# Linked beside and renamed: a running tunneld keeps its old file.
 tunneld: $(SRCS) $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) -o $@ $(SRCS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) -o $@.new $(SRCS) && mv $@.new $@
 
 # A static, stripped musl binary: what goes on a router.
 static: tunneld-static

@@ -66,35 +66,41 @@ static int is_name(const char *s)
 }
 
 /* "ADDR" or "ADDR/PREFIX", IPv4 or IPv6; IPv4-mapped IPv6 becomes IPv4. */
-static int parse_cidr(char *s, struct acl_item *it)
+static int parse_cidr(const char *s, struct acl_item *it)
 {
-	char *slash = strchr(s, '/');
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	char addr[INET6_ADDRSTRLEN];
 	unsigned max, prefix;
 	struct endpoint ep;
 	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
 	struct sockaddr_in s4 = { .sin_family = AF_INET };
+	int mapped = 0;
 
-	if (slash)
-		*slash = 0;
-	if (inet_pton(AF_INET, s, &s4.sin_addr) == 1)
-		ep_from_sockaddr(&ep, (struct sockaddr *)&s4);
-	else if (inet_pton(AF_INET6, s, &s6.sin6_addr) == 1)
-		ep_from_sockaddr(&ep, (struct sockaddr *)&s6);
-	else
+	if (alen >= sizeof addr)
 		return -1;
+	memcpy(addr, s, alen);
+	addr[alen] = 0;
+	if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+		ep_from_sockaddr(&ep, (struct sockaddr *)&s4);
+	} else if (inet_pton(AF_INET6, addr, &s6.sin6_addr) == 1) {
+		ep_from_sockaddr(&ep, (struct sockaddr *)&s6);
+		mapped = ep.ip.family == AF_INET;
+	} else {
+		return -1;
+	}
 	max = ep.ip.family == AF_INET ? 32 : 128;
 	prefix = max;
 	if (slash) {
-		char *d = slash + 1;
+		const char *d = slash + 1;
 		size_t n = strlen(d);
 
 		if (n == 0 || n > 3 || strspn(d, "0123456789") != n)
 			return -1;
-		prefix = 0;
-		for (; *d; d++)
+		for (prefix = 0; *d; d++)
 			prefix = prefix * 10 + (unsigned)(*d - '0');
-		/* ::ffff:a.b.c.d/N was matched as IPv4: drop the 96 bits. */
-		if (ep.ip.family == AF_INET && inet_pton(AF_INET, s, &s4.sin_addr) != 1)
+		/* ::ffff:a.b.c.d/N is matched as IPv4: drop the 96 bits. */
+		if (mapped)
 			prefix = prefix >= 96 ? prefix - 96 : 1000;
 		if (prefix > max)
 			return -1;
