@@ -1,0 +1,155 @@
+#!/bin/sh
+# Put an unpacked mbedTLS 3.6 source tree at DESTDIR, taken from Debian's
+# source package of the trixie suite (the 3.6 LTS that OpenWrt ships too;
+# Debian 12 itself has only 2.28).
+#
+# Usage: scripts/mbedtls-src.sh DESTDIR
+#
+# Idempotent: a DESTDIR that already holds a 3.6 tree is left alone. Runs
+# without a terminal (CI). Root (or sudo) is needed only for what changes
+# the machine, below; the download itself runs as the caller.
+# What it may change on the machine, once:
+#   - /etc/apt/sources.list.d/tunneld-trixie-src.sources, a deb-src entry
+#     only: apt gets trixie's Sources index, never its Packages, so
+#     `apt-get install` still picks bookworm's binaries;
+#   - `apt-get update`;
+#   - dpkg-dev, installed when dpkg-source is missing.
+set -eu
+
+usage() { echo "usage: $0 DESTDIR" >&2; exit 2; }
+die() { echo "mbedtls-src: error: $*" >&2; exit 1; }
+say() { echo "mbedtls-src: $*" >&2; }
+
+if [ $# -ne 1 ] || [ -z "$1" ]; then
+	usage
+fi
+dest=${1%/}
+
+want_major=3
+want_minor=6
+suite=trixie
+list=/etc/apt/sources.list.d/tunneld-trixie-src.sources
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+
+# The version a tree declares, as "MAJOR.MINOR.PATCH", or nothing.
+tree_version() {
+	h=$1/include/mbedtls/build_info.h
+	[ -f "$h" ] || return 0
+	awk '$1 == "#define" && $2 == "MBEDTLS_VERSION_STRING" {
+		gsub(/"/, "", $3); print $3; exit }' "$h"
+}
+
+is_wanted() {
+	case $(tree_version "$1") in
+	"$want_major.$want_minor".*) [ -d "$1/library" ] ;;
+	*) return 1 ;;
+	esac
+}
+
+if is_wanted "$dest"; then
+	exit 0
+fi
+if [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ]; then
+	die "$dest exists but is not an mbedTLS $want_major.$want_minor source" \
+		"tree (found: '$(tree_version "$dest")'); remove it and run again"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+exec </dev/null
+
+# Runs a command as root: directly, or through sudo without a password.
+root() {
+	if [ "$(id -u)" = 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo -n "$@"
+	else
+		die "needs root (or sudo) for: $*"
+	fi
+}
+# apt-get as root; waits up to 5 minutes for another apt/dpkg's lock.
+apt_root() { root apt-get -q -o DPkg::Lock::Timeout=300 "$@"; }
+
+# Trixie's InRelease is signed with trixie's archive keys, which bookworm's
+# current debian-archive-keyring (2023.3+deb12u2) carries; an older one is
+# updated from bookworm(-updates). Nothing is ever marked trusted. apt then
+# checks the downloaded .dsc and tarballs against the signed index.
+# The package ships each release's keys alone too, next to the combined
+# keyring: their presence tells the combined one has them.
+has_trixie_keys() {
+	[ -s /usr/share/keyrings/debian-archive-trixie-automatic.gpg ] &&
+		[ -s /usr/share/keyrings/debian-archive-trixie-stable.gpg ] &&
+		[ -s "$keyring" ]
+}
+
+if ! has_trixie_keys; then
+	say "the archive keyring lacks trixie's keys; updating debian-archive-keyring"
+	apt_root update
+	apt_root install -y debian-archive-keyring
+	has_trixie_keys || die "$keyring still has no trixie keys: install a" \
+		"newer debian-archive-keyring (bookworm-updates or bookworm-backports)"
+fi
+
+entry="# Written by tunneld's scripts/mbedtls-src.sh: trixie's source packages,
+# for mbedTLS 3.6. Source only (deb-src): no binary package comes from here.
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: $suite
+Components: main
+Signed-By: $keyring"
+
+if [ "$(cat "$list" 2>/dev/null)" != "$entry" ]; then
+	say "adding $list"
+	printf '%s\n' "$entry" | root tee "$list.new" >/dev/null
+	root mv "$list.new" "$list"
+fi
+
+# apt-get update only when apt does not yet know trixie's mbedtls source.
+knows_source() {
+	apt-get source -qq --print-uris "mbedtls/$suite" >/dev/null 2>&1
+}
+if ! knows_source; then
+	say "apt-get update"
+	apt_root update || die "apt-get update failed (is trixie's Release signed by a key in $keyring?)"
+	knows_source || die "apt knows no mbedtls source package in $suite"
+fi
+
+if ! command -v dpkg-source >/dev/null; then
+	say "installing dpkg-dev (dpkg-source)"
+	apt_root install -y --no-install-recommends dpkg-dev
+fi
+
+# Unpack beside DESTDIR, so the final move is a rename: DESTDIR is either
+# absent or complete, never half there.
+parent=$(dirname "$dest")
+mkdir -p "$parent"
+tmp=$(mktemp -d "$parent/.mbedtls-src.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+# Root's apt downloads as the unprivileged _apt user, where that can write.
+if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then
+	chown _apt "$tmp"
+fi
+
+# No root needed for this one: the tree belongs to whoever runs the build.
+say "apt-get source mbedtls/$suite"
+(cd "$tmp" && apt-get -q source "mbedtls/$suite") ||
+	die "apt-get source mbedtls/$suite failed"
+
+tree=
+for d in "$tmp"/mbedtls-*/; do
+	[ -d "$d" ] && tree=${d%/}
+done
+[ -n "$tree" ] || die "apt-get source unpacked no mbedtls-* directory"
+is_wanted "$tree" ||
+	die "$suite's mbedtls is '$(tree_version "$tree")', not $want_major.$want_minor.x"
+
+if is_wanted "$dest"; then
+	say "$dest was filled meanwhile (another run); keeping it"
+	exit 0
+fi
+if [ -d "$dest" ]; then
+	rmdir "$dest" || die "$dest is not empty"
+fi
+mv "$tree" "$dest"
+say "mbedTLS $(tree_version "$dest") ($(basename "$tree")) in $dest"
