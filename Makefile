@@ -9,25 +9,47 @@ WERROR ?= $(if $(CI),-Werror)
 XCFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR)
 PYTHON ?= /usr/bin/python3
 
-SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c
-HDRS = $(wildcard *.h) config.h
-
 all: tunneld
 
+# Kconfig's defaults, overridden by .config when there is one, become
+# config.h for the C code and config.mk for this file.
 config.h: Kconfig scripts/config.awk $(wildcard .config)
 	awk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
+config.mk: Kconfig scripts/config.awk $(wildcard .config)
+	awk -v fmt=mk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
+include config.mk
+include mbedtls.mk
+
+CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c
+SRCS = $(CORE_SRCS)
+HDRS = $(wildcard *.h) config.h
+ifeq ($(CONFIG_TLS),1)
+SRCS += tls.c
+TLS_CFLAGS = $(MBEDTLS_CFLAGS)
+HOST_LIBS = $(MBEDTLS_HOST_LIBS)
+MUSL_LIBS = $(MBEDTLS_MUSL_LIBS)
+endif
 
 # Linked beside and renamed: a running tunneld keeps its old file.
-tunneld: $(SRCS) $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(LDFLAGS) -o $@.new $(SRCS) && mv $@.new $@
+tunneld: $(SRCS) $(HDRS) $(HOST_LIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(SRCS) $(HOST_LIBS) && mv $@.new $@
 
 # A static, stripped musl binary: what goes on a router.
+STATIC_FLAGS = -Os -static $(XCFLAGS) -ffunction-sections -fdata-sections -Wl,--gc-sections -s
 static: tunneld-static
-tunneld-static: $(SRCS) $(HDRS)
-	@command -v musl-gcc >/dev/null || $(MAKE) deps-static
-	musl-gcc -Os -static $(XCFLAGS) -ffunction-sections -fdata-sections \
-		-Wl,--gc-sections -s -o $@ $(SRCS)
+tunneld-static: $(SRCS) $(HDRS) $(MUSL_LIBS) | deps-static
+	musl-gcc $(STATIC_FLAGS) $(TLS_CFLAGS) -o $@ $(SRCS) $(MUSL_LIBS)
 	@ls -l $@ | awk '{ print "tunneld-static: " $$5 " bytes" }'
+$(MUSL_LIBS): | deps-static
+
+# Every feature off: the smallest router build, and proof that each
+# feature compiles out (the -D hooks of config.h override its defaults).
+MIN_DEFS = -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0
+tunneld-min: $(CORE_SRCS) $(HDRS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
+tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
+	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
+	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
 
 run: tunneld
 	./tunneld --listen 127.0.0.1:3128 --log stderr -v
@@ -52,7 +74,8 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 deps-static:
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools
+	@command -v musl-gcc >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools
 
 check: deps tunneld $(TEST_BINS)
 	@for t in $(TEST_BINS); do ./$$t || exit 1; done
@@ -63,6 +86,7 @@ install: tunneld
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld
 
 clean:
-	rm -f tunneld tunneld-static config.h config.h.tmp $(TEST_BINS)
+	rm -f tunneld tunneld.new tunneld-static tunneld-min tunneld-min-static \
+		config.h config.mk $(TEST_BINS)
 
 .PHONY: all static run deps deps-static check install clean

@@ -18,22 +18,31 @@
 
 struct half {
 	int in, out;
+	ssize_t (*rd)(int, void *, size_t);        /* read(2) or TLS */
+	ssize_t (*wr)(int, const void *, size_t);  /* write(2) or TLS */
 	size_t len, off;        /* bytes held, and written so far (copy mode) */
 	int eof, shut;
+	void (*end)(void);                         /* before the half-close */
 	int pipe[2];            /* splice mode when pipe[0] >= 0 */
 	unsigned long long *count;
 	char buf[CONFIG_RELAY_BUF];
 };
 
-static void half_init(struct half *h, int in, int out, unsigned long long *count)
+/* rd and wr: NULL for plain read(2)/write(2), which may splice instead. */
+static void half_init(struct half *h, int in, int out, unsigned long long *count,
+		      ssize_t (*rd)(int, void *, size_t), ssize_t (*wr)(int, const void *, size_t))
 {
 	h->in = in;
 	h->out = out;
+	h->rd = rd ? rd : read;
+	h->wr = wr ? wr : write;
 	h->len = h->off = 0;
 	h->eof = h->shut = 0;
+	h->end = NULL;
 	h->count = count;
 	h->pipe[0] = h->pipe[1] = -1;
-	if (CONFIG_SPLICE && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+	/* Bytes that pass through TLS must come into user space. */
+	if (CONFIG_SPLICE && !rd && !wr && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		h->pipe[0] = h->pipe[1] = -1;
 }
 
@@ -57,7 +66,7 @@ static ssize_t fill(struct half *h)
 		half_close(h);  /* this fd cannot splice: copy instead */
 		h->pipe[0] = -1;
 	}
-	n = read(h->in, h->buf, sizeof h->buf);
+	n = h->rd(h->in, h->buf, sizeof h->buf);
 	h->off = 0;
 	return n;
 }
@@ -67,7 +76,7 @@ static ssize_t drain(struct half *h)
 	if (CONFIG_SPLICE && h->pipe[0] >= 0)
 		return splice(h->pipe[0], NULL, h->out, NULL, h->len,
 			      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-	ssize_t n = write(h->out, h->buf + h->off, h->len);
+	ssize_t n = h->wr(h->out, h->buf + h->off, h->len);
 	if (n > 0)
 		h->off += (size_t)n;
 	return n;
@@ -111,20 +120,25 @@ static const char *step(struct half *h, short revents)
 	 * on and keep relaying the other direction. */
 	if (h->eof && h->len == 0 && !h->shut) {
 		h->shut = 1;
+		if (h->end)
+			h->end();
 		if (shutdown(h->out, SHUT_WR) < 0 && errno == ENOTSOCK)
 			close(h->out);
 	}
 	return NULL;
 }
 
-const char *relay(int cin, int cout, int target, int idle_ms, struct relay_stats *st)
+const char *relay(int cin, int cout, int target, int idle_ms, const struct relay_io *io,
+		  struct relay_stats *st)
 {
 	struct half up, down;
 	struct half *hs[2] = { &up, &down };
 	const char *why = NULL;
 
-	half_init(&up, cin, target, &st->up);
-	half_init(&down, target, cout, &st->down);
+	half_init(&up, cin, target, &st->up, io ? io->read : NULL, NULL);
+	half_init(&down, target, cout, &st->down, NULL, io ? io->write : NULL);
+	if (io)
+		down.end = io->end;
 	fcntl(cin, F_SETFL, fcntl(cin, F_GETFL) | O_NONBLOCK);
 	fcntl(cout, F_SETFL, fcntl(cout, F_GETFL) | O_NONBLOCK);
 	fcntl(target, F_SETFL, fcntl(target, F_GETFL) | O_NONBLOCK);
@@ -133,6 +147,8 @@ const char *relay(int cin, int cout, int target, int idle_ms, struct relay_stats
 		struct pollfd pfd[2];
 		int i, r;
 
+		int held = 0;
+
 		for (i = 0; i < 2; i++) {
 			struct half *h = hs[i];
 
@@ -140,7 +156,16 @@ const char *relay(int cin, int cout, int target, int idle_ms, struct relay_stats
 			pfd[i].events = h->len ? POLLOUT : POLLIN;
 			pfd[i].revents = 0;
 		}
-		r = poll(pfd, 2, idle_ms);
+		/* Bytes the TLS library holds are not visible to poll(). */
+		if (io && io->pending && !up.len && !up.eof && io->pending()) {
+			held = 1;
+			pfd[0].fd = -1;
+		}
+		r = poll(pfd, 2, held ? 0 : idle_ms);
+		if (held) {
+			pfd[0].revents = POLLIN;
+			r++;
+		}
 		if (r == 0)
 			why = "idle";
 		else if (r < 0 && errno != EINTR)

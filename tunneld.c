@@ -28,6 +28,7 @@
 #include "net.h"
 #include "relay.h"
 #include "sni.h"
+#include "tls.h"
 
 #define VERSION "0.1.0"
 
@@ -40,6 +41,7 @@ struct opts {
 	const char *listen[LISTEN_MAX];
 	int nlisten;
 	const char *acl_path;
+	const char *cert, *key;
 	const char *user;
 	int connect_timeout, header_timeout, idle_timeout, max_conns;
 	enum log_sink log;
@@ -55,6 +57,7 @@ struct conn {
 	struct request req;
 	int parsed;             /* req holds a valid target */
 	int answered;           /* 200 sent: no status can reach the client now */
+	int tls;                /* the client speaks TLS to us */
 	int status;
 	const char *reason;
 	struct relay_stats st;
@@ -77,28 +80,52 @@ static void log_conn(const struct conn *c)
 	       c->reason ? " reason=" : "", c->reason ? c->reason : "");
 }
 
-/* Write all of buf to fd within timeout_ms. 0 or -1. */
-static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
+/* Write all of buf to fd within timeout_ms with wr (write(2) or TLS).
+ * 0 or -1. */
+static int write_all(int fd, const char *buf, size_t len, int timeout_ms,
+		     ssize_t (*wr)(int, const void *, size_t))
 {
 	long long deadline = now_ms() + timeout_ms;
 
 	while (len) {
 		struct pollfd p = { fd, POLLOUT, 0 };
+		long long left = deadline - now_ms();
 		ssize_t n;
 
-		if (poll(&p, 1, (int)(deadline - now_ms())) <= 0 && errno != EINTR)
+		if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
 			return -1;
-		n = write(fd, buf, len);
+		n = wr(fd, buf, len);
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			return -1;
 		if (n > 0) {
 			buf += n;
 			len -= (size_t)n;
 		}
-		if (now_ms() >= deadline && len)
-			return -1;
 	}
 	return 0;
+}
+
+static int client_write(const struct conn *c, const char *buf, size_t len)
+{
+	return write_all(1, buf, len, 5000, c->tls ? tls_write : write);
+}
+
+/* Read what the client sent into buf, waiting until deadline. Returns the
+ * count, 0 at its end, -1 on an error, -2 when the time ran out. */
+static ssize_t client_read(const struct conn *c, char *buf, size_t len, long long deadline)
+{
+	for (;;) {
+		struct pollfd p = { 0, POLLIN, 0 };
+		long long left = deadline - now_ms();
+		ssize_t n;
+
+		/* What the TLS library already holds, poll() cannot see. */
+		if (!(c->tls && tls_pending()) && (left <= 0 || poll(&p, 1, (int)left) == 0))
+			return -2;
+		n = c->tls ? tls_read(0, buf, len) : read(0, buf, len);
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
+			return n < 0 ? -1 : n;
+	}
 }
 
 static const char *body_for(int status)
@@ -134,19 +161,15 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 				 status == 405 ? "Allow: CONNECT\r\n" : "",
 				 strlen(body) + 1, body);
 
-		if (n > 0 && (size_t)n < sizeof msg &&
-		    write_all(1, msg, (size_t)n, 5000) == 0 && shutdown(1, SHUT_WR) == 0) {
+		if (n > 0 && (size_t)n < sizeof msg && client_write(c, msg, (size_t)n) == 0) {
 			long long deadline = now_ms() + 2000;
-			struct pollfd p = { 0, POLLIN, 0 };
-			int drained = 0;
+			ssize_t r = 1;
 
-			while (drained < 65536 && poll(&p, 1, (int)(deadline - now_ms())) > 0) {
-				ssize_t r = read(0, c->buf, sizeof c->buf);
-
-				if (r <= 0)
-					break;
-				drained += (int)r;
-			}
+			if (c->tls)
+				tls_shutdown();
+			shutdown(1, SHUT_WR);
+			for (int drained = 0; drained < 65536 && r > 0; drained += (int)r)
+				r = client_read(c, c->buf, sizeof c->buf, deadline);
 		}
 	}
 	log_conn(c);
@@ -160,21 +183,16 @@ static void read_head(struct conn *c)
 	long long deadline = c->start + c->o->header_timeout * 1000LL;
 
 	while (!(c->head = http_head_end(c->buf, c->len))) {
-		struct pollfd p = { 0, POLLIN, 0 };
-		long long left = deadline - now_ms();
 		ssize_t n;
 
 		if (c->len == sizeof c->buf)
 			reply_and_exit(c, 431, "header-too-large", 0);
-		if (left <= 0 || poll(&p, 1, (int)left) == 0)
+		n = client_read(c, c->buf + c->len, sizeof c->buf - c->len, deadline);
+		if (n == -2)
 			reply_and_exit(c, 408, "header-timeout", 0);
-		n = read(0, c->buf + c->len, sizeof c->buf - c->len);
-		if (n == 0)
-			reply_and_exit(c, 0, "client-closed", 0);
-		if (n < 0 && errno != EINTR && errno != EAGAIN)
-			reply_and_exit(c, 0, "client-error", 0);
-		if (n > 0)
-			c->len += (size_t)n;
+		if (n <= 0)
+			reply_and_exit(c, 0, n ? "client-error" : "client-closed", 0);
+		c->len += (size_t)n;
 	}
 }
 
@@ -188,24 +206,18 @@ static void read_hello(struct conn *c, struct acl_query *q)
 	char sni[HOST_MAX + 2];
 	int r;
 
-	if (write_all(1, ok, sizeof ok - 1, 5000) < 0)
+	if (client_write(c, ok, sizeof ok - 1) < 0)
 		reply_and_exit(c, 0, "client-error", 0);
 	c->answered = 1;
 	while ((r = tls_hello_sni((unsigned char *)c->buf + c->head, c->len - c->head,
 				  sni, sizeof sni)) == 0 && c->len < sizeof c->buf) {
-		struct pollfd p = { 0, POLLIN, 0 };
-		long long left = deadline - now_ms();
-		ssize_t n;
+		ssize_t n = client_read(c, c->buf + c->len, sizeof c->buf - c->len, deadline);
 
-		if (left <= 0 || poll(&p, 1, (int)left) == 0)
-			break;
-		n = read(0, c->buf + c->len, sizeof c->buf - c->len);
-		if (n == 0)
-			break;
-		if (n < 0 && errno != EINTR && errno != EAGAIN)
+		if (n == -1)
 			reply_and_exit(c, 0, "client-error", 0);
-		if (n > 0)
-			c->len += (size_t)n;
+		if (n <= 0)
+			break;  /* the end, or no more in time: judge what came */
+		c->len += (size_t)n;
 	}
 	q->tls = r != -1 && c->len > c->head;
 	if (q->tls && sni[0]) {
@@ -327,7 +339,16 @@ static void serve(const struct opts *o, struct acl *acl)
 		ep_from_sockaddr(&c->local, (struct sockaddr *)&ss);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* In inetd mode the rules are read per connection. */
+	/* In inetd mode the key and the rules are read per connection. */
+	if (CONFIG_TLS && o->cert) {
+		if (!o->nown && tls_server_init(o->cert, o->key, err, sizeof err) < 0) {
+			logmsg(LOG_ERR, "%s", err);
+			reply_and_exit(c, 0, "bad-tls-files", EXIT_CONFIG);
+		}
+		if (tls_accept(o->header_timeout * 1000, &why) < 0)
+			reply_and_exit(c, 0, why, 0);
+		c->tls = 1;
+	}
 	if (o->acl_path && !o->nown &&
 	    acl_load(acl, o->acl_path, err, sizeof err) < 0) {
 		logmsg(LOG_ERR, "%s", err);
@@ -350,18 +371,19 @@ static void serve(const struct opts *o, struct acl *acl)
 	if (!c->answered) {
 		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 
-		if (write_all(1, ok, sizeof ok - 1, 5000) < 0)
+		if (client_write(c, ok, sizeof ok - 1) < 0)
 			reply_and_exit(c, 0, "client-error", 0);
 		c->answered = 1;
 	}
 	c->status = 200;
 	/* Bytes the client sent before the answer go first. */
 	if (c->len > c->head) {
-		if (write_all(fd, c->buf + c->head, c->len - c->head, o->idle_timeout * 1000) < 0)
+		if (write_all(fd, c->buf + c->head, c->len - c->head, o->idle_timeout * 1000, write) < 0)
 			reply_and_exit(c, 200, "target-error", 0);
 		c->st.up += c->len - c->head;
 	}
-	why = relay(0, 1, fd, o->idle_timeout * 1000, &c->st);
+	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
+	why = relay(0, 1, fd, o->idle_timeout * 1000, c->tls ? &tls_io : NULL, &c->st);
 	reply_and_exit(c, 200, why, 0);
 }
 
@@ -486,6 +508,8 @@ static const char usage[] =
 	"  -l, --listen [ADDR:]PORT  accept connections itself, one process each;\n"
 	"                            repeatable; IPv6 as [::1]:3128\n"
 	"  -a, --acl FILE            access rules (default: the built-in rules)\n"
+	"  -c, --cert FILE           TLS certificate chain, PEM  } both given: clients\n"
+	"  -k, --key FILE            TLS private key, PEM        } speak TLS to tunneld\n"
 	"      --connect-timeout SEC connecting to the target (default 10)\n"
 	"      --header-timeout SEC  the whole request header (default 10)\n"
 	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
@@ -529,6 +553,8 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "listen", required_argument, 0, 'l' },
 		{ "acl", required_argument, 0, 'a' },
+		{ "cert", required_argument, 0, 'c' },
+		{ "key", required_argument, 0, 'k' },
 		{ "connect-timeout", required_argument, 0, 1 },
 		{ "header-timeout", required_argument, 0, 2 },
 		{ "idle-timeout", required_argument, 0, 3 },
@@ -553,7 +579,7 @@ int main(int argc, char **argv)
 	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
 	log_open(o.log, 0);
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":l:a:vVh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":l:a:c:k:vVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
 			if (o.nlisten == LISTEN_MAX)
@@ -561,6 +587,8 @@ int main(int argc, char **argv)
 			o.listen[o.nlisten++] = optarg;
 			break;
 		case 'a': o.acl_path = optarg; break;
+		case 'c': o.cert = optarg; break;
+		case 'k': o.key = optarg; break;
 		case 1: o.connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
 		case 2: o.header_timeout = number("--header-timeout", optarg, 1, 3600); break;
 		case 3: o.idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
@@ -611,6 +639,14 @@ int main(int argc, char **argv)
 	}
 	if (listen_only && !nfds)
 		usage_error("%s works with --listen only", listen_only);
+	if (!o.cert != !o.key)
+		usage_error("%s", "--cert and --key go together");
+	if (!CONFIG_TLS && o.cert)
+		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
+	if (CONFIG_TLS && o.cert && nfds && tls_server_init(o.cert, o.key, err, sizeof err) < 0) {
+		logmsg(LOG_ERR, "%s", err);
+		return EXIT_CONFIG;
+	}
 	if (!o.acl_path && acl_parse(&acl, acl_builtin, strlen(acl_builtin), "built-in",
 				     err, sizeof err) < 0) {
 		logmsg(LOG_ERR, "%s", err);

@@ -1,5 +1,6 @@
 # Turn Kconfig defaults, overridden by an optional .config, into config.h.
 # Usage: awk -f scripts/config.awk Kconfig [.config]
+#        awk -v fmt=mk -f scripts/config.awk Kconfig [.config]  (for make)
 # Every symbol becomes CONFIG_NAME 0/1 or a number, behind #ifndef so a
 # packager can override one with -DCONFIG_NAME=... without patching.
 FNR == 1 { file++ }
@@ -17,14 +18,22 @@ file == 2 && /^# CONFIG_[A-Z0-9_]+ is not set/ {
 	next
 }
 END {
-	print "/* Generated from Kconfig and .config by scripts/config.awk; do not edit. */"
-	print "#ifndef CONFIG_H"
-	print "#define CONFIG_H"
+	if (fmt == "mk")
+		print "# Generated from Kconfig and .config by scripts/config.awk; do not edit."
+	else {
+		print "/* Generated from Kconfig and .config by scripts/config.awk; do not edit. */"
+		print "#ifndef CONFIG_H"
+		print "#define CONFIG_H"
+	}
 	for (i = 1; i <= n; i++) {
 		s = order[i]; v = val[s]
 		if (type[s] == "bool") v = (v == "y") ? 1 : 0
 		else if (v !~ /^[0-9]+$/) { print "bad value for " s ": " v > "/dev/stderr"; exit 1 }
-		printf "#ifndef CONFIG_%s\n#define CONFIG_%s %s\n#endif\n", s, s, v
+		if (fmt == "mk")
+			printf "CONFIG_%s := %s\n", s, v
+		else
+			printf "#ifndef CONFIG_%s\n#define CONFIG_%s %s\n#endif\n", s, s, v
 	}
-	print "#endif"
+	if (fmt != "mk")
+		print "#endif"
 }

@@ -1,0 +1,160 @@
+/* TLS 1.3/1.2 toward the client with mbedTLS 3.6: server side only here. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mbedtls/net_sockets.h>  /* the error codes only: NET_C is off */
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <mbedtls/psa_util.h>
+#include <psa/crypto.h>
+
+#include "net.h"
+#include "tls.h"
+
+#ifndef TUNNELD_MBEDTLS_CONFIG
+#error "mbedTLS must be built with the project's mbedtls_config.h"
+#endif
+
+static mbedtls_ssl_config conf;
+static mbedtls_x509_crt chain;
+static mbedtls_pk_context key;
+static mbedtls_ssl_context ssl;
+
+/* The bio callbacks: fd 0 reads and fd 1 writes, as inetd hands them. */
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	ssize_t n = send(1, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	(void)ctx;
+	if (n >= 0)
+		return (int)n;
+	return errno == EAGAIN || errno == EINTR ? MBEDTLS_ERR_SSL_WANT_WRITE
+						 : MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+	ssize_t n = recv(0, buf, len, MSG_DONTWAIT);
+
+	(void)ctx;
+	if (n >= 0)
+		return (int)n;
+	return errno == EAGAIN || errno == EINTR ? MBEDTLS_ERR_SSL_WANT_READ
+						 : MBEDTLS_ERR_NET_RECV_FAILED;
+}
+
+int tls_server_init(const char *cert, const char *keyfile, char *err, size_t errlen)
+{
+	int r;
+
+	if (psa_crypto_init() != PSA_SUCCESS) {
+		snprintf(err, errlen, "TLS: the crypto library did not start");
+		return -1;
+	}
+	mbedtls_x509_crt_init(&chain);
+	mbedtls_pk_init(&key);
+	mbedtls_ssl_config_init(&conf);
+	if ((r = mbedtls_x509_crt_parse_file(&chain, cert)) != 0) {
+		snprintf(err, errlen, "%s: not a readable PEM certificate chain (-0x%04x)", cert, -r);
+		return -1;
+	}
+	r = mbedtls_pk_parse_keyfile(&key, keyfile, NULL, mbedtls_psa_get_random,
+				     MBEDTLS_PSA_RANDOM_STATE);
+	if (r) {
+		snprintf(err, errlen, "%s: not a readable, unencrypted PEM private key (-0x%04x)",
+			 keyfile, -r);
+		return -1;
+	}
+	if (mbedtls_ssl_config_defaults(&conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+					MBEDTLS_SSL_PRESET_DEFAULT) ||
+	    (r = mbedtls_ssl_conf_own_cert(&conf, &chain, &key))) {
+		snprintf(err, errlen, "%s, %s: the key does not fit the certificate", cert, keyfile);
+		return -1;
+	}
+	if (mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
+				  MBEDTLS_PSA_RANDOM_STATE)) {
+		snprintf(err, errlen, "%s: the key does not belong to the certificate in %s",
+			 keyfile, cert);
+		return -1;
+	}
+	mbedtls_ssl_conf_rng(&conf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+	mbedtls_ssl_conf_min_tls_version(&conf, MBEDTLS_SSL_VERSION_TLS1_2);
+	return 0;
+}
+
+/* Wait until the socket can do what mbedTLS asked for. */
+static int wait_io(int want, long long deadline)
+{
+	struct pollfd p = { want == MBEDTLS_ERR_SSL_WANT_WRITE ? 1 : 0,
+			    want == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT : POLLIN, 0 };
+	long long left = deadline - now_ms();
+
+	return left > 0 && poll(&p, 1, (int)left) > 0 ? 0 : -1;
+}
+
+int tls_accept(int timeout_ms, const char **why)
+{
+	long long deadline = now_ms() + timeout_ms;
+	int r;
+
+	mbedtls_ssl_init(&ssl);
+	if (mbedtls_ssl_setup(&ssl, &conf)) {
+		*why = "tls-setup";
+		return -1;
+	}
+	mbedtls_ssl_set_bio(&ssl, NULL, bio_send, bio_recv, NULL);
+	while ((r = mbedtls_ssl_handshake(&ssl)) != 0) {
+		if (r != MBEDTLS_ERR_SSL_WANT_READ && r != MBEDTLS_ERR_SSL_WANT_WRITE) {
+			*why = "tls-handshake";
+			return -1;
+		}
+		if (wait_io(r, deadline) < 0) {
+			*why = "tls-handshake-timeout";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+ssize_t tls_read(int fd, void *buf, size_t len)
+{
+	int r;
+
+	(void)fd;
+	r = mbedtls_ssl_read(&ssl, buf, len);
+	if (r >= 0)
+		return r;
+	if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+		return 0;
+	/* A record that carried no data (a TLS 1.3 post-handshake message). */
+	errno = r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE ? EAGAIN
+		: r == MBEDTLS_ERR_NET_CONN_RESET ? ECONNRESET : EIO;
+	return -1;
+}
+
+ssize_t tls_write(int fd, const void *buf, size_t len)
+{
+	int r;
+
+	(void)fd;
+	r = mbedtls_ssl_write(&ssl, buf, len);
+	if (r >= 0)
+		return r;
+	errno = r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE ? EAGAIN : EPIPE;
+	return -1;
+}
+
+int tls_pending(void)
+{
+	return mbedtls_ssl_check_pending(&ssl) != 0;
+}
+
+void tls_shutdown(void)
+{
+	(void)mbedtls_ssl_close_notify(&ssl);
+}

@@ -1,0 +1,34 @@
+#ifndef TLS_H
+#define TLS_H
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+/* TLS toward the client (mbedTLS 3.6). One connection per process, so the
+ * session lives in tls.c. The read/write calls have read(2)'s shape for the
+ * relay: -1 with errno EAGAIN when they would block, 0 at the peer's end. */
+#if CONFIG_TLS
+/* Load the certificate chain and key; 0, or -1 with "FILE: why" in err. */
+int tls_server_init(const char *cert, const char *key, char *err, size_t errlen);
+/* Handshake on the client socket (fd 0 reads, fd 1 writes) within
+ * timeout_ms. 0, or -1 with a short reason in *why. */
+int tls_accept(int timeout_ms, const char **why);
+ssize_t tls_read(int fd, void *buf, size_t len);
+ssize_t tls_write(int fd, const void *buf, size_t len);
+/* Decrypted or undecrypted bytes held inside the library: poll() cannot
+ * see them, so the caller reads before polling again. */
+int tls_pending(void);
+/* Send close_notify: the end of what we send, as a TCP half-close. */
+void tls_shutdown(void);
+#else
+static inline int tls_server_init(const char *c, const char *k, char *e, size_t n)
+{ (void)c; (void)k; (void)e; (void)n; return -1; }
+static inline int tls_accept(int t, const char **w) { (void)t; *w = "no-tls"; return -1; }
+static inline ssize_t tls_read(int f, void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }
+static inline ssize_t tls_write(int f, const void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }
+static inline int tls_pending(void) { return 0; }
+static inline void tls_shutdown(void) { }
+#endif
+
+#endif
