@@ -219,7 +219,7 @@ static void read_hello(struct conn *c, struct acl_query *q)
 			break;  /* the end, or no more in time: judge what came */
 		c->len += (size_t)n;
 	}
-	q->tls = r != -1 && c->len > c->head;
+	q->tls = r == 1;  /* a whole ClientHello record, nothing less */
 	if (q->tls && sni[0]) {
 		size_t a = strlen(sni), b = strlen(c->req.host);
 

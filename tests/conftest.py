@@ -17,6 +17,7 @@ import ssl
 import subprocess
 import threading
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -30,18 +31,28 @@ OK_REPLY = b"HTTP/1.1 200 Connection established\r\n\r\n"
 # Rules for most tests: the loopback targets the tests start are allowed.
 LOOPBACK_ACL = "allow to 127.0.0.0/8,::1\ndeny\n"
 MODES = ["listen", "inetd"]
+# and systemd Accept=no: the listening socket is passed in (LISTEN_FDS)
+ALL_MODES = MODES + ["systemd"]
 HTTPS_BODY = b"hello from the https target\n"
 
 
 # --------------------------------------------------------------------------
 # small helpers
 
-def binary():
+def binary_problem():
+    """None if the tunneld binary ($TUNNELD or <repo>/tunneld) is usable."""
     path = Path(os.environ.get("TUNNELD") or REPO / "tunneld")
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"tunneld binary not found or not executable: {path} "
-                    "(run `make` at the repository root, or set TUNNELD)")
-    return str(path)
+    if path.is_file() and os.access(path, os.X_OK):
+        return None
+    return (f"tunneld binary not found or not executable: {path} "
+            "(run `make` at the repository root, or set TUNNELD)")
+
+
+def binary():
+    problem = binary_problem()
+    if problem:
+        pytest.fail(problem)
+    return str(Path(os.environ.get("TUNNELD") or REPO / "tunneld"))
 
 
 def clean_env():
@@ -136,45 +147,43 @@ class Client:
 
     def __init__(self, host, port, timeout=5.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.port = self.sock.getsockname()[1]     # local port, as in the log line
         self.timeout = timeout
-        self.buf = b""
-
-    @property
-    def port(self):
-        return self.sock.getsockname()[1]
+        self.buf = bytearray()
 
     def send(self, data):
         self.sock.sendall(data)
 
     def _fill(self, deadline):
         self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = self.sock.recv(65536)
+        chunk = self.sock.recv(262144)
         self.buf += chunk
         return chunk
+
+    def _take(self, n):
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
 
     def read_until(self, marker, timeout=None, limit=1 << 20):
         deadline = time.monotonic() + (timeout or self.timeout)
         while marker not in self.buf:
             if len(self.buf) > limit or not self._fill(deadline):
                 raise AssertionError(f"no {marker!r} before EOF/limit; got {self.buf[:300]!r}")
-        i = self.buf.index(marker) + len(marker)
-        out, self.buf = self.buf[:i], self.buf[i:]
-        return out
+        return self._take(self.buf.index(marker) + len(marker))
 
     def read_exact(self, n, timeout=None):
         deadline = time.monotonic() + (timeout or self.timeout)
         while len(self.buf) < n:
             if not self._fill(deadline):
                 raise AssertionError(f"EOF after {len(self.buf)} of {n} bytes: {self.buf[:200]!r}")
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        return self._take(n)
 
     def read_to_eof(self, timeout=None, limit=64 << 20):
         deadline = time.monotonic() + (timeout or self.timeout)
         while len(self.buf) <= limit and self._fill(deadline):
             pass
-        out, self.buf = self.buf, b""
-        return out
+        return self._take(len(self.buf))
 
     def end_state(self, timeout=3.0):
         """How the peer ends the stream: 'eof', 'reset', or 'open' (still
@@ -236,15 +245,16 @@ def connect_head(target, *headers):
 
 
 def assert_error_reply(client, resp, status):
-    """The error reply format of DESIGN §4, then the connection closes."""
-    assert resp.status == status, resp
-    assert resp.version == "HTTP/1.1" and resp.reason, resp
+    """The error reply format of DESIGN §4, then the connection closes.
+    Closes the client."""
+    assert resp.status_line == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", resp
     assert (resp.header("Content-Type") or "").split(";")[0] == "text/plain", resp
     assert (resp.header("Connection") or "").lower() == "close", resp
     assert resp.header("Content-Length") == str(len(resp.body)), resp
     assert resp.body.endswith(b"\n") and resp.body.count(b"\n") == 1, resp
     assert client.end_state(3) in ("eof", "reset"), "connection not closed after error reply"
     assert client.buf == b"", f"bytes after the error body: {client.buf!r}"
+    client.close()      # tunneld may linger for our FIN before it logs and exits
 
 
 def open_tunnel(proxy, target, payload=b"", timeout=5.0, via=None):
@@ -261,8 +271,10 @@ def open_tunnel(proxy, target, payload=b"", timeout=5.0, via=None):
 # tunneld processes
 
 class Proxy:
-    """One tunneld: listen mode (`tunneld --listen`) or inetd mode
-    (systemd-socket-activate --inetd -a spawning one tunneld per connection)."""
+    """One tunneld: listen mode (`tunneld --listen`), inetd mode
+    (systemd-socket-activate --inetd -a spawning one tunneld per connection)
+    or systemd mode (systemd-socket-activate passing the listening socket,
+    LISTEN_FDS=1, as for a systemd unit with Accept=no)."""
 
     def __init__(self, workdir, netfiles, mode="listen", acl=LOOPBACK_ACL, args=(),
                  host="127.0.0.1"):
@@ -278,8 +290,10 @@ class Proxy:
             opts += ["--acl", str(self.acl_path)]
         if mode == "listen":
             cmd = [binary(), "--listen", hostport, *opts]
-        else:
+        elif mode == "inetd":
             cmd = ["systemd-socket-activate", "--inetd", "-a", "-l", hostport, binary(), *opts]
+        else:
+            cmd = ["systemd-socket-activate", "-l", hostport, binary(), *opts]
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(netns_wrap(cmd, netfiles), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.logf,
@@ -295,7 +309,9 @@ class Proxy:
         return self.log_path.read_bytes().decode("utf-8", "replace")
 
     def log_lines(self):
-        return [parse_logfmt(l) for l in self.log_text().splitlines() if "client=" in l]
+        """Connection log lines as dicts; "_raw" holds the line itself."""
+        return [dict(parse_logfmt(line), _raw=line)
+                for line in self.log_text().split("\n") if "client=" in line]
 
     def wait_log(self, pred, timeout=5.0, what="a matching"):
         """The first connection log line (as a dict) for which pred holds."""
@@ -346,10 +362,12 @@ class TargetServer:
     """Threaded TCP server on host; handler(conn, server) runs per connection.
     `accepted` counts connections; handlers may append to `results`."""
 
-    def __init__(self, handler, host="127.0.0.1", port=0, backlog=256):
+    def __init__(self, handler, host="127.0.0.1", port=0, backlog=256, reuse_port=False):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:          # a fixed port another test run may hold too
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self.sock.bind((host, port))
         self.sock.listen(backlog)
         self.sock.settimeout(0.1)
@@ -357,7 +375,6 @@ class TargetServer:
         self.handler = handler
         self.accepted = 0
         self.results = []
-        self.peers = []
         self.conns = []
         self.lock = threading.Lock()
         self.stopping = False
@@ -371,14 +388,13 @@ class TargetServer:
     def _loop(self):
         while not self.stopping:
             try:
-                conn, peer = self.sock.accept()
+                conn, _ = self.sock.accept()
             except (socket.timeout, TimeoutError):
                 continue
             except OSError:
                 return
             with self.lock:
                 self.accepted += 1
-                self.peers.append(peer)
                 self.conns.append(conn)
             conn.settimeout(30)
             threading.Thread(target=self._run, args=(conn,), daemon=True).start()
@@ -472,6 +488,10 @@ def https_handler(ctx):
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
                     + str(len(HTTPS_BODY)).encode() + b"\r\nConnection: close\r\n\r\n"
                     + HTTPS_BODY)
+        try:
+            tls.unwrap()                        # close_notify, as OpenSSL 3 wants
+        except (ssl.SSLError, OSError):
+            pass
         tls.close()
     return handler
 
@@ -479,9 +499,11 @@ def https_handler(ctx):
 # --------------------------------------------------------------------------
 # fixtures
 
-@pytest.fixture(scope="session")
-def tunneld_binary():
-    return binary()
+def pytest_sessionstart(session):
+    """No binary: stop at once with a failure, not a wall of errors or skips."""
+    problem = binary_problem()
+    if problem:
+        pytest.exit("FAILED: " + problem, returncode=1)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -521,8 +543,19 @@ def make_proxy(tmp_path, netfiles):
 
 @pytest.fixture
 def proxy(make_proxy, mode):
-    """A tunneld in each mode with the loopback rules."""
+    """A tunneld in listen and inetd mode with the loopback rules."""
     return make_proxy(mode)
+
+
+@pytest.fixture(params=ALL_MODES)
+def any_mode(request):
+    return request.param
+
+
+@pytest.fixture
+def any_proxy(make_proxy, any_mode):
+    """A tunneld in each of the three ways it is started, loopback rules."""
+    return make_proxy(any_mode)
 
 
 @pytest.fixture
@@ -566,8 +599,3 @@ def https_target(tls_files):
     srv.cafile = str(cert)
     yield srv
     srv.close()
-
-
-def client_tls_context(cafile):
-    ctx = ssl.create_default_context(cafile=cafile)
-    return ctx

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import (Client, assert_error_reply, binary, clean_env, connect_head, free_port,
-                      netns_wrap, run_tunneld)
+                      listening, netns_wrap, open_tunnel, run_tunneld, wait_until)
 
 
 def test_help(netfiles):
@@ -83,16 +83,19 @@ def test_missing_rules_file_exit_78(tmp_path, netfiles):
     assert str(acl).encode() in r.stderr
 
 
-def spawn_inetd(netfiles, args):
+def spawn_inetd(netfiles, args, stderr_is_client=False):
     """Accept one connection and hand it to tunneld on fd 0/1, as tcpserver
-    does; return (client socket, Popen)."""
+    does (or on fd 0/1/2 with the default syslog, as busybox inetd does);
+    return (client, Popen)."""
     lsock = socket.create_server(("127.0.0.1", 0))
     client = Client("127.0.0.1", lsock.getsockname()[1])
     conn, _ = lsock.accept()
     lsock.close()
-    proc = subprocess.Popen(netns_wrap([binary(), "--log", "stderr", *args], netfiles),
+    log = [] if stderr_is_client else ["--log", "stderr"]
+    proc = subprocess.Popen(netns_wrap([binary(), *log, *args], netfiles),
                             stdin=conn.fileno(), stdout=conn.fileno(),
-                            stderr=subprocess.PIPE, env=clean_env())
+                            stderr=conn.fileno() if stderr_is_client else subprocess.PIPE,
+                            env=clean_env())
     conn.close()
     return client, proc
 
@@ -131,3 +134,52 @@ def test_inetd_session_exit_0(tmp_path, netfiles, echo):
     rc, err = finish(proc)
     assert rc == 0, err
     assert b"status=200" in err and b"up=5 down=5" in err, err
+
+
+@pytest.mark.parametrize("kind", ["long-file", "many-rules"])
+def test_oversized_rules_refused_or_applied_whole(tmp_path, netfiles, echo, kind):
+    """A rules file beyond tunneld's limits is refused at start (78, naming
+    the file) or applied whole: never cut short so that its last rule vanishes."""
+    if kind == "long-file":
+        filler = "".join(f"# comment line {i:05d} ................................\n"
+                         for i in range(1000))
+    else:
+        filler = "".join(f"deny to 10.{i // 256}.{i % 256}.0/24\n" for i in range(1000))
+    acl = tmp_path / "rules"
+    acl.write_text(filler + "allow to 127.0.0.1\ndeny\n")
+    port = free_port()
+    proc = subprocess.Popen(netns_wrap([binary(), "--log", "stderr", "--listen",
+                                        f"127.0.0.1:{port}", "--acl", str(acl)], netfiles),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=clean_env())
+    try:
+        wait_until(lambda: listening(port) or proc.poll() is not None, 5)
+        if proc.poll() is not None:
+            err = proc.stderr.read()
+            assert proc.returncode == 78 and str(acl).encode() in err, (proc.returncode, err)
+        else:
+            open_tunnel(None, echo.hostport, via=("127.0.0.1", port)).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(3)
+
+
+@pytest.mark.parametrize("case", ["tunnel", "bad-request", "broken-rules"])
+def test_inetd_stderr_on_socket_only_protocol_reaches_client(tmp_path, netfiles, echo, case):
+    """Under busybox inetd fd 2 is the client too: with the default --log
+    syslog (and no syslog daemon here) no diagnostic may reach the client."""
+    acl = tmp_path / "rules"
+    acl.write_text("allow to 127.0.0.0/8\ndeny\n" if case != "broken-rules" else "allow frm x\n")
+    client, proc = spawn_inetd(netfiles, ["-v", "--acl", str(acl)], stderr_is_client=True)
+    if case == "tunnel":
+        client.send(connect_head(echo.hostport) + b"only this")
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.read_to_eof() == b"HTTP/1.1 200 Connection established\r\n\r\nonly this"
+    else:
+        head = connect_head("good.test:0" if case == "bad-request" else "good.test:443")
+        resp = client.request(head)
+        assert_error_reply(client, resp, 400 if case == "bad-request" else 500)
+    rc, _ = finish(proc)
+    assert rc == (78 if case == "broken-rules" else 0)
+

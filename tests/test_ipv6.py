@@ -1,6 +1,7 @@
 """IPv6 listeners and targets, and several --listen addresses at once."""
 
-from conftest import free_port, listening, open_tunnel, wait_until
+from conftest import (Client, assert_error_reply, connect_head, free_port, listening, open_tunnel,
+                      wait_until)
 
 
 def check_echo(proxy, target, via=None):
@@ -33,3 +34,10 @@ def test_repeated_listen(make_proxy, echo):
     assert wait_until(lambda: listening(port6), 5), "second --listen not listening"
     check_echo(p, echo.hostport)
     check_echo(p, echo.hostport, via=("::1", port6))
+
+
+def test_ipv6_loop_to_own_listener(make_proxy, mode):
+    p = make_proxy(mode, acl="allow to ::1\ndeny\n", host="::1")
+    c = Client("::1", p.port)
+    resp = c.request(connect_head(f"[::1]:{p.port}"))
+    assert_error_reply(c, resp, 403)

@@ -3,6 +3,7 @@ behind: no child processes (zombies included) and, in listen mode, the
 listener's file descriptors back to their count before (DESIGN §11)."""
 
 import os
+import pwd
 import socket
 import threading
 import time
@@ -66,13 +67,21 @@ def workload(proxy, echo, hasher):
         lambda: reset_tunnel(proxy, echo, by_client=True),
         lambda: reset_tunnel(proxy, echo, by_client=False),
     ]
-    threads = [threading.Thread(target=step, daemon=True) for step in steps * 2]
+    errors = []
+
+    def run(step):
+        try:
+            step()
+        except Exception as e:              # collected and reported below
+            errors.append(repr(e))
+    threads = [threading.Thread(target=run, args=(step,), daemon=True) for step in steps * 2]
     for t in threads:
         t.start()
     for t in threads:
         t.join(15)
     refused.close()
     assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
 
 
 def describe(pids):
@@ -86,17 +95,39 @@ def describe(pids):
     return out
 
 
-def test_nothing_left_behind(make_proxy, mode, make_target):
-    p = make_proxy(mode, args=["--header-timeout", "1", "--idle-timeout", "2"])
+def test_nothing_left_behind(make_proxy, any_mode, make_target):
+    p = make_proxy(any_mode, args=["--header-timeout", "1", "--idle-timeout", "1"])
     echo, hasher = make_target(echo_handler), make_target(hash_handler)
-    time.sleep(0.2)
+    # systemd-socket-activate without --accept execs tunneld on the first
+    # connection: measure the baseline after one finished tunnel
+    good_tunnel(p, echo)
+    assert wait_until(lambda: not p.workers(), 5)
     baseline = fd_count(p.pid)
     workload(p, echo, hasher)
     # an idle tunnel left open: the idle timeout must end it
     idle = open_tunnel(p, echo.hostport)
     assert wait_until(lambda: not p.workers(), 10), f"children left: {describe(p.workers())}"
     idle.close()
-    if mode == "listen":
+    if any_mode != "inetd":                 # the listener is tunneld itself
         assert wait_until(lambda: fd_count(p.pid) == baseline, 3), \
             f"fds {sorted(os.listdir(f'/proc/{p.pid}/fd'))} vs baseline {baseline}"
     assert p.proc.poll() is None, "listener died"
+
+
+def uid_gid_groups(pid):
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    return (int(status["Uid"].split()[0]), int(status["Gid"].split()[0]),
+            status["Groups"].split())
+
+
+def test_user_drops_privileges(make_proxy, echo):
+    nobody = pwd.getpwnam("nobody")
+    p = make_proxy("listen", args=["--user", "nobody"])
+    expected = (nobody.pw_uid, nobody.pw_gid, [str(nobody.pw_gid)])
+    assert uid_gid_groups(p.pid) in (expected, expected[:2] + ([],)), uid_gid_groups(p.pid)
+    c = open_tunnel(p, echo.hostport)
+    c.send(b"as nobody")
+    assert c.read_exact(9) == b"as nobody"
+    worker = p.workers()
+    assert worker and uid_gid_groups(worker[0])[0] == nobody.pw_uid

@@ -1,12 +1,14 @@
 """Access rules through the binary (DESIGN §6): bypass spellings, DNS
 rebinding, per-address checks, the matcher's conditions, tls and tls-sni."""
 
+import socket
 import ssl
 import time
 
 import pytest
 
-from conftest import HTTPS_BODY, Client, connect_head, echo_handler, open_tunnel
+from conftest import (HTTPS_BODY, Client, connect_head, echo_handler, greet_shut_handler,
+                      open_tunnel)
 
 NO_LOOPBACK_ACL = "deny to 127.0.0.0/8,::1\nallow\n"
 
@@ -16,7 +18,7 @@ BYPASS_HOSTS = [
     "127.0.0.1", "127.0.0.2", "2130706433", "0x7f.1", "127.1", "017700000001", "0x7f000001",
     "127.0.0.01", "0177.0.0.1", "127.000.000.001", "0x7f.0.0.1", "127.0.0.1.",
     "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]",
-    "[::1]", "[0:0:0:0:0:0:0:1]", "[0::1]",
+    "[::1]", "[0:0:0:0:0:0:0:1]", "[0::1]", "[::1%lo]", "[::1%251]",
     "localhost", "localhost.", "LOCALHOST", "LocalHost",
     "rebind.test", "mapped.test", "v6.test", "GOOD.TEST", "good.test.",
 ]
@@ -46,9 +48,9 @@ def expect_denied(proxy, target, targets, statuses=(400, 403)):
     c = Client(proxy.host, proxy.port)
     resp = c.request(connect_head(target))
     assert resp.status in statuses, f"CONNECT {target}: {resp}"
+    c.close()
     assert sum(t.accepted for t in targets) == 0, f"CONNECT {target} reached the target"
     assert proxy.log_for(c.port)["status"] == str(resp.status)
-    c.close()
 
 
 def expect_echo(proxy, target):
@@ -67,7 +69,8 @@ def test_bypass_spellings_denied(make_proxy, mode, same_port, host):
 
 @pytest.mark.parametrize("host", BUILTIN_DENIED)
 def test_builtin_rules_deny_local(make_proxy, mode, make_target, host):
-    targets = [make_target(echo_handler, h, port=443) for h in ("127.0.0.1", "::1")]
+    targets = [make_target(echo_handler, h, port=443, reuse_port=True)
+               for h in ("127.0.0.1", "::1")]
     p = make_proxy(mode, acl=None)
     expect_denied(p, f"{host}:443", targets)
 
@@ -106,17 +109,30 @@ def test_mixed_name_connects_only_to_allowed_address(make_proxy, mode, same_port
     assert t_denied.accepted == 0 and t_allowed.accepted == 1
 
 
+@pytest.mark.parametrize("failure", ["refused", "timeout"])
 @pytest.mark.parametrize("up", ["127.0.0.1", "127.0.0.2"])
-def test_addresses_tried_in_turn(make_proxy, mode, same_port, up):
+def test_addresses_tried_in_turn(make_proxy, mode, same_port, up, failure):
+    """mixed.test has two allowed addresses; one fails, the other serves."""
     down = "127.0.0.2" if up == "127.0.0.1" else "127.0.0.1"
     t_up, t_down = same_port(up, down)
-    t_down.close()                          # refused on this address
-    p = make_proxy(mode, acl="allow to 127.0.0.0/8\ndeny\n")
-    c = open_tunnel(p, f"mixed.test:{t_up.port}")
-    c.send(b"turn")
-    assert c.read_exact(4) == b"turn"
-    c.close()
-    assert p.log_for(c.port)["addr"] == f"{up}:{t_up.port}"
+    t_down.close()
+    filler = None
+    if failure == "timeout":                # a full accept queue drops SYNs
+        hole = socket.socket()
+        hole.bind((down, t_up.port))
+        hole.listen(0)
+        filler = socket.create_connection((down, t_up.port), timeout=2)
+    try:
+        p = make_proxy(mode, acl="allow to 127.0.0.0/8\ndeny\n", args=["--connect-timeout", "1"])
+        c = open_tunnel(p, f"mixed.test:{t_up.port}")
+        c.send(b"turn")
+        assert c.read_exact(4) == b"turn"
+        c.close()
+        assert p.log_for(c.port)["addr"] == f"{up}:{t_up.port}"
+    finally:
+        if filler:
+            filler.close()
+            hole.close()
 
 
 DENIED = (403,)
@@ -195,23 +211,51 @@ def tls_over(c, server_hostname, cafile=None):
 
 
 def https_get(c, server_hostname, cafile=None):
-    tls = tls_over(c, server_hostname, cafile)
-    tls.sendall(b"GET / HTTP/1.1\r\nHost: good.test\r\nConnection: close\r\n\r\n")
-    data = b""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        chunk = tls.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
+    with tls_over(c, server_hostname, cafile) as tls:
+        tls.sendall(b"GET / HTTP/1.1\r\nHost: good.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
 
 
-def test_tls_sni_matching_host_passes(make_proxy, mode, https_target):
+@pytest.mark.parametrize("connect_host,sni", [("good.test", "good.test"),
+                                              ("GOOD.TEST", "good.test"),
+                                              ("good.test", "Good.Test")])
+def test_tls_sni_matching_host_passes(make_proxy, mode, https_target, connect_host, sni):
+    """Names compare as DNS names do: without regard to case."""
     p = make_proxy(mode, acl="allow tls-sni\ndeny\n")
-    c = open_tunnel(p, f"good.test:{https_target.port}")
-    assert https_get(c, "good.test", https_target.cafile).endswith(HTTPS_BODY)
+    c = open_tunnel(p, f"{connect_host}:{https_target.port}")
+    assert https_get(c, sni).endswith(HTTPS_BODY)
     assert p.log_for(c.port)["status"] == "200"
+
+
+NOT_A_CLIENT_HELLO = {
+    "garbage-hello": b"\x16\x03\x01\x00\x05hello",
+    "server-hello": b"\x16\x03\x01\x00\x04\x02\x00\x00\x00",
+    "truncated-hello": b"\x16\x03\x01\x40\x00" + b"\x01" * 10,
+    "record-header-only": b"\x16\x03\x01\x02\x00",
+    "one-byte": b"\x16",
+}
+
+
+@pytest.mark.parametrize("rule", ["tls", "tls-sni"])
+@pytest.mark.parametrize("first_bytes", NOT_A_CLIENT_HELLO.values(), ids=NOT_A_CLIENT_HELLO.keys())
+def test_tls_rule_needs_a_whole_client_hello(make_proxy, echo, rule, first_bytes):
+    """Bytes that are not a complete ClientHello never pass a tls rule; an
+    unfinished one is given up at --header-timeout."""
+    p = make_proxy("listen", acl=f"allow {rule}\ndeny\n", args=["--header-timeout", "1"])
+    c = open_tunnel(p, echo.hostport)
+    c.send(first_bytes)
+    state = c.end_state(3.5)
+    assert echo.accepted == 0, f"{first_bytes!r} passed `allow {rule}` and reached the target"
+    assert state in ("eof", "reset"), "tunneld waits forever for a ClientHello"
+    assert c.buf == b""
+    assert p.log_for(c.port)["status"] == "403"
 
 
 @pytest.mark.parametrize("connect_host,sni", [("good.test", "other.test"),
@@ -241,3 +285,88 @@ def test_tls_rule_any_sni_passes(make_proxy, mode, https_target):
     p = make_proxy(mode, acl="allow tls\ndeny\n")
     c = open_tunnel(p, f"good.test:{https_target.port}")
     assert https_get(c, "other.test").endswith(HTTPS_BODY)
+
+
+def fragmented_tls_get(c, server_hostname, cafile, cuts):
+    """TLS over the tunnel with the ClientHello written in pieces (cut at the
+    offsets in `cuts`, 50 ms apart), then GET /; return the response bytes."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def pump(first=False):
+        data = outgoing.read()
+        if first:
+            for a, b in zip([0, *cuts], [*cuts, len(data)]):
+                c.send(data[a:b])
+                time.sleep(0.05)
+        elif data:
+            c.send(data)
+    first = True
+    for _ in range(50):                     # bounded handshake round trips
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump(first)
+            first = False
+            chunk = c.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("tunnel closed during the handshake")
+            incoming.write(chunk)
+    pump()
+    tls.write(b"GET / HTTP/1.1\r\nHost: good.test\r\nConnection: close\r\n\r\n")
+    pump()
+    out = b""
+    for _ in range(100):
+        try:
+            out += tls.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            break
+        chunk = c.sock.recv(65536)
+        if not chunk:
+            break
+        incoming.write(chunk)
+    return out
+
+
+@pytest.mark.parametrize("cuts", [[3], [5], [40, 120]], ids=["in-record-header", "after-header",
+                                                            "three-pieces"])
+def test_tls_sni_fragmented_client_hello(make_proxy, mode, https_target, cuts):
+    p = make_proxy(mode, acl="allow tls-sni\ndeny\n")
+    c = open_tunnel(p, f"good.test:{https_target.port}")
+    assert fragmented_tls_get(c, "good.test", https_target.cafile, cuts).endswith(HTTPS_BODY)
+
+
+def test_tls_rule_mixed_with_plain_rules(make_proxy, mode, make_target, https_target):
+    """Only a rule that tests tls needs the ClientHello: a target allowed by a
+    plain rule may speak first (an SSH banner) without waiting for the client."""
+    p = make_proxy(mode, acl="allow to 127.0.0.1 tls\nallow to ::1\ndeny\n")
+    banner = make_target(greet_shut_handler, host="::1")
+    c = open_tunnel(p, banner.hostport)
+    assert c.read_until(b"\n") == b"hello, then EOF\n"
+    c.close()
+    c = open_tunnel(p, f"127.0.0.1:{https_target.port}")
+    assert https_get(c, "good.test").endswith(HTTPS_BODY)
+    before = https_target.accepted
+    c = open_tunnel(p, f"127.0.0.1:{https_target.port}")
+    c.send(b"SSH-2.0-plaintext\r\n")
+    assert c.end_state(3) in ("eof", "reset")
+    assert https_target.accepted == before
+    assert p.log_for(c.port)["status"] == "403"
+
+
+def test_tls_rule_connect_failure_after_early_200(make_proxy, mode):
+    """With a tls rule the 200 precedes the connect; a refused target then
+    just closes the tunnel, and the log says 502."""
+    p = make_proxy(mode, acl="allow tls\ndeny\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        c = open_tunnel(p, f"127.0.0.1:{s.getsockname()[1]}")
+        with pytest.raises((ssl.SSLError, OSError)):
+            https_get(c, "good.test")
+        assert p.log_for(c.port)["status"] == "502"
