@@ -23,28 +23,40 @@ include mbedtls.mk
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c
 SRCS = $(CORE_SRCS)
 HDRS = $(wildcard *.h) config.h
+ifeq ($(CONFIG_AUTH),1)
+SRCS += auth.c
+HOST_LIBS += -lcrypt
+# Debian's musl leaves crypt(3) out: the static build compiles musl's own
+# bcrypt and SHA crypt files, fetched from Debian's source package.
+MUSL_SRC ?= build/musl-src
+MUSL_CRYPT = $(addprefix $(MUSL_SRC)/src/crypt/,crypt_blowfish.c crypt_sha256.c crypt_sha512.c)
+MUSL_LIBS += $(MUSL_CRYPT)
+MUSL_DEFS = -DAUTH_OWN_CRYPT=1
+$(MUSL_CRYPT):
+	sh scripts/debian-src.sh musl $(MUSL_SRC)
+endif
 ifeq ($(CONFIG_TLS),1)
 SRCS += tls.c
 TLS_CFLAGS = $(MBEDTLS_CFLAGS)
-HOST_LIBS = $(MBEDTLS_HOST_LIBS)
-MUSL_LIBS = $(MBEDTLS_MUSL_LIBS)
+HOST_LIBS += $(MBEDTLS_HOST_LIBS)
+MUSL_LIBS += $(MBEDTLS_MUSL_LIBS)
 endif
 
 # Linked beside and renamed: a running tunneld keeps its old file.
-tunneld: $(SRCS) $(HDRS) $(HOST_LIBS)
+tunneld: $(SRCS) $(HDRS) $(filter %.a,$(HOST_LIBS))
 	$(CC) $(CFLAGS) $(XCFLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(SRCS) $(HOST_LIBS) && mv $@.new $@
 
 # A static, stripped musl binary: what goes on a router.
 STATIC_FLAGS = -Os -static $(XCFLAGS) -ffunction-sections -fdata-sections -Wl,--gc-sections -s
 static: tunneld-static
 tunneld-static: $(SRCS) $(HDRS) $(MUSL_LIBS) | deps-static
-	musl-gcc $(STATIC_FLAGS) $(TLS_CFLAGS) -o $@ $(SRCS) $(MUSL_LIBS)
+	musl-gcc $(STATIC_FLAGS) $(TLS_CFLAGS) $(MUSL_DEFS) -o $@ $(SRCS) $(MUSL_LIBS)
 	@ls -l $@ | awk '{ print "tunneld-static: " $$5 " bytes" }'
-$(MUSL_LIBS): | deps-static
+$(filter %.a,$(MUSL_LIBS)): | deps-static
 
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
-MIN_DEFS = -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0
+MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static

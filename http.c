@@ -25,11 +25,20 @@ static int eq_nocase(const char *a, size_t alen, const char *b)
 	return i == alen && !b[i];
 }
 
+/* Whether buf starts with one empty line, which RFC 9112 §2.2 asks a
+ * server to ignore before the request line; its length or 0. */
+static size_t leading_empty_line(const char *buf, size_t len)
+{
+	if (len >= 1 && buf[0] == '\n')
+		return 1;
+	return len >= 2 && buf[0] == '\r' && buf[1] == '\n' ? 2 : 0;
+}
+
 size_t http_head_end(const char *buf, size_t len)
 {
-	size_t start = 0, i;
+	size_t start = leading_empty_line(buf, len), i;
 
-	for (i = 0; i < len; i++) {
+	for (i = start; i < len; i++) {
 		if (buf[i] != '\n')
 			continue;
 		if (i == start || (i == start + 1 && buf[start] == '\r'))
@@ -232,6 +241,7 @@ int http_parse(const char *buf, size_t len, struct request *req)
 	int count = 0, st;
 
 	memset(req, 0, sizeof *req);
+	p += leading_empty_line(buf, len);
 	if (!next_line(&p, end, &l, &n))
 		return 400;
 	for (i = 0; i < n; i++)

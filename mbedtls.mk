@@ -5,7 +5,7 @@
 #
 # Provides
 #   MBEDTLS_SRC        the unpacked source tree (default build/mbedtls-src),
-#                      fetched by scripts/mbedtls-src.sh when missing
+#                      fetched by scripts/debian-src.sh when missing
 #   MBEDTLS_STAMP      a file of that tree: depend on it (or on the libs)
 #                      before compiling anything that includes mbedtls/*.h
 #   MBEDTLS_CFLAGS     include dirs and the config define, for every file
@@ -53,7 +53,7 @@ mbedtls-host: $(MBEDTLS_HOST_LIBS)
 mbedtls-musl: $(MBEDTLS_MUSL_LIBS)
 
 $(MBEDTLS_STAMP):
-	sh $(MBEDTLS_TOP)/scripts/mbedtls-src.sh $(MBEDTLS_SRC)
+	sh $(MBEDTLS_TOP)/scripts/debian-src.sh mbedtls $(MBEDTLS_SRC)
 	@test -f $@ || { echo "mbedtls.mk: $@ missing after the fetch" >&2; exit 1; }
 
 # Compile command per flavour; DIR/cflags keeps the last one used.

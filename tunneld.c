@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -40,8 +41,10 @@
 struct opts {
 	const char *listen[LISTEN_MAX];
 	int nlisten;
-	const char *acl_path;
+	const char *acl_path, *users_path, *realm;
 	const char *cert, *key;
+	struct acl *acl;                 /* the rules, read once or per connection */
+	struct auth *auth;               /* NULL: no authentication */
 	const char *user;
 	int connect_timeout, header_timeout, idle_timeout, max_conns;
 	enum log_sink log;
@@ -52,12 +55,12 @@ struct opts {
 
 struct conn {
 	const struct opts *o;
-	struct acl *acl;
 	struct endpoint client, local, target;
 	struct request req;
 	int parsed;             /* req holds a valid target */
 	int answered;           /* 200 sent: no status can reach the client now */
 	int tls;                /* the client speaks TLS to us */
+	char logname[AUTH_LOGNAME_MAX];  /* the user name sent, escaped */
 	int status;
 	const char *reason;
 	struct relay_stats st;
@@ -74,8 +77,8 @@ static void log_conn(const struct conn *c)
 		snprintf(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
 			 c->req.host, c->req.port);
 	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
-	       "client=%s user=- target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
-	       ep_str(&c->client, cl), tg, ep_str(&c->target, ad), c->status,
+	       "client=%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
+	       ep_str(&c->client, cl), c->logname[0] ? c->logname : "-", tg, ep_str(&c->target, ad), c->status,
 	       c->st.up, c->st.down, now_ms() - c->start,
 	       c->reason ? " reason=" : "", c->reason ? c->reason : "");
 }
@@ -139,6 +142,7 @@ static const char *body_for(int status)
 	case 502: return "The destination could not be resolved or refused the connection.";
 	case 504: return "The destination did not answer in time.";
 	case 505: return "HTTP version not supported: use HTTP/1.1.";
+	case 407: return "Proxy authentication required.";
 	default:  return "The proxy is misconfigured; its log says why.";
 	}
 }
@@ -151,15 +155,21 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 {
 	c->status = status;
 	c->reason = reason;
+	log_conn(c);
 	if (status && !c->answered) {
-		char msg[512];
+		char msg[768], extra[300] = "";
 		const char *body = body_for(status);
-		int n = snprintf(msg, sizeof msg,
+		int n;
+
+		if (status == 405)
+			strcpy(extra, "Allow: CONNECT\r\n");
+		if (status == 407)
+			snprintf(extra, sizeof extra, "Proxy-Authenticate: Basic realm=\"%s\", "
+				 "charset=\"UTF-8\"\r\n", c->o->realm);
+		n = snprintf(msg, sizeof msg,
 				 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n%s"
 				 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-				 status, http_reason(status),
-				 status == 405 ? "Allow: CONNECT\r\n" : "",
-				 strlen(body) + 1, body);
+				 status, http_reason(status), extra, strlen(body) + 1, body);
 
 		if (n > 0 && (size_t)n < sizeof msg && client_write(c, msg, (size_t)n) == 0) {
 			long long deadline = now_ms() + 2000;
@@ -172,7 +182,6 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 				r = client_read(c, c->buf, sizeof c->buf, deadline);
 		}
 	}
-	log_conn(c);
 	exit(code);
 }
 
@@ -293,10 +302,10 @@ static int open_target(struct conn *c, struct acl_query *q)
 			continue;
 		}
 		q->addr = &ep.ip;
-		verdict = acl_check(c->acl, q, &line);
+		verdict = acl_check(c->o->acl, q, &line);
 		if (verdict == ACL_NEED_HELLO) {
 			read_hello(c, q);
-			verdict = acl_check(c->acl, q, &line);
+			verdict = acl_check(c->o->acl, q, &line);
 		}
 		if (verdict != ACL_ALLOW) {
 			logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep_str(&ep, s), line);
@@ -318,7 +327,20 @@ static int open_target(struct conn *c, struct acl_query *q)
 	reply_and_exit(c, timedout ? 504 : 502, timedout ? "connect-timeout" : "connect-failed", 0);
 }
 
-static void serve(const struct opts *o, struct acl *acl)
+/* The rule and credential files: read once with --listen, for every
+ * connection in inetd mode (so edits apply to the next connection). */
+static int load_config(const struct opts *o, char *err, size_t errlen)
+{
+	if (o->acl_path ? acl_load(o->acl, o->acl_path, err, errlen) :
+			  acl_parse(o->acl, acl_builtin, strlen(acl_builtin), "built-in",
+				    err, errlen))
+		return -1;
+	if (CONFIG_AUTH && o->auth && auth_load(o->auth, o->users_path, err, errlen) < 0)
+		return -1;
+	return 0;
+}
+
+static void serve(const struct opts *o, const struct sockaddr *peer)
 {
 	static struct conn conn;
 	struct conn *c = &conn;
@@ -330,9 +352,12 @@ static void serve(const struct opts *o, struct acl *acl)
 	const char *why;
 
 	c->o = o;
-	c->acl = acl;
 	c->start = now_ms();
-	if (getpeername(0, (struct sockaddr *)&ss, &sl) == 0)
+	/* accept() told the listener already: a client that reset since
+	 * would leave getpeername() nothing to say. */
+	if (peer)
+		ep_from_sockaddr(&c->client, peer);
+	else if (getpeername(0, (struct sockaddr *)&ss, &sl) == 0)
 		ep_from_sockaddr(&c->client, (struct sockaddr *)&ss);
 	sl = sizeof ss;
 	if (getsockname(0, (struct sockaddr *)&ss, &sl) == 0)
@@ -349,10 +374,9 @@ static void serve(const struct opts *o, struct acl *acl)
 			reply_and_exit(c, 0, why, 0);
 		c->tls = 1;
 	}
-	if (o->acl_path && !o->nown &&
-	    acl_load(acl, o->acl_path, err, sizeof err) < 0) {
+	if (!o->nown && (load_config(o, err, sizeof err) < 0)) {
 		logmsg(LOG_ERR, "%s", err);
-		reply_and_exit(c, 500, "bad-rules", EXIT_CONFIG);
+		reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
 	}
 
 	read_head(c);
@@ -365,6 +389,16 @@ static void serve(const struct opts *o, struct acl *acl)
 	q.host = c->req.host;
 	q.literal = c->req.literal;
 	q.port = c->req.port;
+	if (CONFIG_AUTH && o->auth) {
+		q.user = auth_check(o->auth, c->req.auth, c->req.auth_len, c->logname);
+		if (!q.user) {
+			/* One line per failure, for fail2ban; never the password. */
+			if (c->req.auth)
+				logmsg(LOG_WARNING, "auth failed: client=%s user=%s",
+				       ep_str(&c->client, err), c->logname);
+			reply_and_exit(c, 407, c->req.auth ? "bad-credentials" : "no-credentials", 0);
+		}
+	}
 	q.tls = -1;
 
 	fd = open_target(c, &q);
@@ -395,7 +429,7 @@ static void on_child(int sig)
 /* Accept on the listening sockets and fork one process per connection,
  * at most max_conns at once; children are reaped as they end. */
 static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
-						      const struct opts *o, struct acl *acl)
+						      const struct opts *o)
 {
 	struct sigaction sa = { 0 };
 	sigset_t block, none;
@@ -428,7 +462,10 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 
 			if (!(pfd[i].revents & POLLIN))
 				continue;
-			cfd = accept4(fds[i], NULL, NULL, SOCK_CLOEXEC);
+			struct sockaddr_storage peer;
+			socklen_t plen = sizeof peer;
+
+			cfd = accept4(fds[i], (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
 			if (cfd < 0) {
 				/* Out of descriptors: wait a little rather than spin. */
 				if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
@@ -445,7 +482,7 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 					close(cfd);
 				signal(SIGCHLD, SIG_DFL);
 				sigprocmask(SIG_SETMASK, &none, NULL);
-				serve(o, acl);
+				serve(o, (struct sockaddr *)&peer);
 			}
 			if (pid < 0) {
 				static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
@@ -507,6 +544,8 @@ static const char usage[] =
 	"\n"
 	"  -l, --listen [ADDR:]PORT  accept connections itself, one process each;\n"
 	"                            repeatable; IPv6 as [::1]:3128\n"
+	"  -u, --users FILE          credential file: require Basic authentication\n"
+	"  -r, --realm TEXT          realm in Proxy-Authenticate (default \"tunneld\")\n"
 	"  -a, --acl FILE            access rules (default: the built-in rules)\n"
 	"  -c, --cert FILE           TLS certificate chain, PEM  } both given: clients\n"
 	"  -k, --key FILE            TLS private key, PEM        } speak TLS to tunneld\n"
@@ -517,6 +556,7 @@ static const char usage[] =
 	"      --user NAME           with --listen: run as NAME after binding\n"
 	"      --log syslog|stderr   where log lines go (default syslog)\n"
 	"  -v, --verbose             also log each address tried and rule matched\n"
+	"      --hash-password       read a password on stdin, print its hash for --users\n"
 	"  -V, --version             print the version and exit\n"
 	"  -h, --help                print this help and exit\n"
 	"\n"
@@ -553,6 +593,9 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "listen", required_argument, 0, 'l' },
 		{ "acl", required_argument, 0, 'a' },
+		{ "users", required_argument, 0, 'u' },
+		{ "realm", required_argument, 0, 'r' },
+		{ "hash-password", no_argument, 0, 7 },
 		{ "cert", required_argument, 0, 'c' },
 		{ "key", required_argument, 0, 'k' },
 		{ "connect-timeout", required_argument, 0, 1 },
@@ -566,9 +609,10 @@ int main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 }
 	};
-	static struct opts o = { .connect_timeout = 10, .header_timeout = 10,
+	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
 				 .idle_timeout = 600, .max_conns = 256 };
 	static struct acl acl;
+	static struct auth auth;
 	struct stat sb;
 	int fds[LISTEN_MAX], nfds = 0, ch;
 	const char *listen_only = NULL;
@@ -579,7 +623,7 @@ int main(int argc, char **argv)
 	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
 	log_open(o.log, 0);
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":l:a:c:k:vVh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":l:a:u:r:c:k:vVh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
 			if (o.nlisten == LISTEN_MAX)
@@ -587,6 +631,12 @@ int main(int argc, char **argv)
 			o.listen[o.nlisten++] = optarg;
 			break;
 		case 'a': o.acl_path = optarg; break;
+		case 'u': o.users_path = optarg; break;
+		case 'r': o.realm = optarg; break;
+		case 7:
+			if (!CONFIG_AUTH)
+				usage_error("%s", "--hash-password: built without authentication (CONFIG_AUTH)");
+			return auth_hash_password();
 		case 'c': o.cert = optarg; break;
 		case 'k': o.key = optarg; break;
 		case 1: o.connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
@@ -635,10 +685,18 @@ int main(int argc, char **argv)
 
 		if (getsockname(fds[i], (struct sockaddr *)&ss, &sl) == 0)
 			ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
-		o.own_ports[o.nown++] = ep.port;
+		o.own_ports[i] = ep.port;
 	}
 	if (listen_only && !nfds)
 		usage_error("%s works with --listen only", listen_only);
+	if (!CONFIG_AUTH && o.users_path)
+		usage_error("%s", "--users: this tunneld was built without authentication (CONFIG_AUTH)");
+	if (strlen(o.realm) > 64 || strpbrk(o.realm, "\"\\") ||
+	    strspn(o.realm, " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
+			    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(o.realm))
+		usage_error("--realm: '%s' is not up to 64 printable ASCII characters without quotes", o.realm);
+	o.acl = &acl;
+	o.auth = o.users_path ? &auth : NULL;
 	if (!o.cert != !o.key)
 		usage_error("%s", "--cert and --key go together");
 	if (!CONFIG_TLS && o.cert)
@@ -647,19 +705,15 @@ int main(int argc, char **argv)
 		logmsg(LOG_ERR, "%s", err);
 		return EXIT_CONFIG;
 	}
-	if (!o.acl_path && acl_parse(&acl, acl_builtin, strlen(acl_builtin), "built-in",
-				     err, sizeof err) < 0) {
-		logmsg(LOG_ERR, "%s", err);
-		return EXIT_CONFIG;
-	}
+	o.nown = nfds;  /* from here on, 0 means inetd mode */
 	if (!nfds)
-		serve(&o, &acl);
-	if (o.acl_path && acl_load(&acl, o.acl_path, err, sizeof err) < 0) {
+		serve(&o, NULL);
+	if (load_config(&o, err, sizeof err) < 0) {
 		logmsg(LOG_ERR, "%s", err);
 		return EXIT_CONFIG;
 	}
 	if (o.user)
 		drop_privileges(o.user);
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
-	serve_listeners(fds, nfds, &o, &acl);
+	serve_listeners(fds, nfds, &o);
 }

@@ -25,8 +25,10 @@ static const struct {
 	{ R("CONNECT h:80 HTTP/1.1\r\nContent-Length:   0  \r\n\r\n"), 0, "h", 80 },
 	{ R("CONNECT h:80 HTTP/1.1\r\nX-A:\r\nX-B: \t v\t\r\n\r\n"), 0, "h", 80 },
 	{ R("CONNECT h:80 HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n"), 0, "h", 80 },
-	/* request line */
-	{ R("\r\n"), 400, 0, 0 },
+	/* request line; one empty line before it is ignored (RFC 9112 §2.2) */
+	{ R("\r\nCONNECT h:80 HTTP/1.1\r\n\r\n"), 0, "h", 80 },
+	{ R("\nCONNECT h:80 HTTP/1.1\r\n\r\n"), 0, "h", 80 },
+	{ R("\r\n\r\nCONNECT h:80 HTTP/1.1\r\n\r\n"), 400, 0, 0 },
 	{ R("CONNECT\r\n\r\n"), 400, 0, 0 },
 	{ R("CONNECT  HTTP/1.1\r\n\r\n"), 400, 0, 0 },
 	{ R(" http://x/ HTTP/1.1\r\n\r\n"), 400, 0, 0 },
@@ -184,6 +186,9 @@ static void test_head_end(void)
 		{ "CONNECT h:1 HTTP/1.1\r\nA: b\r\n\r", 0 },
 		{ "CONNECT h:1 HTTP/1.1\r\n\r\r\n", 0 },
 		{ "", 0 },
+		{ "\r\n", 0 },
+		{ "\r\nCONNECT h:1 HTTP/1.1\r\n\r\n", 26 },
+		{ "\r\n\r\n", 4 },
 	};
 
 	for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {

@@ -1,11 +1,14 @@
 #!/bin/sh
-# Put an unpacked mbedTLS 3.6 source tree at DESTDIR, taken from Debian's
-# source package of the trixie suite (the 3.6 LTS that OpenWrt ships too;
-# Debian 12 itself has only 2.28).
+# Put an unpacked source tree of PACKAGE at DESTDIR, taken from Debian's
+# source packages of the trixie suite:
+#   mbedtls  3.6 LTS, what OpenWrt ships too (Debian 12 has only 2.28);
+#   musl     for its crypt(3) files: Debian's musl-dev leaves crypt out,
+#            so the static build compiles the three hash kinds tunneld
+#            accepts (bcrypt, SHA-256 and SHA-512 crypt) from musl itself.
 #
-# Usage: scripts/mbedtls-src.sh DESTDIR
+# Usage: scripts/debian-src.sh mbedtls|musl DESTDIR
 #
-# Idempotent: a DESTDIR that already holds a 3.6 tree is left alone. Runs
+# Idempotent: a DESTDIR that already holds the wanted tree is left alone. Runs
 # without a terminal (CI). Root (or sudo) is needed only for what changes
 # the machine, below; the download itself runs as the caller.
 # What it may change on the machine, once:
@@ -16,14 +19,19 @@
 #   - dpkg-dev, installed when dpkg-source is missing.
 set -eu
 
-usage() { echo "usage: $0 DESTDIR" >&2; exit 2; }
-die() { echo "mbedtls-src: error: $*" >&2; exit 1; }
-say() { echo "mbedtls-src: $*" >&2; }
+usage() { echo "usage: $0 mbedtls|musl DESTDIR" >&2; exit 2; }
+die() { echo "debian-src: error: $*" >&2; exit 1; }
+say() { echo "debian-src: $*" >&2; }
 
-if [ $# -ne 1 ] || [ -z "$1" ]; then
+if [ $# -ne 2 ] || [ -z "$2" ]; then
 	usage
 fi
-dest=${1%/}
+pkg=$1
+dest=${2%/}
+case $pkg in
+mbedtls|musl) ;;
+*) usage ;;
+esac
 
 want_major=3
 want_minor=6
@@ -40,6 +48,10 @@ tree_version() {
 }
 
 is_wanted() {
+	if [ "$pkg" = musl ]; then
+		[ -f "$1/src/crypt/crypt_sha512.c" ]
+		return
+	fi
 	case $(tree_version "$1") in
 	"$want_major.$want_minor".*) [ -d "$1/library" ] ;;
 	*) return 1 ;;
@@ -50,8 +62,7 @@ if is_wanted "$dest"; then
 	exit 0
 fi
 if [ -e "$dest" ] && [ -n "$(ls -A "$dest" 2>/dev/null)" ]; then
-	die "$dest exists but is not an mbedTLS $want_major.$want_minor source" \
-		"tree (found: '$(tree_version "$dest")'); remove it and run again"
+	die "$dest exists but is not the $pkg source tree wanted; remove it and run again"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
@@ -90,8 +101,8 @@ if ! has_trixie_keys; then
 		"newer debian-archive-keyring (bookworm-updates or bookworm-backports)"
 fi
 
-entry="# Written by tunneld's scripts/mbedtls-src.sh: trixie's source packages,
-# for mbedTLS 3.6. Source only (deb-src): no binary package comes from here.
+entry="# Written by tunneld's scripts/debian-src.sh: trixie's source packages,
+# for mbedTLS 3.6 and musl's crypt. Source only (deb-src): no binary package comes from here.
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: $suite
@@ -104,14 +115,14 @@ if [ "$(cat "$list" 2>/dev/null)" != "$entry" ]; then
 	root mv "$list.new" "$list"
 fi
 
-# apt-get update only when apt does not yet know trixie's mbedtls source.
+# apt-get update only when apt does not yet know trixie's source package.
 knows_source() {
-	apt-get source -qq --print-uris "mbedtls/$suite" >/dev/null 2>&1
+	apt-get source -qq --print-uris "$pkg/$suite" >/dev/null 2>&1
 }
 if ! knows_source; then
 	say "apt-get update"
 	apt_root update || die "apt-get update failed (is trixie's Release signed by a key in $keyring?)"
-	knows_source || die "apt knows no mbedtls source package in $suite"
+	knows_source || die "apt knows no $pkg source package in $suite"
 fi
 
 if ! command -v dpkg-source >/dev/null; then
@@ -123,7 +134,7 @@ fi
 # absent or complete, never half there.
 parent=$(dirname "$dest")
 mkdir -p "$parent"
-tmp=$(mktemp -d "$parent/.mbedtls-src.XXXXXX")
+tmp=$(mktemp -d "$parent/.$pkg-src.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 # Root's apt downloads as the unprivileged _apt user, where that can write.
@@ -132,17 +143,18 @@ if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then
 fi
 
 # No root needed for this one: the tree belongs to whoever runs the build.
-say "apt-get source mbedtls/$suite"
-(cd "$tmp" && apt-get -q source "mbedtls/$suite") ||
-	die "apt-get source mbedtls/$suite failed"
+say "apt-get source $pkg/$suite"
+(cd "$tmp" && apt-get -q source "$pkg/$suite") ||
+	die "apt-get source $pkg/$suite failed"
 
 tree=
-for d in "$tmp"/mbedtls-*/; do
+for d in "$tmp"/"$pkg"-*/; do
 	[ -d "$d" ] && tree=${d%/}
 done
-[ -n "$tree" ] || die "apt-get source unpacked no mbedtls-* directory"
+[ -n "$tree" ] || die "apt-get source unpacked no $pkg-* directory"
 is_wanted "$tree" ||
-	die "$suite's mbedtls is '$(tree_version "$tree")', not $want_major.$want_minor.x"
+	die "$suite's $pkg is not what is wanted (mbedtls: $want_major.$want_minor.x;" \
+		"found '$(tree_version "$tree")')"
 
 if is_wanted "$dest"; then
 	say "$dest was filled meanwhile (another run); keeping it"
@@ -152,4 +164,4 @@ if [ -d "$dest" ]; then
 	rmdir "$dest" || die "$dest is not empty"
 fi
 mv "$tree" "$dest"
-say "mbedTLS $(tree_version "$dest") ($(basename "$tree")) in $dest"
+say "$(basename "$tree") in $dest"

@@ -1,0 +1,330 @@
+/* Basic authentication (RFC 7617) against a flat file of crypt(3) hashes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <termios.h>
+#include <unistd.h>
+#if __has_include(<crypt.h>)
+#include <crypt.h>
+#endif
+
+#if AUTH_OWN_CRYPT
+/* musl's own hash functions, compiled in by the static build because the
+ * C library it links has no crypt(3); only the kinds auth.c accepts. */
+char *__crypt_blowfish(const char *key, const char *setting, char *out);
+char *__crypt_sha256(const char *key, const char *setting, char *out);
+char *__crypt_sha512(const char *key, const char *setting, char *out);
+
+static char *crypt(const char *key, const char *setting)
+{
+	static char out[128];
+
+	if (!strncmp(setting, "$2", 2))
+		return __crypt_blowfish(key, setting, out);
+	if (!strncmp(setting, "$5$", 3))
+		return __crypt_sha256(key, setting, out);
+	if (!strncmp(setting, "$6$", 3))
+		return __crypt_sha512(key, setting, out);
+	return NULL;
+}
+#endif
+
+#include "auth.h"
+#include "config.h"
+
+/* Default cost of --hash-password: see the README's measurements. */
+#define HASH_PREFIX "$5$rounds=5000$"
+
+static int fail(char *err, size_t errlen, const char *name, int line, const char *why)
+{
+	snprintf(err, errlen, "%s:%d: %s", name, line, why);
+	return -1;
+}
+
+/* Which hashes are accepted: bcrypt, SHA-256 and SHA-512 crypt. DES cuts
+ * passwords at 8 bytes and MD5 crypt is fast to brute-force: refused. */
+static const char *hash_problem(const char *h)
+{
+	if (!strncmp(h, "$2b$", 4) || !strncmp(h, "$2y$", 4) ||
+	    !strncmp(h, "$5$", 3) || !strncmp(h, "$6$", 3))
+		return strlen(h) < 20 ? "hash too short" : NULL;
+	if (!strncmp(h, "$1$", 3) || !strncmp(h, "$apr1$", 6))
+		return "MD5 crypt hashes are refused (weak): make a new one with --hash-password";
+	if (h[0] != '$')
+		return "DES crypt or clear-text passwords are refused: make a hash with --hash-password";
+	return "unknown hash kind: use $2b$/$2y$ (bcrypt), $5$ or $6$ (SHA crypt)";
+}
+
+int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
+	       char *err, size_t errlen)
+{
+	char *s, *nl;
+	int line = 0;
+
+	a->nusers = 0;
+	if (len >= sizeof a->text) {
+		snprintf(err, errlen, "%s: larger than %d bytes", name, AUTH_TEXT_MAX - 1);
+		return -1;
+	}
+	memcpy(a->text, text, len);
+	a->text[len] = 0;
+	if (strlen(a->text) != len) {
+		snprintf(err, errlen, "%s: contains a NUL byte", name);
+		return -1;
+	}
+	for (s = a->text; s; s = nl) {
+		char *colon, *end;
+		const char *why;
+
+		line++;
+		if ((nl = strchr(s, '\n')))
+			*nl++ = 0;
+		end = s + strlen(s);
+		if (end > s && end[-1] == '\r')
+			*--end = 0;
+		if (!*s || *s == '#')
+			continue;
+		if (!(colon = strchr(s, ':')))
+			return fail(err, errlen, name, line, "not 'user:hash'");
+		*colon = 0;
+		if (colon == s || colon - s > AUTH_USER_MAX)
+			return fail(err, errlen, name, line, "user name empty or longer than 64 bytes");
+		for (const char *c = s; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				return fail(err, errlen, name, line, "control character in user name");
+		/* htpasswd may append fields after the hash: the hash ends at ':'. */
+		colon[1 + strcspn(colon + 1, ": \t")] = 0;
+		if ((why = hash_problem(colon + 1)))
+			return fail(err, errlen, name, line, why);
+		for (int i = 0; i < a->nusers; i++)
+			if (!strcmp(a->users[i].user, s))
+				return fail(err, errlen, name, line, "user listed twice");
+		if (a->nusers == AUTH_USERS_MAX)
+			return fail(err, errlen, name, line, "too many users");
+		a->users[a->nusers].user = s;
+		a->users[a->nusers++].hash = colon + 1;
+	}
+	return 0;
+}
+
+int auth_load(struct auth *a, const char *path, char *err, size_t errlen)
+{
+	static char buf[AUTH_TEXT_MAX];
+	size_t len = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (len < sizeof buf && (n = read(fd, buf + len, sizeof buf - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	n = auth_parse(a, buf, len, path, err, errlen);
+	explicit_bzero(buf, len);
+	return (int)n;
+}
+
+static int b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c == '+') return 62;
+	if (c == '/') return 63;
+	return -1;
+}
+
+/* Strict base64: whole quanta, '=' only as the final padding. The decoded
+ * length, or -1. */
+static int b64decode(const char *s, size_t len, unsigned char *out, size_t max)
+{
+	size_t o = 0;
+
+	if (len == 0 || len % 4)
+		return -1;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4], pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			v[k] = b64val(s[i + k]);
+			if (s[i + k] == '=' && i + 4 == len && k >= 2 && (k == 3 || s[i + 3] == '=')) {
+				v[k] = 0;
+				pad++;
+			} else if (v[k] < 0) {
+				return -1;
+			}
+		}
+		if (o + 3 > max)
+			return -1;
+		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		out[o++] = (unsigned char)(v[1] << 4 | v[2] >> 2);
+		out[o++] = (unsigned char)(v[2] << 6 | v[3]);
+		o -= (size_t)pad;
+		/* Bits the padding hides must be zero: one spelling per value. */
+		if ((pad == 1 && (v[2] & 3)) || (pad == 2 && (v[1] & 15)))
+			return -1;
+	}
+	return (int)o;
+}
+
+/* Well-formed UTF-8 without control characters (RFC 7617 §2). */
+static int valid_text(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = s[i], need, min, cp;
+
+		if (c < 0x20 || c == 0x7f)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) { need = 1; min = 0x80; cp = c & 0x1f; }
+		else if (c >= 0xe0 && c <= 0xef) { need = 2; min = 0x800; cp = c & 0x0f; }
+		else if (c >= 0xf0 && c <= 0xf4) { need = 3; min = 0x10000; cp = c & 0x07; }
+		else return 0;
+		if (i + need >= n)
+			return 0;
+		for (unsigned k = 1; k <= need; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += need + 1;
+	}
+	return 1;
+}
+
+static int ct_equal(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char d = la != lb;
+
+	for (size_t i = 0; i < la && i < lb; i++)
+		d |= (unsigned char)(a[i] ^ b[i]);
+	return d == 0;
+}
+
+/* For the log line: bytes outside a plain set become %XX, so a user name
+ * can neither break the logfmt line nor forge fields. */
+static void log_name(char *out, size_t max, const unsigned char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && o + 4 < max; i++) {
+		if ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || strchr("._@-+", s[i])) {
+			out[o++] = (char)s[i];
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[s[i] >> 4];
+			out[o++] = hex[s[i] & 15];
+		}
+	}
+	out[o] = 0;
+}
+
+const char *auth_check(const struct auth *a, const char *value, size_t len,
+		       char logname[AUTH_LOGNAME_MAX])
+{
+	unsigned char dec[3 * 128 + 3];
+	const char *hash = NULL, *user = NULL, *r;
+	size_t i = 0;
+	int n, ok;
+	unsigned char *colon;
+
+	strcpy(logname, "-");
+	/* The scheme is a case-insensitive token, then one or more spaces. */
+	if (!value || len < 6 || strncasecmp(value, "Basic", 5) || value[5] != ' ')
+		return NULL;
+	for (i = 5; i < len && value[i] == ' '; i++)
+		;
+	n = b64decode(value + i, len - i, dec, sizeof dec - 1);
+	if (n < 0 || !(colon = memchr(dec, ':', (size_t)n)) || !valid_text(dec, (size_t)n) ||
+	    colon == dec || colon - dec > AUTH_USER_MAX) {
+		explicit_bzero(dec, sizeof dec);
+		return NULL;
+	}
+	*colon = 0;
+	dec[n] = 0;
+	log_name(logname, AUTH_LOGNAME_MAX, dec, (size_t)(colon - dec));
+	for (int k = 0; k < a->nusers; k++)
+		if (!strcmp(a->users[k].user, (char *)dec)) {
+			user = a->users[k].user;
+			hash = a->users[k].hash;
+		}
+	/* An unknown user is checked against a real hash all the same, so the
+	 * time taken does not tell which user names exist. */
+	r = crypt((char *)colon + 1, hash ? hash : a->nusers ? a->users[0].hash : "$5$x$");
+	ok = hash && r && r[0] == '$' && ct_equal(r, hash);
+	explicit_bzero(dec, sizeof dec);
+	return ok ? user : NULL;
+}
+
+int auth_hash_password(void)
+{
+	static const char salt_chars[] =
+		"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	unsigned char rnd[16];
+	char pw[256], setting[64];
+	struct termios t, quiet;
+	int tty = tcgetattr(0, &t) == 0;
+	ssize_t n;
+	size_t len = 0;
+	const char *h;
+
+	if (tty) {
+		quiet = t;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(0, TCSAFLUSH, &quiet);
+		fputs("Password: ", stderr);
+	}
+	while (len < sizeof pw - 1 && (n = read(0, pw + len, sizeof pw - 1 - len)) > 0) {
+		len += (size_t)n;
+		if (memchr(pw, '\n', len))
+			break;
+	}
+	if (tty) {
+		tcsetattr(0, TCSAFLUSH, &t);
+		fputs("\n", stderr);
+	}
+	pw[len] = 0;
+	pw[strcspn(pw, "\r\n")] = 0;
+	if (!pw[0] || !valid_text((unsigned char *)pw, strlen(pw))) {
+		explicit_bzero(pw, sizeof pw);
+		fputs("tunneld: the password must be non-empty UTF-8 text on one line\n", stderr);
+		return 64;
+	}
+	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+		explicit_bzero(pw, sizeof pw);
+		perror("tunneld: getrandom");
+		return 1;
+	}
+	n = snprintf(setting, sizeof setting, "%s", HASH_PREFIX);
+	for (size_t k = 0; k < sizeof rnd; k++)
+		setting[n++] = salt_chars[rnd[k] & 63];
+	setting[n] = 0;
+	h = crypt(pw, setting);
+	explicit_bzero(pw, sizeof pw);
+	if (!h || h[0] != '$') {
+		fputs("tunneld: crypt failed\n", stderr);
+		return 1;
+	}
+	puts(h);
+	return 0;
+}
