@@ -17,7 +17,7 @@ char *__crypt_blowfish(const char *key, const char *setting, char *out);
 char *__crypt_sha256(const char *key, const char *setting, char *out);
 char *__crypt_sha512(const char *key, const char *setting, char *out);
 
-static char *crypt(const char *key, const char *setting)
+static char *hash_with(const char *key, const char *setting)
 {
 	static char out[128];
 
@@ -29,6 +29,8 @@ static char *crypt(const char *key, const char *setting)
 		return __crypt_sha512(key, setting, out);
 	return NULL;
 }
+#else
+#define hash_with crypt
 #endif
 
 #include "auth.h"
@@ -270,7 +272,7 @@ const char *auth_check(const struct auth *a, const char *value, size_t len,
 		}
 	/* An unknown user is checked against a real hash all the same, so the
 	 * time taken does not tell which user names exist. */
-	r = crypt((char *)colon + 1, hash ? hash : a->nusers ? a->users[0].hash : "$5$x$");
+	r = hash_with((char *)colon + 1, hash ? hash : a->nusers ? a->users[0].hash : "$5$x$");
 	ok = hash && r && r[0] == '$' && ct_equal(r, hash);
 	explicit_bzero(dec, sizeof dec);
 	return ok ? user : NULL;
@@ -319,7 +321,7 @@ int auth_hash_password(void)
 	for (size_t k = 0; k < sizeof rnd; k++)
 		setting[n++] = salt_chars[rnd[k] & 63];
 	setting[n] = 0;
-	h = crypt(pw, setting);
+	h = hash_with(pw, setting);
 	explicit_bzero(pw, sizeof pw);
 	if (!h || h[0] != '$') {
 		fputs("tunneld: crypt failed\n", stderr);

@@ -110,7 +110,7 @@ static int write_all(int fd, const char *buf, size_t len, int timeout_ms,
 
 static int client_write(const struct conn *c, const char *buf, size_t len)
 {
-	return write_all(1, buf, len, 5000, c->tls ? tls_write : write);
+	return write_all(1, buf, len, 5000, CONFIG_TLS && c->tls ? tls_write : write);
 }
 
 /* Read what the client sent into buf, waiting until deadline. Returns the
@@ -123,9 +123,9 @@ static ssize_t client_read(const struct conn *c, char *buf, size_t len, long lon
 		ssize_t n;
 
 		/* What the TLS library already holds, poll() cannot see. */
-		if (!(c->tls && tls_pending()) && (left <= 0 || poll(&p, 1, (int)left) == 0))
+		if (!(CONFIG_TLS && c->tls && tls_pending()) && (left <= 0 || poll(&p, 1, (int)left) == 0))
 			return -2;
-		n = c->tls ? tls_read(0, buf, len) : read(0, buf, len);
+		n = CONFIG_TLS && c->tls ? tls_read(0, buf, len) : read(0, buf, len);
 		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
 			return n < 0 ? -1 : n;
 	}
@@ -175,7 +175,7 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 			long long deadline = now_ms() + 2000;
 			ssize_t r = 1;
 
-			if (c->tls)
+			if (CONFIG_TLS && c->tls)
 				tls_shutdown();
 			shutdown(1, SHUT_WR);
 			for (int drained = 0; drained < 65536 && r > 0; drained += (int)r)
@@ -417,7 +417,7 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 		c->st.up += c->len - c->head;
 	}
 	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
-	why = relay(0, 1, fd, o->idle_timeout * 1000, c->tls ? &tls_io : NULL, &c->st);
+	why = relay(0, 1, fd, o->idle_timeout * 1000, CONFIG_TLS && c->tls ? &tls_io : NULL, &c->st);
 	reply_and_exit(c, 200, why, 0);
 }
 
@@ -659,7 +659,12 @@ int main(int argc, char **argv)
 				usage_error("--log: '%s' is not syslog or stderr", optarg);
 			break;
 		case 'v': o.verbose = 1; break;
-		case 'V': printf("tunneld %s\n", VERSION); return 0;
+		case 'V':
+			/* The features compiled in, for scripts and tests. */
+			printf("tunneld %s (%cauth %ctls %cipv6 %csplice)\n", VERSION,
+			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
+			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-');
+			return 0;
 		case 'h': fputs(usage, stdout); return 0;
 		case ':': usage_error("%s needs a value", argv[optind - 1]);
 		default: usage_error("unknown option '%s'", argv[optind - 1]);
