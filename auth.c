@@ -86,8 +86,8 @@ int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
 		end = s + strlen(s);
 		if (end > s && end[-1] == '\r')
 			*--end = 0;
-		if (!*s || *s == '#')
-			continue;
+		if (!s[strspn(s, " \t")] || s[strspn(s, " \t")] == '#')
+			continue;  /* blank, or a comment */
 		if (!(colon = strchr(s, ':')))
 			return fail(err, errlen, name, line, "not 'user:hash'");
 		*colon = 0;
@@ -228,9 +228,13 @@ static void log_name(char *out, size_t max, const unsigned char *s, size_t n)
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
 
-	for (size_t i = 0; i < n && o + 4 < max; i++) {
-		if ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || strchr("._@-+", s[i])) {
+	for (size_t i = 0; i < n; i++) {
+		int plain = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+			    (s[i] >= '0' && s[i] <= '9') || (s[i] && strchr("._@-+", s[i]));
+
+		if (o + (plain ? 1 : 3) >= max)
+			break;
+		if (plain) {
 			out[o++] = (char)s[i];
 		} else {
 			out[o++] = '%';
@@ -306,6 +310,11 @@ int auth_hash_password(void)
 		fputs("\n", stderr);
 	}
 	pw[len] = 0;
+	if (!memchr(pw, '\n', len) && len == sizeof pw - 1) {
+		explicit_bzero(pw, sizeof pw);
+		fprintf(stderr, "tunneld: the password is longer than %zu bytes\n", sizeof pw - 2);
+		return 64;
+	}
 	pw[strcspn(pw, "\r\n")] = 0;
 	if (!pw[0] || !valid_text((unsigned char *)pw, strlen(pw))) {
 		explicit_bzero(pw, sizeof pw);

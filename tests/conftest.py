@@ -6,6 +6,8 @@ machine's resolver.  Servers listen on 127.0.0.0/8 and ::1 only; every wait
 has a deadline; every process started here is ended by its pid.
 """
 
+import base64
+import functools
 import hashlib
 import os
 import re
@@ -41,7 +43,7 @@ HTTPS_BODY = b"hello from the https target\n"
 
 def binary_problem():
     """None if the tunneld binary ($TUNNELD or <repo>/tunneld) is usable."""
-    path = Path(os.environ.get("TUNNELD") or REPO / "tunneld")
+    path = Path(os.environ.get("TUNNELD") or REPO / "tunneld").resolve()
     if path.is_file() and os.access(path, os.X_OK):
         return None
     return (f"tunneld binary not found or not executable: {path} "
@@ -52,7 +54,7 @@ def binary():
     problem = binary_problem()
     if problem:
         pytest.fail(problem)
-    return str(Path(os.environ.get("TUNNELD") or REPO / "tunneld"))
+    return str(Path(os.environ.get("TUNNELD") or REPO / "tunneld").resolve())
 
 
 def clean_env():
@@ -599,3 +601,147 @@ def https_target(tls_files):
     srv.cafile = str(cert)
     yield srv
     srv.close()
+
+
+# --------------------------------------------------------------------------
+# authentication (DESIGN §5): credentials, hash lines, credential files
+
+ALICE = ("alice", "secret")
+# ALICE's hash line made each way the README names; the kind is the test id.
+HASH_KINDS = ["htpasswd-bcrypt-2y", "bcrypt-2b", "openssl-sha512", "openssl-sha256",
+              "tunneld-hash-password"]
+
+
+def _bytes(s):
+    return s.encode() if isinstance(s, str) else s
+
+
+def basic_token(user, password):
+    """RFC 7617's token: base64 of user:password (str as UTF-8, or bytes)."""
+    return base64.b64encode(_bytes(user) + b":" + _bytes(password)).decode()
+
+
+def basic_auth(user, password, scheme="Basic"):
+    """A whole Proxy-Authorization header line for connect_head()."""
+    return f"Proxy-Authorization: {scheme} {basic_token(user, password)}"
+
+
+def openssl_hash(password, flag="-6"):
+    """crypt(3) hash of password (str or bytes, any bytes but NUL and
+    newline) by `openssl passwd FLAG -stdin`."""
+    r = subprocess.run(["openssl", "passwd", flag, "-stdin"], input=_bytes(password) + b"\n",
+                       capture_output=True, timeout=30, check=True)
+    return r.stdout.decode().strip()
+
+
+def htpasswd_hash(user, password, *flags):
+    """The hash part of `htpasswd -nb FLAGS user password` (bcrypt with -B)."""
+    if not shutil.which("htpasswd"):
+        pytest.fail("htpasswd missing (Debian package apache2-utils)")
+    r = subprocess.run(["htpasswd", "-nb", *flags, user, password], capture_output=True,
+                       timeout=30, check=True)
+    line = r.stdout.decode().strip()
+    assert line.startswith(user + ":"), line
+    return line[len(user) + 1:]
+
+
+def tunneld_hash(password, tunneld=None):
+    """`tunneld --hash-password` with password on stdin: CompletedProcess."""
+    return subprocess.run([tunneld or binary(), "--hash-password"], input=_bytes(password),
+                          capture_output=True, timeout=30, env=clean_env())
+
+
+def make_hash(kind, password):
+    if kind == "htpasswd-bcrypt-2y":
+        return htpasswd_hash("x", password, "-B")
+    if kind == "bcrypt-2b":        # the same hash spelt $2b$, as other tools write it
+        h = htpasswd_hash("x", password, "-B")
+        assert h.startswith("$2y$"), h
+        return "$2b$" + h[4:]
+    if kind == "openssl-sha512":
+        return openssl_hash(password, "-6")
+    if kind == "openssl-sha256":
+        return openssl_hash(password, "-5")
+    if kind == "tunneld-hash-password":
+        r = tunneld_hash(_bytes(password) + b"\n")
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode().strip()
+    raise ValueError(kind)
+
+
+@pytest.fixture(scope="session")
+def alice_hashes():
+    """kind -> a hash of ALICE's password, for each of HASH_KINDS."""
+    return {kind: make_hash(kind, ALICE[1]) for kind in HASH_KINDS}
+
+
+@pytest.fixture
+def make_users(tmp_path):
+    """Factory: make_users(text or bytes) -> path of a new credential file."""
+    n = [0]
+
+    def make(content):
+        n[0] += 1
+        path = tmp_path / f"users-{n[0]}"
+        path.write_bytes(_bytes(content))
+        return path
+    return make
+
+
+# --------------------------------------------------------------------------
+# TLS key material and the build without features
+
+def self_signed(d, newkey, name="good.test"):
+    """A self-signed certificate for name and 127.0.0.1 with a new key
+    (`openssl req -newkey` arguments); returns (cert, key) paths in d."""
+    if not shutil.which("openssl"):
+        pytest.fail("openssl CLI missing")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def rsa_tls_files(tmp_path_factory):
+    """Like tls_files, with an RSA 2048 key."""
+    return self_signed(tmp_path_factory.mktemp("tls-rsa"), ["-newkey", "rsa:2048"])
+
+
+@pytest.fixture(scope="session")
+def tunneld_min():
+    """The build with every feature off ($TUNNELD_MIN or <repo>/tunneld-min)."""
+    path = Path(os.environ.get("TUNNELD_MIN") or REPO / "tunneld-min").resolve()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"{path} missing: run `make tunneld-min` at the repository root "
+                    "(or set TUNNELD_MIN)")
+    return str(path)
+
+
+# --------------------------------------------------------------------------
+# features: a test marked needs("tls") is skipped against a binary built
+# without TLS (the all-off build runs the suite too). `tunneld --version`
+# lists what is compiled in: "(+auth +tls +ipv6 +splice)".
+
+@functools.lru_cache(maxsize=None)
+def binary_features():
+    out = subprocess.run([binary(), "--version"], capture_output=True, text=True,
+                         timeout=10).stdout
+    return set(re.findall(r"\+(\w+)", out))
+
+
+def needs_v6(*values):
+    """A parametrize row that applies only to an IPv6 build."""
+    return pytest.param(*values, marks=pytest.mark.needs("ipv6"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(feature): skip unless the binary has it")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        if mark.args[0] not in binary_features():
+            pytest.skip(f"built without {mark.args[0]}")

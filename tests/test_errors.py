@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import OK_REPLY, Client, assert_error_reply, connect_head, wait_until
+from conftest import OK_REPLY, needs_v6, Client, assert_error_reply, connect_head, wait_until
 
 LONG_NAME = ("a" * 63 + ".") * 3 + "a" * 62          # 254 characters
 
@@ -224,7 +224,8 @@ def test_403_rules_deny(make_proxy, mode, echo):
     assert echo.accepted == 0
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "good.test", "[::ffff:127.0.0.1]"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "good.test",
+                                  needs_v6("[::ffff:127.0.0.1]")])
 def test_403_loop_to_own_listener(any_proxy, host):
     expect_error(any_proxy, connect_head(f"{host}:{any_proxy.port}"), 403)
 

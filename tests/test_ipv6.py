@@ -1,7 +1,11 @@
 """IPv6 listeners and targets, and several --listen addresses at once."""
 
+import pytest
+
 from conftest import (Client, assert_error_reply, connect_head, free_port, listening, open_tunnel,
                       wait_until)
+
+pytestmark = pytest.mark.needs("ipv6")
 
 
 def check_echo(proxy, target, via=None):
