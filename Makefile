@@ -63,6 +63,12 @@ $(filter %.a,$(MUSL_LIBS)): | deps-static
 MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
+# One feature off at a time, for the checks of each alone.
+tunneld-noauth: $(CORE_SRCS) tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 -o $@ \
+		$(CORE_SRCS) tls.c $(MBEDTLS_HOST_LIBS)
+tunneld-notls: $(CORE_SRCS) auth.c $(HDRS)
+	$(CC) $(CFLAGS) $(XCFLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -o $@ $(CORE_SRCS) auth.c -lcrypt
 tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
 	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
@@ -80,7 +86,7 @@ tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 
 # What the tests use, installed when missing (Debian).
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
-	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools
+	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium
 deps:
 	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
 		command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
@@ -96,9 +102,11 @@ deps-static:
 # The unit tests, then the whole suite against the default build, then the
 # static musl build (what routers run) and the build with every feature
 # off through the tests that apply to them.
-check: deps tunneld tunneld-static tunneld-min $(TEST_BINS)
+check: deps tunneld tunneld-static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS)
 	@for t in $(TEST_BINS); do ./$$t || exit 1; done
 	TUNNELD=./tunneld-min $(PYTHON) -m pytest -q tests
+	for b in noauth notls; do TUNNELD=./tunneld-$$b $(PYTHON) -m pytest -q tests/test_cli.py \
+		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py || exit 1; done
 	TUNNELD=./tunneld-static $(PYTHON) -m pytest -q tests/test_clients.py tests/test_relay.py \
 		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py
 	$(PYTHON) -m pytest -q tests
@@ -109,6 +117,7 @@ install: tunneld
 
 clean:
 	rm -f tunneld tunneld.new tunneld-static tunneld-min tunneld-min-static \
+		tunneld-noauth tunneld-notls \
 		config.h config.mk $(TEST_BINS)
 
 .PHONY: all static run deps deps-static check install clean

@@ -391,6 +391,9 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 	q.port = c->req.port;
 	if (CONFIG_AUTH && o->auth) {
 		q.user = auth_check(o->auth, c->req.auth, c->req.auth_len, c->logname);
+		/* The token is the password in base64: gone from the buffer too. */
+		if (c->req.auth)
+			explicit_bzero((char *)c->req.auth, c->req.auth_len);
 		if (!q.user) {
 			/* One line per failure, for fail2ban; never the password. */
 			if (c->req.auth)
