@@ -185,6 +185,16 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 	exit(code);
 }
 
+/* The tunnel is open: exactly this, no other header (RFC 9110 §9.3.6). */
+static void answer_200(struct conn *c)
+{
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+	if (client_write(c, ok, sizeof ok - 1) < 0)
+		reply_and_exit(c, 0, "client-error", 0);
+	c->answered = 1;
+}
+
 /* Read until the head is complete: 431 when it does not fit, 408 when it
  * is not all there within the header timeout. */
 static void read_head(struct conn *c)
@@ -210,14 +220,11 @@ static void read_head(struct conn *c)
  * the head. From here on a refusal can only close the connection. */
 static void read_hello(struct conn *c, struct acl_query *q)
 {
-	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 	long long deadline = now_ms() + c->o->header_timeout * 1000LL;
 	char sni[HOST_MAX + 2];
 	int r;
 
-	if (client_write(c, ok, sizeof ok - 1) < 0)
-		reply_and_exit(c, 0, "client-error", 0);
-	c->answered = 1;
+	answer_200(c);
 	while ((r = tls_hello_sni((unsigned char *)c->buf + c->head, c->len - c->head,
 				  sni, sizeof sni)) == 0 && c->len < sizeof c->buf) {
 		ssize_t n = client_read(c, c->buf + c->len, sizeof c->buf - c->len, deadline);
@@ -405,13 +412,8 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 	q.tls = -1;
 
 	fd = open_target(c, &q);
-	if (!c->answered) {
-		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-
-		if (client_write(c, ok, sizeof ok - 1) < 0)
-			reply_and_exit(c, 0, "client-error", 0);
-		c->answered = 1;
-	}
+	if (!c->answered)
+		answer_200(c);
 	c->status = 200;
 	/* Bytes the client sent before the answer go first. */
 	if (c->len > c->head) {
