@@ -20,7 +20,7 @@ config.mk: Kconfig scripts/config.awk $(wildcard .config)
 include config.mk
 include mbedtls.mk
 
-CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c
+CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c
 SRCS = $(CORE_SRCS)
 HDRS = $(wildcard *.h) config.h
 ifeq ($(CONFIG_AUTH),1)
@@ -79,8 +79,8 @@ run: tunneld
 TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni
 tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_http.c http.c
-tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c
+tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)
+	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 
@@ -112,8 +112,9 @@ check: deps tunneld tunneld-static tunneld-min tunneld-noauth tunneld-notls $(TE
 	$(PYTHON) -m pytest -q tests
 
 install: tunneld
-	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld
+	install -m 644 tunneld.8 $(DESTDIR)$(PREFIX)/share/man/man8/tunneld.8
 
 clean:
 	rm -f tunneld tunneld.new tunneld-static tunneld-min tunneld-min-static \

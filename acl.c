@@ -2,14 +2,12 @@
  * hold decides, none holds: deny. Evaluated once per (name, resolved
  * address) pair, so a name never vouches for the address it resolves to. */
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "acl.h"
+#include "file.h"
 
 enum { C_FROM, C_TO, C_PORT, C_USER, C_TLS, C_SNI };
 enum { I_CIDR, I_NAME, I_SUFFIX, I_ANY, I_PORT, I_USER };
@@ -251,23 +249,13 @@ static int parse_line(struct parser *p, char *s)
 	return 0;
 }
 
-int acl_parse(struct acl *a, const char *text, size_t len, const char *name,
-	      char *err, size_t errlen)
+/* Parse the NUL-terminated text already in a->text. */
+static int parse_text(struct acl *a, const char *name, char *err, size_t errlen)
 {
 	struct parser p = { a, name, 0, err, errlen };
 	char *s, *nl;
 
 	a->nrules = a->nconds = a->nitems = 0;
-	if (len >= sizeof a->text) {
-		snprintf(err, errlen, "%s: larger than %d bytes", name, ACL_TEXT_MAX - 1);
-		return -1;
-	}
-	if (memchr(text, 0, len)) {
-		snprintf(err, errlen, "%s: contains a NUL byte", name);
-		return -1;
-	}
-	memcpy(a->text, text, len);
-	a->text[len] = 0;
 	for (s = a->text; s; s = nl) {
 		p.line++;
 		if ((nl = strchr(s, '\n')))
@@ -278,29 +266,21 @@ int acl_parse(struct acl *a, const char *text, size_t len, const char *name,
 	return 0;
 }
 
+int acl_parse(struct acl *a, const char *text, size_t len, const char *name,
+	      char *err, size_t errlen)
+{
+	if (text_fits(text, len, sizeof a->text, name, err, errlen) < 0)
+		return -1;
+	memcpy(a->text, text, len);
+	a->text[len] = 0;
+	return parse_text(a, name, err, errlen);
+}
+
 int acl_load(struct acl *a, const char *path, char *err, size_t errlen)
 {
-	static char buf[ACL_TEXT_MAX];
-	size_t len = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (file_read(path, a->text, sizeof a->text, err, errlen) < 0)
 		return -1;
-	}
-	while (len < sizeof buf && (n = read(fd, buf + len, sizeof buf - len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	return acl_parse(a, buf, len, path, err, errlen);
+	return parse_text(a, path, err, errlen);
 }
 
 static int cidr_match(const struct acl_item *it, const struct ip *ip)

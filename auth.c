@@ -1,6 +1,4 @@
 /* Basic authentication (RFC 7617) against a flat file of crypt(3) hashes. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -34,6 +32,7 @@ static char *hash_with(const char *key, const char *setting)
 #endif
 
 #include "auth.h"
+#include "file.h"
 #include "config.h"
 
 /* Default cost of --hash-password: see the README's measurements. */
@@ -59,23 +58,13 @@ static const char *hash_problem(const char *h)
 	return "unknown hash kind: use $2b$/$2y$ (bcrypt), $5$ or $6$ (SHA crypt)";
 }
 
-int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
-	       char *err, size_t errlen)
+/* Parse the NUL-terminated text already in a->text. */
+static int parse_text(struct auth *a, const char *name, char *err, size_t errlen)
 {
 	char *s, *nl;
 	int line = 0;
 
 	a->nusers = 0;
-	if (len >= sizeof a->text) {
-		snprintf(err, errlen, "%s: larger than %d bytes", name, AUTH_TEXT_MAX - 1);
-		return -1;
-	}
-	memcpy(a->text, text, len);
-	a->text[len] = 0;
-	if (strlen(a->text) != len) {
-		snprintf(err, errlen, "%s: contains a NUL byte", name);
-		return -1;
-	}
 	for (s = a->text; s; s = nl) {
 		char *colon, *end;
 		const char *why;
@@ -111,31 +100,21 @@ int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
 	return 0;
 }
 
+int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
+	       char *err, size_t errlen)
+{
+	if (text_fits(text, len, sizeof a->text, name, err, errlen) < 0)
+		return -1;
+	memcpy(a->text, text, len);
+	a->text[len] = 0;
+	return parse_text(a, name, err, errlen);
+}
+
 int auth_load(struct auth *a, const char *path, char *err, size_t errlen)
 {
-	static char buf[AUTH_TEXT_MAX];
-	size_t len = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	if (file_read(path, a->text, sizeof a->text, err, errlen) < 0)
 		return -1;
-	}
-	while (len < sizeof buf && (n = read(fd, buf + len, sizeof buf - len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	n = auth_parse(a, buf, len, path, err, errlen);
-	explicit_bzero(buf, len);
-	return (int)n;
+	return parse_text(a, path, err, errlen);
 }
 
 static int b64val(int c)

@@ -145,9 +145,7 @@ const char *relay(int cin, int cout, int target, int idle_ms, const struct relay
 
 	while (!why && !(up.shut && down.shut)) {
 		struct pollfd pfd[2];
-		int i, r;
-
-		int held = 0;
+		int i, r, held = 0;
 
 		for (i = 0; i < 2; i++) {
 			struct half *h = hs[i];
@@ -164,7 +162,7 @@ const char *relay(int cin, int cout, int target, int idle_ms, const struct relay
 		r = poll(pfd, 2, held ? 0 : idle_ms);
 		if (held) {
 			pfd[0].revents = POLLIN;
-			r++;
+			r = r < 0 ? 1 : r + 1;
 		}
 		if (r == 0)
 			why = "idle";

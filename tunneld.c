@@ -593,7 +593,9 @@ static int number(const char *opt, const char *s, long min, long max)
 	return (int)v;
 }
 
-int main(int argc, char **argv)
+/* The command line into o; --help, --version and --hash-password end here.
+ * *listen_only names an option that needs --listen, if one was given. */
+static void parse_options(int argc, char **argv, struct opts *o, const char **listen_only)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, 0, 'l' },
@@ -614,12 +616,86 @@ int main(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 }
 	};
+	int ch;
+
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":l:a:u:r:c:k:vVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			if (o->nlisten == LISTEN_MAX)
+				usage_error("at most %s --listen addresses", "16");
+			o->listen[o->nlisten++] = optarg;
+			break;
+		case 'a': o->acl_path = optarg; break;
+		case 'u': o->users_path = optarg; break;
+		case 'r': o->realm = optarg; break;
+		case 7:
+			if (!CONFIG_AUTH)
+				usage_error("%s", "--hash-password: built without authentication (CONFIG_AUTH)");
+			exit(auth_hash_password());
+		case 'c': o->cert = optarg; break;
+		case 'k': o->key = optarg; break;
+		case 1: o->connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
+		case 2: o->header_timeout = number("--header-timeout", optarg, 1, 3600); break;
+		case 3: o->idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
+		case 4:
+			o->max_conns = number("--max-conns", optarg, 1, 65536);
+			*listen_only = "--max-conns";
+			break;
+		case 5:
+			o->user = optarg;
+			*listen_only = "--user";
+			break;
+		case 6:
+			if (!strcmp(optarg, "syslog"))
+				o->log = LOG_TO_SYSLOG;
+			else if (!strcmp(optarg, "stderr"))
+				o->log = LOG_TO_STDERR;
+			else
+				usage_error("--log: '%s' is not syslog or stderr", optarg);
+			break;
+		case 'v': o->verbose = 1; break;
+		case 'V':
+			/* The features compiled in, for scripts and tests. */
+			printf("tunneld %s (%cauth %ctls %cipv6 %csplice)\n", VERSION,
+			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
+			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-');
+			exit(0);
+		case 'h': fputs(usage, stdout); exit(0);
+		case ':': usage_error("%s needs a value", argv[optind - 1]);
+		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* Options that cannot work together or in this build: a usage error. */
+static void check_options(const struct opts *o, const char *listen_only, int nfds)
+{
+	if (listen_only && !nfds)
+		usage_error("%s works with --listen only", listen_only);
+	if (!CONFIG_AUTH && o->users_path)
+		usage_error("%s", "--users: this tunneld was built without authentication (CONFIG_AUTH)");
+	/* Printable ASCII without '"' and '\\': it goes inside a quoted string. */
+	if (strlen(o->realm) > 64 ||
+	    strspn(o->realm, " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
+			    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(o->realm))
+		usage_error("--realm: '%s' is not up to 64 printable ASCII characters without quotes", o->realm);
+	if (!o->cert != !o->key)
+		usage_error("%s", "--cert and --key go together");
+	if (!CONFIG_TLS && o->cert)
+		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
+}
+
+int main(int argc, char **argv)
+{
 	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
 				 .idle_timeout = 600, .max_conns = 256 };
 	static struct acl acl;
 	static struct auth auth;
 	struct stat sb;
-	int fds[LISTEN_MAX], nfds = 0, ch;
+	int fds[LISTEN_MAX], nfds = 0;
 	const char *listen_only = NULL;
 	char err[256];
 
@@ -627,56 +703,7 @@ int main(int argc, char **argv)
 	 * in inetd mode it is the client's connection. */
 	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
 	log_open(o.log, 0);
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":l:a:u:r:c:k:vVh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'l':
-			if (o.nlisten == LISTEN_MAX)
-				usage_error("at most %s --listen addresses", "16");
-			o.listen[o.nlisten++] = optarg;
-			break;
-		case 'a': o.acl_path = optarg; break;
-		case 'u': o.users_path = optarg; break;
-		case 'r': o.realm = optarg; break;
-		case 7:
-			if (!CONFIG_AUTH)
-				usage_error("%s", "--hash-password: built without authentication (CONFIG_AUTH)");
-			return auth_hash_password();
-		case 'c': o.cert = optarg; break;
-		case 'k': o.key = optarg; break;
-		case 1: o.connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
-		case 2: o.header_timeout = number("--header-timeout", optarg, 1, 3600); break;
-		case 3: o.idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
-		case 4:
-			o.max_conns = number("--max-conns", optarg, 1, 65536);
-			listen_only = "--max-conns";
-			break;
-		case 5:
-			o.user = optarg;
-			listen_only = "--user";
-			break;
-		case 6:
-			if (!strcmp(optarg, "syslog"))
-				o.log = LOG_TO_SYSLOG;
-			else if (!strcmp(optarg, "stderr"))
-				o.log = LOG_TO_STDERR;
-			else
-				usage_error("--log: '%s' is not syslog or stderr", optarg);
-			break;
-		case 'v': o.verbose = 1; break;
-		case 'V':
-			/* The features compiled in, for scripts and tests. */
-			printf("tunneld %s (%cauth %ctls %cipv6 %csplice)\n", VERSION,
-			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
-			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-');
-			return 0;
-		case 'h': fputs(usage, stdout); return 0;
-		case ':': usage_error("%s needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+	parse_options(argc, argv, &o, &listen_only);
 	log_open(o.log, o.verbose);
 
 	for (int i = 0; i < o.nlisten; i++) {
@@ -697,20 +724,9 @@ int main(int argc, char **argv)
 			ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
 		o.own_ports[i] = ep.port;
 	}
-	if (listen_only && !nfds)
-		usage_error("%s works with --listen only", listen_only);
-	if (!CONFIG_AUTH && o.users_path)
-		usage_error("%s", "--users: this tunneld was built without authentication (CONFIG_AUTH)");
-	if (strlen(o.realm) > 64 || strpbrk(o.realm, "\"\\") ||
-	    strspn(o.realm, " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
-			    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(o.realm))
-		usage_error("--realm: '%s' is not up to 64 printable ASCII characters without quotes", o.realm);
+	check_options(&o, listen_only, nfds);
 	o.acl = &acl;
 	o.auth = o.users_path ? &auth : NULL;
-	if (!o.cert != !o.key)
-		usage_error("%s", "--cert and --key go together");
-	if (!CONFIG_TLS && o.cert)
-		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
 	if (CONFIG_TLS && o.cert && nfds && tls_server_init(o.cert, o.key, err, sizeof err) < 0) {
 		logmsg(LOG_ERR, "%s", err);
 		return EXIT_CONFIG;

@@ -1,5 +1,5 @@
 """The README's option list is the binary's --help, line for line, and every
-long option the code accepts is documented."""
+long option the code accepts is documented in --help and the man page."""
 
 import re
 import subprocess
@@ -21,6 +21,14 @@ def test_readme_lists_the_help_options():
     readme = (REPO / "README.md").read_text()
     block = readme.split("tunneld [OPTION]...\n", 1)[1].split("```", 1)[0]
     assert help_options(out.stdout) == help_options(block)
+
+
+def test_every_long_option_is_in_the_man_page():
+    source = (REPO / "tunneld.c").read_text()
+    page = (REPO / "tunneld.8").read_text().replace("\\-", "-")
+    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|no)_argument', source))
+    for name in sorted(longopts - {"help"}):
+        assert f"--{name}" in page, f"--{name} is not in tunneld.8"
 
 
 def test_every_long_option_is_in_help():
