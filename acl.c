@@ -269,10 +269,8 @@ static int parse_text(struct acl *a, const char *name, char *err, size_t errlen)
 int acl_parse(struct acl *a, const char *text, size_t len, const char *name,
 	      char *err, size_t errlen)
 {
-	if (text_fits(text, len, sizeof a->text, name, err, errlen) < 0)
+	if (text_copy(a->text, sizeof a->text, text, len, name, err, errlen) < 0)
 		return -1;
-	memcpy(a->text, text, len);
-	a->text[len] = 0;
 	return parse_text(a, name, err, errlen);
 }
 

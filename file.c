@@ -21,6 +21,16 @@ int text_fits(const char *text, size_t len, size_t cap, const char *name,
 	return 0;
 }
 
+int text_copy(char *buf, size_t cap, const char *text, size_t len, const char *name,
+	      char *err, size_t errlen)
+{
+	if (text_fits(text, len, cap, name, err, errlen) < 0)
+		return -1;
+	memcpy(buf, text, len);
+	buf[len] = 0;
+	return 0;
+}
+
 ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t errlen)
 {
 	size_t len = 0;
