@@ -34,6 +34,8 @@ MUSL_LIBS += $(MUSL_CRYPT)
 MUSL_DEFS = -DAUTH_OWN_CRYPT=1
 $(MUSL_SRC)/src/crypt/%.c:
 	sh scripts/debian-src.sh musl $(MUSL_SRC)
+# Fetched sources, not intermediates: make must not delete them.
+.PRECIOUS: $(MUSL_SRC)/src/crypt/%.c
 # Their code, their warnings: compiled as musl compiles it, not with ours.
 build/musl-crypt/%.o: $(MUSL_SRC)/src/crypt/%.c | deps-static
 	@mkdir -p $(@D)
