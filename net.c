@@ -141,6 +141,7 @@ int net_listen(const char *spec, char *err, size_t errlen)
 	struct endpoint ep = { 0 };
 	struct sockaddr_storage ss;
 	unsigned long p = 0;
+	socklen_t len;
 	int fd, one = 1, zero = 0;
 
 	if (spec[0] == '[') {
@@ -187,8 +188,8 @@ int net_listen(const char *spec, char *err, size_t errlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (ep.ip.family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, host[0] ? &one : &zero, sizeof one);
-	if (bind(fd, (struct sockaddr *)&ss, ep_to_sockaddr(&ep, &ss)) < 0 ||
-	    listen(fd, 128) < 0) {
+	len = ep_to_sockaddr(&ep, &ss);
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
 		snprintf(err, errlen, "%s: %s", spec, strerror(errno));
 		close(fd);
 		return -1;
