@@ -41,6 +41,12 @@ build/musl-crypt/%.o: $(MUSL_SRC)/src/crypt/%.c | deps-static
 	@mkdir -p $(@D)
 	musl-gcc -Os -w -ffunction-sections -fdata-sections -c -o $@ $<
 endif
+# SYSTEM_MBEDTLS=1 links the system's mbedTLS 3.6 (OpenWrt's libmbedtls)
+# instead of building one with the project's config.
+ifeq ($(SYSTEM_MBEDTLS),1)
+MBEDTLS_HOST_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
+MBEDTLS_CFLAGS = -DTUNNELD_SYSTEM_MBEDTLS
+endif
 ifeq ($(CONFIG_TLS),1)
 SRCS += tls.c
 TLS_CFLAGS = $(MBEDTLS_CFLAGS)

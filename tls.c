@@ -16,8 +16,10 @@
 #include "net.h"
 #include "tls.h"
 
-#ifndef TUNNELD_MBEDTLS_CONFIG
-#error "mbedTLS must be built with the project's mbedtls_config.h"
+/* The project's mbedtls_config.h, or a system library by choice: not the
+ * library's full default config by accident (a quoted config name). */
+#if !defined(TUNNELD_MBEDTLS_CONFIG) && !defined(TUNNELD_SYSTEM_MBEDTLS)
+#error "mbedTLS must be built with the project's mbedtls_config.h (or SYSTEM_MBEDTLS=1)"
 #endif
 
 static mbedtls_ssl_config conf;
