@@ -81,6 +81,19 @@ tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
 	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
 
+# Kconfig's front ends (kconfig-frontends), installed when missing; they
+# read Kconfig and write .config, from which make regenerates config.h.
+KCONFIG_CONF = kconfig-conf
+deps-kconfig:
+	@command -v kconfig-mconf >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kconfig-frontends-nox
+menuconfig: deps-kconfig
+	kconfig-mconf Kconfig
+defconfig: deps-kconfig
+	$(KCONFIG_CONF) --alldefconfig Kconfig
+oldconfig: deps-kconfig
+	$(KCONFIG_CONF) --oldconfig Kconfig
+
 run: tunneld
 	./tunneld --listen 127.0.0.1:3128 --log stderr -v
 
@@ -94,7 +107,8 @@ tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 
 # What the tests use, installed when missing (Debian).
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
-	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium
+	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
+	kconfig-conf:kconfig-frontends-nox
 deps:
 	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
 		command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
@@ -129,4 +143,5 @@ clean:
 		tunneld-noauth tunneld-notls \
 		config.h config.mk $(TEST_BINS)
 
-.PHONY: all static run deps deps-static check install clean
+.PHONY: all static run deps deps-static deps-kconfig menuconfig defconfig oldconfig \
+	check install clean

@@ -7,6 +7,7 @@ FNR == 1 { file++ }
 file == 1 && $1 == "config" { name = $2; order[++n] = name; next }
 file == 1 && ($1 == "bool" || $1 == "int") && name != "" { type[name] = $1; next }
 file == 1 && $1 == "default" && name != "" && !(name in val) { val[name] = $2; next }
+file == 1 && $1 == "range" && name != "" { lo[name] = $2; hi[name] = $3; next }
 file == 2 && /^CONFIG_[A-Z0-9_]+=/ {
 	split($0, kv, "="); sub(/^CONFIG_/, "", kv[1])
 	if (kv[1] in type) val[kv[1]] = kv[2]
@@ -28,7 +29,10 @@ END {
 	for (i = 1; i <= n; i++) {
 		s = order[i]; v = val[s]
 		if (type[s] == "bool") v = (v == "y") ? 1 : 0
-		else if (v !~ /^[0-9]+$/) { print "bad value for " s ": " v > "/dev/stderr"; exit 1 }
+		else if (v !~ /^[0-9]+$/ || (s in lo && (v + 0 < lo[s] || v + 0 > hi[s]))) {
+			printf ".config: CONFIG_%s=%s is not a number from %s to %s\n", s, v, lo[s], hi[s] > "/dev/stderr"
+			exit 1
+		}
 		if (fmt == "mk")
 			printf "CONFIG_%s := %s\n", s, v
 		else
