@@ -22,6 +22,9 @@ include mbedtls.mk
 
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c
 SRCS = $(CORE_SRCS)
+ifeq ($(CONFIG_HTTP_TUNNEL),1)
+SRCS += session.c
+endif
 HDRS = $(wildcard *.h) config.h
 ifeq ($(CONFIG_AUTH),1)
 SRCS += auth.c
@@ -68,15 +71,16 @@ $(filter %.a,$(MUSL_LIBS)): | deps-static
 
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
-MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0
+MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 # One feature off at a time, for the checks of each alone.
-tunneld-noauth: $(CORE_SRCS) tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 -o $@ \
-		$(CORE_SRCS) tls.c $(MBEDTLS_HOST_LIBS)
-tunneld-notls: $(CORE_SRCS) auth.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -o $@ $(CORE_SRCS) auth.c -lcrypt
+tunneld-noauth: $(CORE_SRCS) session.c tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
+	$(CC) $(CFLAGS) $(XCFLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 \
+		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) session.c tls.c $(MBEDTLS_HOST_LIBS)
+tunneld-notls: $(CORE_SRCS) session.c auth.c $(HDRS)
+	$(CC) $(CFLAGS) $(XCFLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -DCONFIG_HTTP_TUNNEL=1 -o $@ \
+		$(CORE_SRCS) session.c auth.c -lcrypt
 tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
 	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'

@@ -173,11 +173,65 @@ int http_parse_target(const char *s, size_t len, struct request *req)
 	return 0;
 }
 
-/* The request line: "CONNECT host:port HTTP/1.x". */
-static int parse_request_line(const char *l, size_t n, struct request *req)
+/* The query of a tunnel request: "o=N" and "fin", '&'-separated; other
+ * parameters are ignored. 0 or 400. */
+static int parse_query(const char *q, size_t n, struct request *req)
+{
+	const char *end = q + n;
+
+	while (q < end) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		size_t len = (size_t)((amp ? amp : end) - q);
+
+		if (len > 2 && !memcmp(q, "o=", 2)) {
+			unsigned long long v = 0;
+
+			if (len > 2 + 15)
+				return 400;  /* offsets stay far below 2^53 */
+			for (size_t i = 2; i < len; i++) {
+				if (!is_digit(q[i]))
+					return 400;
+				v = v * 10 + (unsigned)(q[i] - '0');
+			}
+			req->off = v;
+		} else if ((len == 3 && !memcmp(q, "fin", 3)) || (len == 5 && !memcmp(q, "fin=1", 5))) {
+			req->fin = 1;
+		}
+		q += len + (amp != NULL);
+	}
+	return 0;
+}
+
+/* A tunnel request's target: "PATH[?QUERY]" or "http://authority" followed
+ * by them. The path must be the tunnel's: 404 otherwise. */
+static int parse_tunnel_target(const char *t, size_t n, const char *path, struct request *req)
+{
+	const char *end = t + n, *q;
+
+	if (n > 7 && eq_nocase(t, 7, "http://")) {
+		t += 7;
+		while (t < end && *t != '/' && *t != '?')
+			t++;
+		if (t == end)
+			return strcmp(path, "/") ? 404 : 0;
+	}
+	if (t == end || (*t != '/' && *t != '?'))
+		return 400;
+	q = memchr(t, '?', (size_t)(end - t));
+	if (!q)
+		q = end;
+	/* An absolute-form "http://h?o=1" has the empty path, which is "/". */
+	if (q == t ? strcmp(path, "/") : (strlen(path) != (size_t)(q - t) || memcmp(t, path, (size_t)(q - t))))
+		return 404;
+	return q < end ? parse_query(q + 1, (size_t)(end - q - 1), req) : 0;
+}
+
+/* The request line: "CONNECT host:port HTTP/1.x", or with a tunnel path
+ * "GET|POST|DELETE PATH?QUERY HTTP/1.x". */
+static int parse_request_line(const char *l, size_t n, const char *path, struct request *req)
 {
 	const char *sp1 = memchr(l, ' ', n), *sp2, *v;
-	size_t i, vlen;
+	size_t i, vlen, mlen;
 
 	if (!sp1 || sp1 == l)
 		return 400;
@@ -195,9 +249,32 @@ static int parse_request_line(const char *l, size_t n, struct request *req)
 		return 505;
 	if (vlen != 8 || v[6] != '.' || !is_digit(v[7]))
 		return 400;
-	if ((size_t)(sp1 - l) != 7 || memcmp(l, "CONNECT", 7))
+	mlen = (size_t)(sp1 - l);
+	if (mlen == 7 && !memcmp(l, "CONNECT", 7)) {
+		req->method = HTTP_CONNECT;
+		return http_parse_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), req);
+	}
+	if (!path)
 		return 405;
-	return http_parse_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), req);
+	if (mlen == 3 && !memcmp(l, "GET", 3))
+		req->method = HTTP_GET;
+	else if (mlen == 4 && !memcmp(l, "POST", 4))
+		req->method = HTTP_POST;
+	else if (mlen == 6 && !memcmp(l, "DELETE", 6))
+		req->method = HTTP_DELETE;
+	else
+		return 405;
+	return parse_tunnel_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), path, req);
+}
+
+/* Whether v[0..n) is a list of comma-separated tokens holding "close". */
+static int has_close(const char *v, size_t n)
+{
+	for (size_t i = 0; i + 5 <= n; i++)
+		if (eq_nocase(v + i, 5, "close") && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
+		    (i + 5 == n || v[i + 5] == ',' || v[i + 5] == ' '))
+			return 1;
+	return 0;
 }
 
 /* One header field line; fields we act on are checked here. */
@@ -223,18 +300,41 @@ static int parse_field(const char *l, size_t n, struct request *req)
 		e--;
 	if (eq_nocase(l, nlen, "transfer-encoding"))
 		return 400;
-	if (eq_nocase(l, nlen, "content-length") && (e - v != 1 || *v != '0'))
-		return 400;
-	if (eq_nocase(l, nlen, "proxy-authorization")) {
+	if (eq_nocase(l, nlen, "content-length")) {
+		size_t cl = 0;
+
+		/* A CONNECT has no body; a tunnel request's is bounded. */
+		if (v == e || e - v > 7 || (req->method == HTTP_CONNECT && (e - v != 1 || *v != '0')))
+			return 400;
+		for (const char *d = v; d < e; d++) {
+			if (!is_digit(*d))
+				return 400;
+			cl = cl * 10 + (size_t)(*d - '0');
+		}
+		if (req->clen_seen++ && cl != req->clen)
+			return 400;
+		if (cl > HTTP_BODY_MAX)
+			return 413;
+		req->clen = cl;
+	}
+	if (eq_nocase(l, nlen, req->method == HTTP_CONNECT ? "proxy-authorization" : "authorization")) {
 		if (req->auth)
 			return 400;
 		req->auth = v;
 		req->auth_len = (size_t)(e - v);
 	}
+	if (req->method != HTTP_CONNECT && eq_nocase(l, nlen, "tunnel-token")) {
+		if (req->token)
+			return 400;
+		req->token = v;
+		req->token_len = (size_t)(e - v);
+	}
+	if (eq_nocase(l, nlen, "connection") && has_close(v, (size_t)(e - v)))
+		req->close = 1;
 	return 0;
 }
 
-int http_parse(const char *buf, size_t len, struct request *req)
+int http_parse(const char *buf, size_t len, const char *tunnel_path, struct request *req)
 {
 	const char *p = buf, *end = buf + len, *l;
 	size_t n, i;
@@ -247,7 +347,7 @@ int http_parse(const char *buf, size_t len, struct request *req)
 	for (i = 0; i < n; i++)
 		if ((unsigned char)l[i] < 0x20 || l[i] == 0x7f)
 			return 400;
-	st = parse_request_line(l, n, req);
+	st = parse_request_line(l, n, tunnel_path, req);
 	if (st)
 		return st;
 	while (next_line(&p, end, &l, &n) && n > 0) {
@@ -266,15 +366,20 @@ const char *http_reason(int status)
 {
 	switch (status) {
 	case 200: return "Connection established";
+	case 401: return "Unauthorized";
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 407: return "Proxy Authentication Required";
 	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 413: return "Content Too Large";
 	case 431: return "Request Header Fields Too Large";
 	case 502: return "Bad Gateway";
 	case 504: return "Gateway Timeout";
+	case 503: return "Service Unavailable";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Internal Server Error";
 	}

@@ -4,12 +4,25 @@
 
 #define HOST_MAX 253
 
+#define HTTP_BODY_MAX 65536     /* a GET/POST tunnel request body */
+
+enum { HTTP_CONNECT = 1, HTTP_GET, HTTP_POST, HTTP_DELETE };
+
 struct request {
+	int method;
 	char host[HOST_MAX + 2];  /* as sent, without [], NUL-terminated */
 	unsigned port;
 	int literal;              /* host is an address literal, not a name */
-	const char *auth;         /* Proxy-Authorization value in the head, or NULL */
-	size_t auth_len;
+	const char *auth;         /* the credentials in the head, or NULL: */
+	size_t auth_len;          /* Proxy-Authorization for CONNECT, else Authorization */
+	/* GET/POST tunnel requests (PROTOCOL.md) */
+	const char *token;        /* Tunnel-Token value, or NULL */
+	size_t token_len;
+	size_t clen;              /* Content-Length */
+	int clen_seen;
+	unsigned long long off;   /* ?o=N */
+	int fin;                  /* ?fin */
+	int close;                /* Connection: close */
 };
 
 /* Length of the request head through its blank line, or 0 if buf does not
@@ -17,8 +30,9 @@ struct request {
 size_t http_head_end(const char *buf, size_t len);
 
 /* Parse a whole head (as measured by http_head_end). Returns 0 for a valid
- * CONNECT, else the HTTP status to answer. */
-int http_parse(const char *buf, size_t len, struct request *req);
+ * CONNECT or, when tunnel_path is not NULL, a GET, POST or DELETE of that
+ * path; else the HTTP status to answer. */
+int http_parse(const char *buf, size_t len, const char *tunnel_path, struct request *req);
 
 /* Parse an authority-form "host:port" of len bytes into req. 0 or 400. */
 int http_parse_target(const char *s, size_t len, struct request *req);

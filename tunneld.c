@@ -28,6 +28,7 @@
 #include "log.h"
 #include "net.h"
 #include "relay.h"
+#include "session.h"
 #include "sni.h"
 #include "tls.h"
 
@@ -46,7 +47,8 @@ struct opts {
 	struct acl *acl;                 /* the rules, read once or per connection */
 	struct auth *auth;               /* NULL: no authentication */
 	const char *user;
-	int connect_timeout, header_timeout, idle_timeout, max_conns;
+	const char *tunnel_path;         /* --http-tunnel, or NULL */
+	int connect_timeout, header_timeout, idle_timeout, max_conns, session_timeout;
 	enum log_sink log;
 	int verbose;
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
@@ -60,6 +62,7 @@ struct conn {
 	int parsed;             /* req holds a valid target */
 	int answered;           /* 200 sent: no status can reach the client now */
 	int tls;                /* the client speaks TLS to us */
+	int tunnel;             /* a GET/POST tunnel request, not a CONNECT */
 	char logname[AUTH_LOGNAME_MAX];  /* the user name sent, escaped */
 	int status;
 	const char *reason;
@@ -135,14 +138,18 @@ static const char *body_for(int status)
 {
 	switch (status) {
 	case 400: return "Bad request: this proxy serves CONNECT host:port HTTP/1.1.";
+	case 401: return "Authentication required.";
 	case 403: return "Forbidden: this proxy does not connect to that destination.";
-	case 405: return "Method not allowed: this proxy serves CONNECT only.";
+	case 404: return "Not found: no such tunnel endpoint or session.";
+	case 405: return "Method not allowed: this proxy serves CONNECT (and its tunnel endpoint GET, POST, DELETE).";
 	case 408: return "The request header did not arrive in time.";
 	case 431: return "The request header is too large.";
 	case 502: return "The destination could not be resolved or refused the connection.";
 	case 504: return "The destination did not answer in time.";
 	case 505: return "HTTP version not supported: use HTTP/1.1.";
 	case 407: return "Proxy authentication required.";
+	case 413: return "The request body is too large.";
+	case 503: return "The proxy is busy; try again.";
 	default:  return "The proxy is misconfigured; its log says why.";
 	}
 }
@@ -153,6 +160,9 @@ static const char *body_for(int status)
 static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 						     const char *reason, int code)
 {
+	/* A tunnel request authenticates to tunneld as a server, not a proxy. */
+	if (c->tunnel && status == 407)
+		status = 401;
 	c->status = status;
 	c->reason = reason;
 	log_conn(c);
@@ -162,10 +172,13 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 		int n;
 
 		if (status == 405)
-			strcpy(extra, "Allow: CONNECT\r\n");
-		if (status == 407)
-			snprintf(extra, sizeof extra, "Proxy-Authenticate: Basic realm=\"%s\", "
-				 "charset=\"UTF-8\"\r\n", c->o->realm);
+			strcpy(extra, c->o->tunnel_path ? "Allow: CONNECT, GET, POST, DELETE\r\n"
+							: "Allow: CONNECT\r\n");
+		if (status == 407 || status == 401)
+			snprintf(extra, sizeof extra, "%s-Authenticate: Basic realm=\"%s\", "
+				 "charset=\"UTF-8\"\r\n", status == 401 ? "WWW" : "Proxy", c->o->realm);
+		if (c->tunnel)
+			strcat(extra, "Cache-Control: no-store\r\n");
 		n = snprintf(msg, sizeof msg,
 				 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n%s"
 				 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
@@ -347,14 +360,74 @@ static int load_config(const struct opts *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* Basic authentication, when --users is given: the user's name for the
+ * rules, or a 407 (401 for a tunnel request). */
+static void authenticate(struct conn *c, struct acl_query *q)
+{
+	char cl[ADDRSTR_MAX];
+
+	if (!CONFIG_AUTH || !c->o->auth)
+		return;
+	q->user = auth_check(c->o->auth, c->req.auth, c->req.auth_len, c->logname);
+	/* The token is the password in base64: gone from the buffer too. */
+	if (c->req.auth)
+		explicit_bzero((char *)c->req.auth, c->req.auth_len);
+	if (!q->user) {
+		/* One line per failure, for fail2ban; never the password. */
+		if (c->req.auth)
+			logmsg(LOG_WARNING, "auth failed: client=%s user=%s",
+			       ep_str(&c->client, cl), c->logname);
+		reply_and_exit(c, 407, c->req.auth ? "bad-credentials" : "no-credentials", 0);
+	}
+}
+
+static void serve_tunnel(struct conn *c, struct acl_query *q);
+
+/* One request whose head is in c->buf, or arrives on fd 0. */
+static void __attribute__((noreturn)) serve_request(struct conn *c)
+{
+	const struct opts *o = c->o;
+	struct acl_query q = { 0 };
+	const char *why;
+	int fd;
+
+	read_head(c);
+	int st = http_parse(c->buf, c->head, o->tunnel_path, &c->req);
+	if (st)
+		reply_and_exit(c, st, "bad-request", 0);
+
+	q.client = c->client.ip.family ? &c->client.ip : NULL;
+	q.tls = -1;
+	if (CONFIG_HTTP_TUNNEL && c->req.method != HTTP_CONNECT)
+		serve_tunnel(c, &q);
+	c->parsed = 1;
+	q.host = c->req.host;
+	q.literal = c->req.literal;
+	q.port = c->req.port;
+	authenticate(c, &q);
+
+	fd = open_target(c, &q);
+	if (!c->answered)
+		answer_200(c);
+	c->status = 200;
+	/* Bytes the client sent before the answer go first. */
+	if (c->len > c->head) {
+		if (write_all(fd, c->buf + c->head, c->len - c->head, o->idle_timeout * 1000, write) < 0)
+			reply_and_exit(c, 200, "target-error", 0);
+		c->st.up += c->len - c->head;
+	}
+	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
+	why = relay(0, 1, fd, o->idle_timeout * 1000, CONFIG_TLS && c->tls ? &tls_io : NULL, &c->st);
+	reply_and_exit(c, 200, why, 0);
+}
+
+static struct conn conn;
+
 static void serve(const struct opts *o, const struct sockaddr *peer)
 {
-	static struct conn conn;
 	struct conn *c = &conn;
-	struct acl_query q = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof ss;
-	int fd;
 	char err[256];
 	const char *why;
 
@@ -385,46 +458,106 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 		logmsg(LOG_ERR, "%s", err);
 		reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
 	}
+	serve_request(c);
+}
 
-	read_head(c);
-	int st = http_parse(c->buf, c->head, &c->req);
-	if (st)
-		reply_and_exit(c, st, "bad-request", 0);
-	c->parsed = 1;
+#if CONFIG_HTTP_TUNNEL
+/* A request met on a kept-alive connection of a session holder, served in
+ * a new process as if it had come on a connection of its own (plain: a
+ * TLS connection is never handed over). */
+static void __attribute__((noreturn)) serve_handed(const struct endpoint *client,
+						   const char *buf, size_t len)
+{
+	const struct opts *o = conn.o;
+	struct conn *c = &conn;
 
-	q.client = c->client.ip.family ? &c->client.ip : NULL;
-	q.host = c->req.host;
-	q.literal = c->req.literal;
-	q.port = c->req.port;
-	if (CONFIG_AUTH && o->auth) {
-		q.user = auth_check(o->auth, c->req.auth, c->req.auth_len, c->logname);
-		/* The token is the password in base64: gone from the buffer too. */
-		if (c->req.auth)
-			explicit_bzero((char *)c->req.auth, c->req.auth_len);
-		if (!q.user) {
-			/* One line per failure, for fail2ban; never the password. */
-			if (c->req.auth)
-				logmsg(LOG_WARNING, "auth failed: client=%s user=%s",
-				       ep_str(&c->client, err), c->logname);
-			reply_and_exit(c, 407, c->req.auth ? "bad-credentials" : "no-credentials", 0);
-		}
-	}
-	q.tls = -1;
+	memset(c, 0, sizeof *c);
+	c->o = o;
+	c->start = now_ms();
+	c->client = *client;
+	c->len = len < sizeof c->buf ? len : sizeof c->buf;
+	memcpy(c->buf, buf, c->len);
+	serve_request(c);
+}
 
-	fd = open_target(c, &q);
-	if (!c->answered)
-		answer_200(c);
-	c->status = 200;
-	/* Bytes the client sent before the answer go first. */
-	if (c->len > c->head) {
-		if (write_all(fd, c->buf + c->head, c->len - c->head, o->idle_timeout * 1000, write) < 0)
-			reply_and_exit(c, 200, "target-error", 0);
-		c->st.up += c->len - c->head;
-	}
+/* A TLS connection cannot be handed to a session holder: this process
+ * keeps it, and a child serves the decrypted stream over a socket pair,
+ * which can be. Returns in the child. */
+static void split_tls(struct conn *c)
+{
 	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
-	why = relay(0, 1, fd, o->idle_timeout * 1000, CONFIG_TLS && c->tls ? &tls_io : NULL, &c->st);
+	struct relay_stats st = { 0 };
+	int sp[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 || (pid = fork()) < 0)
+		reply_and_exit(c, 503, "fork-failed", 0);
+	if (pid == 0) {
+		close(sp[0]);
+		dup2(sp[1], 0);
+		dup2(sp[1], 1);
+		close(sp[1]);
+		c->tls = 0;
+		return;
+	}
+	close(sp[1]);
+	signal(SIGCHLD, SIG_IGN);
+	relay(0, 1, sp[0], c->o->idle_timeout * 1000, &tls_io, &st);
+	exit(0);
+}
+
+/* The open of a GET/POST tunnel session (body "host:port"), or a request
+ * for a session, which goes to its holder. */
+static void serve_tunnel(struct conn *c, struct acl_query *q)
+{
+	const struct opts *o = c->o;
+	struct session_opts so = { o->tunnel_path, o->session_timeout * 1000,
+				   o->idle_timeout * 1000, o->header_timeout * 1000, serve_handed };
+	long long deadline = now_ms() + o->header_timeout * 1000LL;
+	size_t end = c->head + c->req.clen;
+	const char *why;
+	int fd;
+
+	c->tunnel = 1;
+	if (CONFIG_TLS && c->tls)
+		split_tls(c);
+	if (c->req.token) {
+		int r = session_pass(c->req.token, c->req.token_len, &c->client, c->buf, c->len);
+
+		if (r == 0)
+			exit(0);  /* the holder serves it, and logs the session */
+		reply_and_exit(c, r == -1 ? 404 : 503, r == -1 ? "no-session" : "busy", 0);
+	}
+	if (c->req.method != HTTP_POST)
+		reply_and_exit(c, 404, "no-session", 0);
+	if (c->req.clen > HOST_MAX + 8 || end > sizeof c->buf)
+		reply_and_exit(c, 400, "bad-request", 0);
+	while (c->len < end) {
+		ssize_t n = client_read(c, c->buf + c->len, sizeof c->buf - c->len, deadline);
+
+		if (n == -2)
+			reply_and_exit(c, 408, "header-timeout", 0);
+		if (n <= 0)
+			reply_and_exit(c, 0, n ? "client-error" : "client-closed", 0);
+		c->len += (size_t)n;
+	}
+	if (http_parse_target(c->buf + c->head, c->req.clen, &c->req))
+		reply_and_exit(c, 400, "bad-request", 0);
+	c->parsed = 1;
+	q->host = c->req.host;
+	q->literal = c->req.literal;
+	q->port = c->req.port;
+	q->tls = 0;  /* the stream's first bytes are not known yet */
+	authenticate(c, q);
+	fd = open_target(c, q);
+	c->answered = 1;
+	c->status = 200;
+	why = session_hold(&so, fd, &c->client, c->buf + end, c->len - end, &c->st);
 	reply_and_exit(c, 200, why, 0);
 }
+#else
+static void serve_tunnel(struct conn *c, struct acl_query *q) { (void)c; (void)q; }
+#endif
 
 static void on_child(int sig)
 {
@@ -554,6 +687,8 @@ static const char usage[] =
 	"  -a, --acl FILE            access rules (default: the built-in rules)\n"
 	"  -c, --cert FILE           TLS certificate chain, PEM  } both given: clients\n"
 	"  -k, --key FILE            TLS private key, PEM        } speak TLS to tunneld\n"
+	"      --http-tunnel[=PATH]  also serve the GET/POST tunnel at PATH (default /)\n"
+	"      --session-timeout SEC a tunnel session with no request (default 60)\n"
 	"      --connect-timeout SEC connecting to the target (default 10)\n"
 	"      --header-timeout SEC  the whole request header (default 10)\n"
 	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
@@ -605,6 +740,8 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		{ "hash-password", no_argument, 0, 7 },
 		{ "cert", required_argument, 0, 'c' },
 		{ "key", required_argument, 0, 'k' },
+		{ "http-tunnel", optional_argument, 0, 8 },
+		{ "session-timeout", required_argument, 0, 9 },
 		{ "connect-timeout", required_argument, 0, 1 },
 		{ "header-timeout", required_argument, 0, 2 },
 		{ "idle-timeout", required_argument, 0, 3 },
@@ -633,6 +770,8 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 			if (!CONFIG_AUTH)
 				usage_error("%s", "--hash-password: built without authentication (CONFIG_AUTH)");
 			exit(auth_hash_password());
+		case 8: o->tunnel_path = optarg ? optarg : "/"; break;
+		case 9: o->session_timeout = number("--session-timeout", optarg, 2, 86400); break;
 		case 'c': o->cert = optarg; break;
 		case 'k': o->key = optarg; break;
 		case 1: o->connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
@@ -657,9 +796,10 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		case 'v': o->verbose = 1; break;
 		case 'V':
 			/* The features compiled in, for scripts and tests. */
-			printf("tunneld %s (%cauth %ctls %cipv6 %csplice)\n", VERSION,
+			printf("tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel)\n", VERSION,
 			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
-			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-');
+			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
+			       CONFIG_HTTP_TUNNEL ? '+' : '-');
 			exit(0);
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':': usage_error("%s needs a value", argv[optind - 1]);
@@ -686,12 +826,19 @@ static void check_options(const struct opts *o, const char *listen_only, int nfd
 		usage_error("%s", "--cert and --key go together");
 	if (!CONFIG_TLS && o->cert)
 		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
+	if (!CONFIG_HTTP_TUNNEL && o->tunnel_path)
+		usage_error("%s", "--http-tunnel: this tunneld was built without it (CONFIG_HTTP_TUNNEL)");
+	/* The path is compared byte for byte with the request's. */
+	if (o->tunnel_path && (o->tunnel_path[0] != '/' || strlen(o->tunnel_path) > 128 ||
+			       strcspn(o->tunnel_path, "?# \t\r\n") != strlen(o->tunnel_path)))
+		usage_error("--http-tunnel: '%s' is not a path like /tunnel (no '?', '#' or space)",
+			    o->tunnel_path);
 }
 
 int main(int argc, char **argv)
 {
 	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
-				 .idle_timeout = 600, .max_conns = 256 };
+				 .idle_timeout = 600, .max_conns = 256, .session_timeout = 60 };
 	static struct acl acl;
 	static struct auth auth;
 	struct stat sb;

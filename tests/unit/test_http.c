@@ -127,7 +127,7 @@ static void test_rows(void)
 {
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		struct request req;
-		int st = http_parse(rows[i].head, rows[i].len, &req);
+		int st = http_parse(rows[i].head, rows[i].len, NULL, &req);
 
 		CHECK(st == rows[i].status, "row %zu: got %d want %d", i, st, rows[i].status);
 		if (!st && rows[i].host) {
@@ -144,9 +144,9 @@ static void test_limits(void)
 	size_t len;
 
 	len = many_headers(buf, sizeof buf, 64);
-	CHECK(http_parse(buf, len, &req) == 0, "64 header lines accepted");
+	CHECK(http_parse(buf, len, NULL, &req) == 0, "64 header lines accepted");
 	len = many_headers(buf, sizeof buf, 65);
-	CHECK(http_parse(buf, len, &req) == 431, "65 header lines -> 431");
+	CHECK(http_parse(buf, len, NULL, &req) == 431, "65 header lines -> 431");
 
 	/* The longest name is 253 bytes (254 with its trailing dot). */
 	char host[300];
@@ -156,11 +156,11 @@ static void test_limits(void)
 		host[i] = '.';
 	host[253] = 0;
 	n = snprintf(buf, sizeof buf, "CONNECT %s:1 HTTP/1.1\r\n\r\n", host);
-	CHECK(http_parse(buf, (size_t)n, &req) == 0, "253-byte name accepted");
+	CHECK(http_parse(buf, (size_t)n, NULL, &req) == 0, "253-byte name accepted");
 	host[253] = 'a';
 	host[254] = 0;
 	n = snprintf(buf, sizeof buf, "CONNECT %s:1 HTTP/1.1\r\n\r\n", host);
-	CHECK(http_parse(buf, (size_t)n, &req) == 400, "254-byte name refused");
+	CHECK(http_parse(buf, (size_t)n, NULL, &req) == 400, "254-byte name refused");
 }
 
 static void test_literal_and_auth(void)
@@ -168,11 +168,11 @@ static void test_literal_and_auth(void)
 	struct request req;
 	const char *h = "CONNECT 1.2.3.4:80 HTTP/1.1\r\nProxy-Authorization:  Basic eDp5 \r\n\r\n";
 
-	CHECK(http_parse(h, strlen(h), &req) == 0 && req.literal, "dotted quad is a literal");
+	CHECK(http_parse(h, strlen(h), NULL, &req) == 0 && req.literal, "dotted quad is a literal");
 	CHECK(req.auth && req.auth_len == 10 && !memcmp(req.auth, "Basic eDp5", 10),
 	      "Proxy-Authorization value without surrounding space");
 	h = "CONNECT example.com:80 HTTP/1.1\r\n\r\n";
-	CHECK(http_parse(h, strlen(h), &req) == 0 && !req.literal && !req.auth, "name is not a literal");
+	CHECK(http_parse(h, strlen(h), NULL, &req) == 0 && !req.literal && !req.auth, "name is not a literal");
 }
 
 static void test_head_end(void)
