@@ -175,6 +175,72 @@ static void test_literal_and_auth(void)
 	CHECK(http_parse(h, strlen(h), NULL, &req) == 0 && !req.literal && !req.auth, "name is not a literal");
 }
 
+/* GET/POST tunnel requests (PROTOCOL.md) at the path "/t". */
+static const struct {
+	const char *head;
+	int status, method;
+	unsigned long long off;
+	int fin, close;
+	size_t clen;
+	const char *token;
+} trows[] = {
+	{ "POST /t HTTP/1.1\r\nContent-Length: 15\r\n\r\n", 0, HTTP_POST, 0, 0, 0, 15, 0 },
+	{ "POST /t?o=42 HTTP/1.1\r\nTunnel-Token: ab\r\nContent-Length: 3\r\n\r\n", 0, HTTP_POST, 42, 0, 0, 3, "ab" },
+	{ "POST /t?o=7&fin HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 0, HTTP_POST, 7, 1, 0, 0, 0 },
+	{ "POST /t?fin=1&o=7 HTTP/1.1\r\n\r\n", 0, HTTP_POST, 7, 1, 0, 0, 0 },
+	{ "GET /t?o=999999999999999 HTTP/1.1\r\ntunnel-token:  x \r\n\r\n", 0, HTTP_GET, 999999999999999ULL, 0, 0, 0, "x" },
+	{ "GET /t?x=1&o=5&y HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n", 0, HTTP_GET, 5, 0, 1, 0, 0 },
+	{ "GET http://tunnel.example:8080/t?o=1 HTTP/1.1\r\n\r\n", 0, HTTP_GET, 1, 0, 0, 0, 0 },
+	{ "GET HTTP://h/t HTTP/1.1\r\n\r\n", 0, HTTP_GET, 0, 0, 0, 0, 0 },
+	{ "DELETE /t HTTP/1.1\r\nConnection: closed\r\n\r\n", 0, HTTP_DELETE, 0, 0, 0, 0, 0 },
+	{ "CONNECT h:1 HTTP/1.1\r\nTunnel-Token: t\r\n\r\n", 0, HTTP_CONNECT, 0, 0, 0, 0, 0 },
+	/* refused */
+	{ "GET /t?o=1000000000000000 HTTP/1.1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "GET /t?o=-1 HTTP/1.1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "GET /t?o=1x HTTP/1.1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "GET /tt HTTP/1.1\r\n\r\n", 404, 0, 0, 0, 0, 0, 0 },
+	{ "GET / HTTP/1.1\r\n\r\n", 404, 0, 0, 0, 0, 0, 0 },
+	{ "GET /t/ HTTP/1.1\r\n\r\n", 404, 0, 0, 0, 0, 0, 0 },
+	{ "GET http://h HTTP/1.1\r\n\r\n", 404, 0, 0, 0, 0, 0, 0 },
+	{ "GET t HTTP/1.1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "PUT /t HTTP/1.1\r\n\r\n", 405, 0, 0, 0, 0, 0, 0 },
+	{ "get /t HTTP/1.1\r\n\r\n", 405, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 413, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length: 65536\r\n\r\n", 0, HTTP_POST, 0, 0, 0, 65536, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length: 12345678\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n", 0, HTTP_POST, 0, 0, 0, 2, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length: +2\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nContent-Length:\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "POST /t HTTP/1.1\r\nTunnel-Token: a\r\nTunnel-Token: a\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+	{ "CONNECT h:1 HTTP/1.1\r\nContent-Length: 1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
+};
+
+static void test_tunnel_rows(void)
+{
+	struct request req;
+	const char *h = "GET /t HTTP/1.1\r\n\r\n";
+
+	CHECK(http_parse(h, strlen(h), NULL, &req) == 405, "GET without a tunnel path is 405");
+	for (size_t i = 0; i < sizeof trows / sizeof trows[0]; i++) {
+		int st = http_parse(trows[i].head, strlen(trows[i].head), "/t", &req);
+
+		CHECK(st == trows[i].status, "tunnel row %zu: got %d want %d", i, st, trows[i].status);
+		if (st || trows[i].status)
+			continue;
+		CHECK(req.method == trows[i].method && req.off == trows[i].off && req.fin == trows[i].fin &&
+		      req.close == trows[i].close && req.clen == trows[i].clen,
+		      "tunnel row %zu: method %d off %llu fin %d close %d clen %zu", i, req.method,
+		      req.off, req.fin, req.close, req.clen);
+		CHECK(trows[i].token ? req.token && req.token_len == strlen(trows[i].token) &&
+				       !memcmp(req.token, trows[i].token, req.token_len)
+				     : !req.token, "tunnel row %zu: token", i);
+	}
+	h = "GET http://h?o=3 HTTP/1.1\r\n\r\n";
+	CHECK(http_parse(h, strlen(h), "/", &req) == 0 && req.off == 3, "absolute form, empty path is /");
+}
+
 static void test_head_end(void)
 {
 	static const struct { const char *s; size_t end; } ends[] = {
@@ -205,6 +271,7 @@ static void test_head_end(void)
 
 int main(void)
 {
+	test_tunnel_rows();
 	test_rows();
 	test_limits();
 	test_literal_and_auth();
