@@ -1,0 +1,30 @@
+/* libFuzzer: request head framing and parsing, CONNECT and tunnel requests. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct request req;
+	char *p = malloc(size ? size : 1);  /* exactly size: reads past it are caught */
+	size_t end;
+
+	memcpy(p, data, size);
+	end = http_head_end(p, size);
+	if (end > size)
+		abort();
+	if (end) {
+		if (http_parse(p, end, NULL, &req) == 0 && (req.method != HTTP_CONNECT ||
+		    strlen(req.host) > HOST_MAX + 1 || !req.port || req.port > 65535))
+			abort();
+		if (http_parse(p, end, "/t", &req) == 0 && req.method != HTTP_CONNECT &&
+		    (req.clen > HTTP_BODY_MAX || (req.token && (req.token < p || req.token + req.token_len > p + end))))
+			abort();
+	}
+	if (http_parse_target(p, size, &req) == 0 && strlen(req.host) > HOST_MAX + 1)
+		abort();
+	free(p);
+	return 0;
+}
