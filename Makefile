@@ -19,6 +19,7 @@ config.mk: Kconfig scripts/config.awk $(wildcard .config)
 	awk -v fmt=mk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
 include config.mk
 include mbedtls.mk
+include fuzz.mk
 
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c
 SRCS = $(CORE_SRCS)
@@ -69,6 +70,25 @@ tunneld-static: $(SRCS) $(HDRS) $(MUSL_LIBS) | deps-static
 	@ls -l $@ | awk '{ print "tunneld-static: " $$5 " bytes" }'
 $(filter %.a,$(MUSL_LIBS)): | deps-static
 
+# tunnel, the client (Kconfig CLIENT): the parts of tunneld it shares, and
+# mbedTLS as tunneld links it.
+TUNNEL_SRCS = tunnel.c http.c net.c relay.c file.c
+ifeq ($(CONFIG_TLS),1)
+TUNNEL_SRCS += tls.c
+TUNNEL_HOST_LIBS = $(MBEDTLS_HOST_LIBS)
+TUNNEL_MUSL_LIBS = $(MBEDTLS_MUSL_LIBS)
+endif
+ifeq ($(CONFIG_CLIENT),1)
+all: tunnel
+static: tunnel-static
+install: install-tunnel
+endif
+tunnel: $(TUNNEL_SRCS) $(HDRS) $(filter %.a,$(TUNNEL_HOST_LIBS))
+	$(CC) $(CFLAGS) $(XCFLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(TUNNEL_SRCS) $(TUNNEL_HOST_LIBS) && mv $@.new $@
+tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) | deps-static
+	musl-gcc $(STATIC_FLAGS) $(TLS_CFLAGS) -o $@ $(TUNNEL_SRCS) $(TUNNEL_MUSL_LIBS)
+	@ls -l $@ | awk '{ print "tunnel-static: " $$5 " bytes" }'
+
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
 MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0
@@ -112,7 +132,7 @@ tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 # What the tests use, installed when missing (Debian).
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
-	kconfig-conf:kconfig-frontends-nox
+	kconfig-conf:kconfig-frontends-nox squid
 deps:
 	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
 		command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
@@ -141,11 +161,15 @@ install: tunneld
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld
 	install -m 644 tunneld.8 $(DESTDIR)$(PREFIX)/share/man/man8/tunneld.8
+install-tunnel: tunnel
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 tunnel $(DESTDIR)$(PREFIX)/bin/tunnel
+	install -m 644 tunnel.1 $(DESTDIR)$(PREFIX)/share/man/man1/tunnel.1
 
 clean:
 	rm -f tunneld tunneld.new tunneld-static tunneld-min tunneld-min-static \
-		tunneld-noauth tunneld-notls \
+		tunneld-noauth tunneld-notls tunnel tunnel.new tunnel-static \
 		config.h config.mk $(TEST_BINS)
 
 .PHONY: all static run deps deps-static deps-kconfig menuconfig defconfig oldconfig \
-	check install clean
+	check install install-tunnel clean

@@ -49,6 +49,7 @@ static struct {
 	unsigned long long base, end;   /* receive: acknowledged; read from the target */
 	unsigned long long sent;        /* the highest offset answered */
 	int eof, err, told, closed;     /* target ended / failed; client told; DELETE */
+	int over;                       /* the session ended: only its connections remain */
 	unsigned long long taken;       /* send: bytes written to the target */
 	int fin;                        /* the target's receiving side is shut */
 	struct hconn *up;               /* the connection whose send is in progress */
@@ -376,7 +377,7 @@ static void request(struct hconn *h, size_t hl)
 		fork_open(h);
 		return;
 	}
-	if (!r->token || r->token_len != SESSION_TOKEN_LEN || memcmp(r->token, s.token, ID_LEN)) {
+	if (s.over || !r->token || r->token_len != SESSION_TOKEN_LEN || memcmp(r->token, s.token, ID_LEN)) {
 		st = r->token ? pass(h->fd, r->token, r->token_len, &h->client, h->buf, h->len) : -1;
 		if (st == 0)
 			conn_close(h);
@@ -590,11 +591,90 @@ static int take_client(void)
 	return fd;
 }
 
+/* Serve the connections, and the session until it ends. After its end
+ * (s.over) the connections are still served: a proxy's kept-alive
+ * connection may carry other sessions' requests, which are handed on. */
+static const char *run(void)
+{
+	const struct session_opts *so = s.so;
+	int poll_ms = so->session_ms / 2 < WAIT_MS ? so->session_ms / 2 : WAIT_MS;
+	const char *why = NULL;
+
+	for (;;) {
+		struct pollfd p[CONNS + 2];
+		long long now, next, busy = 0, open = 0;
+		int i, left;
+
+		/* Requests already buffered (pipelined, or handed over). */
+		for (i = 0; i < CONNS; i++) {
+			size_t hl;
+
+			while (s.c[i].state == C_HEAD && (hl = http_head_end(s.c[i].buf, s.c[i].len)))
+				request(&s.c[i], hl);
+			if (s.c[i].state == C_HEAD && s.c[i].len == sizeof s.c[i].buf)
+				fail(&s.c[i], 431);
+		}
+		now = now_ms();
+		next = s.over ? now + KEEP_MS : s.moved + so->idle_ms;
+		for (i = 0; i < CONNS; i++) {
+			long long d = conn_deadline(&s.c[i], poll_ms);
+
+			busy |= s.c[i].state == C_PARKED || s.c[i].state == C_SEND || s.c[i].state == C_BODY;
+			if (d && d <= now)
+				conn_expire(&s.c[i]);
+			else if (d && d < next)
+				next = d;
+			open |= s.c[i].state != C_FREE;
+		}
+		if (s.over) {
+			if (!open)
+				return NULL;
+		} else {
+			if (s.told)
+				why = "target-error";
+			else if (!busy && now - s.seen >= so->session_ms)
+				why = "expired";
+			else if (now - s.moved >= so->idle_ms)
+				why = "idle";
+			if (s.closed || why)
+				return why;
+			if (!busy && s.seen + so->session_ms < next)
+				next = s.seen + so->session_ms;
+		}
+
+		p[0] = (struct pollfd){ s.over ? -1 : s.lfd, POLLIN, 0 };
+		p[1] = (struct pollfd){ s.over ? -1 : s.target, 0, 0 };
+		if (!s.eof && !s.err && s.end - s.base < RING)
+			p[1].events |= POLLIN;
+		if (s.up && s.up->state == C_SEND)
+			p[1].events |= POLLOUT;
+		if (!p[1].events)
+			p[1].fd = -1;  /* a hang-up would wake poll() for nothing */
+		for (i = 0; i < CONNS; i++) {
+			struct hconn *c = &s.c[i];
+			int want = c->state == C_BODY || (c->state != C_FREE && c->len < sizeof c->buf);
+
+			p[i + 2] = (struct pollfd){ want ? c->fd : -1, POLLIN, 0 };
+		}
+		left = (int)(next - now);
+		if (poll(p, CONNS + 2, left > 0 ? left : 0) < 0 && errno != EINTR)
+			return "poll-failed";
+		if (p[1].revents & (POLLIN | POLLHUP | POLLERR) && p[1].events & POLLIN)
+			pull();
+		if (p[1].revents & (POLLOUT | POLLERR | POLLHUP) && s.up && s.up->state == C_SEND)
+			push();
+		for (i = 0; i < CONNS; i++)
+			if (p[i + 2].revents && s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd)
+				conn_read(&s.c[i]);
+		if (p[0].revents & POLLIN)
+			take_handover();
+	}
+}
+
 const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
 			 const char *rest, size_t restlen, struct relay_stats *st)
 {
-	int poll_ms = so->session_ms / 2 < WAIT_MS ? so->session_ms / 2 : WAIT_MS;
-	const char *why = NULL;
+	const char *why;
 	struct hconn *h = &s.c[0];
 
 	s.so = so;
@@ -613,85 +693,31 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	}
 	h->state = C_HEAD;
 	h->client = *client;
-	memcpy(h->buf, rest, restlen < sizeof h->buf ? restlen : sizeof h->buf);
 	h->len = restlen < sizeof h->buf ? restlen : sizeof h->buf;
+	memcpy(h->buf, rest, h->len);
+	h->t = now_ms();
 	s.token[SESSION_TOKEN_LEN] = '\n';
 	answer(h, 200, ~0ULL, 0, s.token, SESSION_TOKEN_LEN + 1, 0, 0);
 	s.token[SESSION_TOKEN_LEN] = 0;
 	s.moved = now_ms();
 
-	while (!why) {
-		struct pollfd p[CONNS + 2];
-		long long now, next, busy = 0;
-		int i, left;
-
-		/* Requests already buffered (pipelined, or handed over). */
-		for (i = 0; i < CONNS; i++) {
-			size_t hl;
-
-			while (s.c[i].state == C_HEAD && (hl = http_head_end(s.c[i].buf, s.c[i].len)))
-				request(&s.c[i], hl);
-			if (s.c[i].state == C_HEAD && s.c[i].len == sizeof s.c[i].buf)
-				fail(&s.c[i], 431);
-		}
-		now = now_ms();
-		next = s.moved + so->idle_ms;
-		for (i = 0; i < CONNS; i++) {
-			long long d = conn_deadline(&s.c[i], poll_ms);
-
-			busy |= s.c[i].state == C_PARKED || s.c[i].state == C_SEND || s.c[i].state == C_BODY;
-			if (d && d <= now)
-				conn_expire(&s.c[i]);
-			else if (d && d < next)
-				next = d;
-		}
-		if (s.closed)
-			break;
-		if (s.told)
-			why = "target-error";
-		else if (!busy && now - s.seen >= so->session_ms)
-			why = "expired";
-		else if (now - s.moved >= so->idle_ms)
-			why = "idle";
-		if (why)
-			break;
-		if (!busy && s.seen + so->session_ms < next)
-			next = s.seen + so->session_ms;
-
-		p[0] = (struct pollfd){ s.lfd, POLLIN, 0 };
-		p[1] = (struct pollfd){ s.target, 0, 0 };
-		if (!s.eof && !s.err && s.end - s.base < RING)
-			p[1].events |= POLLIN;
-		if (s.up && s.up->state == C_SEND)
-			p[1].events |= POLLOUT;
-		if (!p[1].events)
-			p[1].fd = -1;  /* a hang-up would wake poll() for nothing */
-		for (i = 0; i < CONNS; i++) {
-			struct hconn *c = &s.c[i];
-			int want = c->state == C_BODY || (c->state != C_FREE && c->len < sizeof c->buf);
-
-			p[i + 2] = (struct pollfd){ want ? c->fd : -1, POLLIN, 0 };
-		}
-		left = (int)(next - now);
-		if (poll(p, CONNS + 2, left > 0 ? left : 0) < 0 && errno != EINTR)
-			why = "poll-failed";
-		if (p[1].revents & (POLLIN | POLLHUP | POLLERR) && p[1].events & POLLIN)
-			pull();
-		if (p[1].revents & (POLLOUT | POLLERR | POLLHUP) && s.up && s.up->state == C_SEND)
-			push();
-		for (i = 0; i < CONNS; i++)
-			if (p[i + 2].revents && s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd)
-				conn_read(&s.c[i]);
-		if (p[0].revents & POLLIN)
-			take_handover();
-	}
+	why = run();
+	/* The end: the target goes, and nobody can find the session again. */
+	s.over = 1;
+	s.up = NULL;
 	for (int i = 0; i < CONNS; i++)
-		if (s.c[i].state != C_FREE)
+		if (s.c[i].state != C_HEAD && s.c[i].state != C_FREE)
 			conn_close(&s.c[i]);
 	close(s.lfd);
 	close(target);
+	s.lfd = s.target = -1;
 	explicit_bzero(s.token, sizeof s.token);
 	st->up = s.taken;
 	st->down = s.sent;
 	return why;
+}
+
+void session_linger(void)
+{
+	run();
 }

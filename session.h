@@ -36,4 +36,8 @@ int session_pass(const char *token, size_t token_len, const struct endpoint *cli
 const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
 			 const char *rest, size_t restlen, struct relay_stats *st);
 
+/* After session_hold: serve the session's connections that remain (their
+ * requests for other sessions are handed on) until they close. */
+void session_linger(void);
+
 #endif

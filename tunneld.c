@@ -515,7 +515,6 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 				   o->idle_timeout * 1000, o->header_timeout * 1000, serve_handed };
 	long long deadline = now_ms() + o->header_timeout * 1000LL;
 	size_t end = c->head + c->req.clen;
-	const char *why;
 	int fd;
 
 	c->tunnel = 1;
@@ -552,8 +551,10 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	fd = open_target(c, q);
 	c->answered = 1;
 	c->status = 200;
-	why = session_hold(&so, fd, &c->client, c->buf + end, c->len - end, &c->st);
-	reply_and_exit(c, 200, why, 0);
+	c->reason = session_hold(&so, fd, &c->client, c->buf + end, c->len - end, &c->st);
+	log_conn(c);
+	session_linger();
+	exit(0);
 }
 #else
 static void serve_tunnel(struct conn *c, struct acl_query *q) { (void)c; (void)q; }

@@ -17,6 +17,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from http import HTTPStatus
@@ -134,6 +135,20 @@ def kill_pid(pid, sig=signal.SIGKILL):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def procs_with_stderr(file_id):
+    """Pids whose fd 2 is the file (st_dev, st_ino) file_id."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                st = os.stat(f"/proc/{entry}/fd/2")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == file_id:
+                out.append(int(entry))
+    return out
 
 
 def parse_logfmt(line):
@@ -297,6 +312,8 @@ class Proxy:
         else:
             cmd = ["systemd-socket-activate", "-l", hostport, binary(), *opts]
         self.logf = open(self.log_path, "ab")
+        st = os.fstat(self.logf.fileno())
+        self.log_id = (st.st_dev, st.st_ino)
         self.proc = subprocess.Popen(netns_wrap(cmd, netfiles), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.logf,
                                      env=clean_env())
@@ -339,6 +356,10 @@ class Proxy:
                 self.proc.kill()
                 self.proc.wait(3)
         for pid in procs:
+            kill_pid(pid)
+        # A GET/POST tunnel session's holder may have left the process tree
+        # (its parent ended first): it still writes to this log.
+        for pid in procs_with_stderr(self.log_id):
             kill_pid(pid)
         self.logf.close()
 
@@ -723,13 +744,13 @@ def tunneld_min():
 # --------------------------------------------------------------------------
 # features: a test marked needs("tls") is skipped against a binary built
 # without TLS (the all-off build runs the suite too). `tunneld --version`
-# lists what is compiled in: "(+auth +tls +ipv6 +splice)".
+# lists what is compiled in: "(+auth +tls +ipv6 +splice +http-tunnel)".
 
 @functools.lru_cache(maxsize=None)
 def binary_features():
     out = subprocess.run([binary(), "--version"], capture_output=True, text=True,
                          timeout=10).stdout
-    return set(re.findall(r"\+(\w+)", out))
+    return set(re.findall(r"\+([\w-]+)", out))
 
 
 def needs_v6(*values):
@@ -745,3 +766,97 @@ def pytest_runtest_setup(item):
     for mark in item.iter_markers("needs"):
         if mark.args[0] not in binary_features():
             pytest.skip(f"built without {mark.args[0]}")
+
+
+# --------------------------------------------------------------------------
+# the GET/POST tunnel (DESIGN §8): the client binary and squid, the proxy
+# between that forbids CONNECT
+
+@pytest.fixture(scope="session")
+def tunnel_bin():
+    """The client ($TUNNEL or <repo>/tunnel)."""
+    path = Path(os.environ.get("TUNNEL") or REPO / "tunnel").resolve()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"{path} missing: run `make tunnel` at the repository root (or set TUNNEL)")
+    return str(path)
+
+
+class Squid:
+    """squid on 127.0.0.1 with its own config, pid file, logs and coredump
+    dir under workdir; CONNECT refused, everything else from localhost to
+    loopback allowed, nothing cached. Foreground (-N), in the tests' mount
+    namespace so that it never asks the machine's resolver."""
+
+    def __init__(self, workdir, netfiles):
+        exe = shutil.which("squid") or "/usr/sbin/squid"
+        if not os.access(exe, os.X_OK):
+            pytest.fail("squid missing (Debian package squid; `make deps` installs it)")
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Debian's squid drops to user proxy when started as root: its logs
+        # and pid file must be writable for it.
+        workdir.chmod(0o777)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = workdir
+        self.access_log = workdir / "access.log"
+        self.cache_log = workdir / "cache.log"
+        conf = workdir / "squid.conf"
+        conf.write_text(f"""\
+http_port 127.0.0.1:{self.port}
+pid_filename {workdir}/squid.pid
+cache_log {self.cache_log}
+access_log stdio:{self.access_log}
+cache_store_log none
+netdb_filename none
+coredump_dir {workdir}
+cache deny all
+cache_mem 8 MB
+icp_port 0
+htcp_port 0
+pinger_enable off
+visible_hostname tunneld-test
+dns_nameservers {dnsserver.HOST}
+shutdown_lifetime 0 seconds
+max_filedescriptors 1024
+acl to_loopback dst 127.0.0.0/8
+http_access deny CONNECT
+http_access allow localhost to_loopback
+http_access deny all
+""")
+        self.outf = open(workdir / "squid.out", "ab")
+        self.proc = subprocess.Popen(netns_wrap([exe, "-N", "-f", str(conf)], netfiles),
+                                     stdin=subprocess.DEVNULL, stdout=self.outf,
+                                     stderr=self.outf, env=clean_env())
+        up = wait_until(lambda: listening(self.port) or self.proc.poll() is not None, 15)
+        if not up or self.proc.poll() is not None:
+            self.stop()
+            pytest.fail(f"squid did not start: rc={self.proc.returncode} "
+                        f"{(workdir / 'squid.out').read_text()} {self.log()}")
+
+    def log(self):
+        try:
+            return self.access_log.read_text()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+        self.outf.close()
+
+
+@pytest.fixture(scope="module")
+def squid(netfiles):
+    # Not under pytest's tmp dir: its parents are closed to user proxy.
+    d = Path(tempfile.mkdtemp(prefix="tunneld-squid-"))
+    try:
+        s = Squid(d, netfiles)
+        yield s
+        s.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
