@@ -1,4 +1,6 @@
-/* TLS 1.3/1.2 toward the client with mbedTLS 3.6: server side only here. */
+/* TLS 1.3/1.2 with mbedTLS 3.6: toward tunneld's clients (the server side),
+ * and from tunnel to an https:// SERVER (the client side). One connection
+ * per process either way, so the session lives here. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -26,11 +28,16 @@ static mbedtls_ssl_config conf;
 static mbedtls_x509_crt chain;
 static mbedtls_pk_context key;
 static mbedtls_ssl_context ssl;
+static mbedtls_ssl_config cconf;   /* the client side's */
+static mbedtls_x509_crt ca;
 
-/* The bio callbacks: fd 0 reads and fd 1 writes, as inetd hands them. */
+/* The sockets the bio callbacks use: fd 0 reads and fd 1 writes, as inetd
+ * hands them to the server; tls_connect() sets both to its socket. */
+static int bio_in = 0, bio_out = 1;
+
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
-	ssize_t n = send(1, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t n = send(bio_out, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 	(void)ctx;
 	if (n >= 0)
@@ -41,7 +48,7 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
-	ssize_t n = recv(0, buf, len, MSG_DONTWAIT);
+	ssize_t n = recv(bio_in, buf, len, MSG_DONTWAIT);
 
 	(void)ctx;
 	if (n >= 0)
@@ -92,7 +99,7 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 /* Wait until the socket can do what mbedTLS asked for. */
 static int wait_io(int want, long long deadline)
 {
-	struct pollfd p = { want == MBEDTLS_ERR_SSL_WANT_WRITE ? 1 : 0,
+	struct pollfd p = { want == MBEDTLS_ERR_SSL_WANT_WRITE ? bio_out : bio_in,
 			    want == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT : POLLIN, 0 };
 	long long left = deadline - now_ms();
 
@@ -159,4 +166,89 @@ int tls_pending(void)
 void tls_shutdown(void)
 {
 	(void)mbedtls_ssl_close_notify(&ssl);
+}
+
+int tls_client_init(const char *cafile, char *err, size_t errlen)
+{
+	int r;
+
+	if (psa_crypto_init() != PSA_SUCCESS) {
+		snprintf(err, errlen, "TLS: the crypto library did not start");
+		return -1;
+	}
+	mbedtls_x509_crt_init(&ca);
+	mbedtls_ssl_config_init(&cconf);
+	/* A positive count: certificates this build cannot read (a system
+	 * bundle has curves and algorithms the minimal config leaves out);
+	 * the others are trusted. */
+	if ((r = mbedtls_x509_crt_parse_file(&ca, cafile)) < 0) {
+		snprintf(err, errlen, "%s: not a readable PEM certificate bundle (-0x%04x)", cafile, -r);
+		return -1;
+	}
+	if (mbedtls_ssl_config_defaults(&cconf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+					MBEDTLS_SSL_PRESET_DEFAULT)) {
+		snprintf(err, errlen, "TLS: no client configuration");
+		return -1;
+	}
+	/* The chain and the host name are checked; a failure ends the handshake. */
+	mbedtls_ssl_conf_authmode(&cconf, MBEDTLS_SSL_VERIFY_REQUIRED);
+	mbedtls_ssl_conf_ca_chain(&cconf, &ca, NULL);
+	mbedtls_ssl_conf_rng(&cconf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+	mbedtls_ssl_conf_min_tls_version(&cconf, MBEDTLS_SSL_VERSION_TLS1_2);
+	return 0;
+}
+
+/* Why the server's certificate was refused, in words. */
+static const char *verify_why(uint32_t flags)
+{
+	if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)
+		return "its certificate is not for this host name";
+	if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
+		return "its certificate has expired";
+	if (flags & MBEDTLS_X509_BADCERT_FUTURE)
+		return "its certificate is not valid yet";
+	if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
+		return "its certificate is not signed by a CA in --cacert";
+	return "its certificate did not verify";
+}
+
+int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen)
+{
+	long long deadline = now_ms() + timeout_ms;
+	int r;
+
+	/* Once per process; after a fork the library reseeds its generator
+	 * by itself (3.6.6), and this is only a check. */
+	if (psa_crypto_init() != PSA_SUCCESS) {
+		snprintf(err, errlen, "the crypto library did not start");
+		return -1;
+	}
+	tls_close();
+	bio_in = bio_out = fd;
+	if (mbedtls_ssl_setup(&ssl, &cconf) || mbedtls_ssl_set_hostname(&ssl, host)) {
+		snprintf(err, errlen, "no TLS session (out of memory?)");
+		return -1;
+	}
+	mbedtls_ssl_set_bio(&ssl, NULL, bio_send, bio_recv, NULL);
+	while ((r = mbedtls_ssl_handshake(&ssl)) != 0) {
+		if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+			snprintf(err, errlen, "%s", verify_why(mbedtls_ssl_get_verify_result(&ssl)));
+			return -1;
+		}
+		if (r != MBEDTLS_ERR_SSL_WANT_READ && r != MBEDTLS_ERR_SSL_WANT_WRITE) {
+			snprintf(err, errlen, "the TLS handshake failed (-0x%04x)", -r);
+			return -1;
+		}
+		if (wait_io(r, deadline) < 0) {
+			snprintf(err, errlen, "the TLS handshake took too long");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void tls_close(void)
+{
+	mbedtls_ssl_free(&ssl);
+	mbedtls_ssl_init(&ssl);
 }

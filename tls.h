@@ -21,6 +21,18 @@ ssize_t tls_write(int fd, const void *buf, size_t len);
 int tls_pending(void);
 /* Send close_notify: the end of what we send, as a TCP half-close. */
 void tls_shutdown(void);
+
+/* The client side (tunnel): trust the PEM bundle cafile. 0, or -1 with
+ * "FILE: why" in err. */
+int tls_client_init(const char *cafile, char *err, size_t errlen);
+/* Handshake on the connected socket fd within timeout_ms, checking the
+ * server's chain against the bundle and its name against host (also sent
+ * as SNI). It replaces any session this process had. 0, or -1 with why in
+ * err. The calls above then read and write fd. */
+int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen);
+/* Forget the session without a word to the peer (a dropped connection, or
+ * one a forked process inherited and must not touch). */
+void tls_close(void);
 #else
 static inline int tls_server_init(const char *c, const char *k, char *e, size_t n)
 { (void)c; (void)k; (void)e; (void)n; return -1; }
@@ -29,6 +41,11 @@ static inline ssize_t tls_read(int f, void *b, size_t n) { (void)f; (void)b; (vo
 static inline ssize_t tls_write(int f, const void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }
 static inline int tls_pending(void) { return 0; }
 static inline void tls_shutdown(void) { }
+static inline int tls_client_init(const char *c, char *e, size_t n)
+{ (void)c; (void)e; (void)n; return -1; }
+static inline int tls_connect(int f, const char *h, int t, char *e, size_t n)
+{ (void)f; (void)h; (void)t; (void)e; (void)n; return -1; }
+static inline void tls_close(void) { }
 #endif
 
 #endif
