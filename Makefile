@@ -129,16 +129,21 @@ tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 
-# What the tests use, installed when missing (Debian).
+# What the tests use, installed when missing (Debian). The servers among
+# them (squid, sshd) are only started by the tests, on loopback: a
+# policy-rc.d keeps their packages from starting system services.
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
-	kconfig-conf:kconfig-frontends-nox squid
+	kconfig-conf:kconfig-frontends-nox squid sshd:openssh-server ssh:openssh-client
 deps:
 	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
-		command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+		PATH=$$PATH:/usr/sbin command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
 	$(PYTHON) -c 'import pytest' 2>/dev/null || missing="$$missing python3-pytest"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 deps-static:

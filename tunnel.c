@@ -37,7 +37,7 @@
 #include "relay.h"
 #include "tls.h"
 
-#define VERSION "0.1.0"
+#include "version.h"
 
 #define EXIT_BROKE 1         /* the tunnel broke after it was open */
 #define EXIT_USAGE 64

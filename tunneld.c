@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <netinet/tcp.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
@@ -32,7 +33,7 @@
 #include "sni.h"
 #include "tls.h"
 
-#define VERSION "0.1.0"
+#include "version.h"
 
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
@@ -450,6 +451,8 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 			logmsg(LOG_ERR, "%s", err);
 			reply_and_exit(c, 0, "bad-tls-files", EXIT_CONFIG);
 		}
+		/* Records go out whole, not held back for the peer's ACK. */
+		setsockopt(1, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		if (tls_accept(o->header_timeout * 1000, &why) < 0)
 			reply_and_exit(c, 0, why, 0);
 		c->tls = 1;

@@ -255,19 +255,23 @@ def config_in_symbols():
 
 def test_config_in_symbols_are_kconfig_symbols():
     syms = config_in_symbols()
-    assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE"]
+    assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE",
+                    "TUNNELD_HTTP_TUNNEL"]
     kconfig = re.findall(r"^config (\w+)", (REPO / "Kconfig").read_text(), re.M)
     assert {s.removeprefix("TUNNELD_") for s in syms} <= set(kconfig)
 
 
-@pytest.mark.parametrize("chosen", [(), ("TLS",), ("AUTH", "SPLICE"),
-                                    ("TLS", "AUTH", "IPV6", "SPLICE")])
+@pytest.mark.parametrize("chosen", [(), ("TLS",), ("AUTH", "SPLICE"), ("HTTP_TUNNEL",),
+                                    ("TLS", "AUTH", "IPV6", "SPLICE", "HTTP_TUNNEL")])
 def test_configure_writes_dot_config(tmp_path, chosen):
     syms = [s.removeprefix("TUNNELD_") for s in config_in_symbols()]
     pkg_make("-s", "configure", f"PKG_BUILD_DIR={tmp_path}",
              *[f"CONFIG_TUNNELD_{s}=y" for s in chosen])
     lines = (tmp_path / ".config").read_text().splitlines()
-    assert sorted(lines) == sorted(f"CONFIG_{s}={'y' if s in chosen else 'n'}" for s in syms)
+    # The router package builds tunneld alone: the tunnel client is for
+    # the machines inside a restricted network.
+    assert sorted(lines) == sorted([f"CONFIG_{s}={'y' if s in chosen else 'n'}" for s in syms]
+                                   + ["CONFIG_CLIENT=n"])
 
 
 @pytest.fixture
@@ -291,7 +295,7 @@ def test_compile_without_tls(source_tree):
     assert not (source_tree / "build").exists(), "fetched or built a library"
     v = subprocess.run([str(source_tree / "tunneld"), "--version"], capture_output=True,
                        text=True, check=True, timeout=10).stdout
-    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice)"
+    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel)"
 
 
 def test_compile_with_tls_links_system_mbedtls(source_tree):
