@@ -153,13 +153,14 @@ deps-static:
 # The unit tests, then the whole suite against the default build, then the
 # static musl build (what routers run) and the build with every feature
 # off through the tests that apply to them.
-check: deps tunneld tunneld-static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS)
+check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS)
 	@for t in $(TEST_BINS); do ./$$t || exit 1; done
 	TUNNELD=./tunneld-min $(PYTHON) -m pytest -q tests
 	for b in noauth notls; do TUNNELD=./tunneld-$$b $(PYTHON) -m pytest -q tests/test_cli.py \
-		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py || exit 1; done
-	TUNNELD=./tunneld-static $(PYTHON) -m pytest -q tests/test_clients.py tests/test_relay.py \
-		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py
+		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py tests/test_http_tunnel.py || exit 1; done
+	TUNNELD=./tunneld-static TUNNEL=./tunnel-static $(PYTHON) -m pytest -q tests/test_clients.py \
+		tests/test_relay.py $(wildcard tests/test_auth.py) tests/test_tls_proxy.py \
+		tests/test_http_tunnel.py tests/test_tunnel_client.py
 	$(PYTHON) -m pytest -q tests
 
 install: tunneld
