@@ -4,8 +4,8 @@
 Both go through the same client program (tunnel, and tunnel --mode connect)
 to the same tunneld --listen, so the difference is the encapsulation. For
 each: throughput each way (every byte hashed), the round trip of one byte
-through an echo server, and the memory (PSS) of tunneld's processes for one
-open, idle tunnel. Rows are interleaved over ROUNDS rounds; medians printed.
+through an echo server, and the memory of tunneld's processes for one open
+tunnel (PSS, and the private dirty pages: the cost of one more). Rows are interleaved over ROUNDS rounds; medians printed.
 
 usage: scripts/bench-tunnel.py [TUNNELD [TUNNEL]]   (default ./tunneld-static ./tunnel-static)
 """
@@ -115,17 +115,20 @@ def download(args, port, want):
     return SIZE / dt / MIB
 
 
-def pss_kib(pids):
-    total = 0
+def memory_kib(pids):
+    """PSS, and the private (dirty) part: what one more tunnel costs."""
+    pss = private = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 for line in f:
                     if line.startswith("Pss:"):
-                        total += int(line.split()[1])
+                        pss += int(line.split()[1])
+                    elif line.startswith("Private_Dirty:"):
+                        private += int(line.split()[1])
         except OSError:
             pass
-    return total
+    return pss, private
 
 
 def descendants(pid):
@@ -152,7 +155,7 @@ def ping(args, port, listener):
         assert p.stdout.read(1) == b"x"
         rtts.append(time.monotonic() - t)
     time.sleep(0.3)
-    mem = pss_kib(descendants(listener))
+    mem = memory_kib(descendants(listener))
     p.stdin.close()
     p.stdout.read()
     p.wait(timeout=30)
@@ -175,7 +178,7 @@ def main():
     time.sleep(0.3)
     kinds = {"CONNECT": ["--mode", "connect", f"http://127.0.0.1:{port}"],
              "GET/POST": [f"http://127.0.0.1:{port}/t"]}
-    res = {k: {"up": [], "down": [], "rtt": [], "pss": []} for k in kinds}
+    res = {k: {"up": [], "down": [], "rtt": [], "pss": [], "priv": []} for k in kinds}
     try:
         for _ in range(ROUNDS):
             for k, args in kinds.items():
@@ -183,19 +186,21 @@ def main():
                 res[k]["down"].append(download(args, ports["source"], want))
                 rtt, mem = ping(args, ports["echo"], d.pid)
                 res[k]["rtt"].append(rtt)
-                res[k]["pss"].append(mem)
+                res[k]["pss"].append(mem[0])
+                res[k]["priv"].append(mem[1])
     finally:
         d.terminate()
         d.wait(timeout=10)
     med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in res.items()}
     print(f"{TUNNELD} / {TUNNEL}, {SIZE // MIB} MiB each way, {PINGS} pings, "
           f"median of {ROUNDS} rounds")
-    print(f"{'':10} {'up MiB/s':>10} {'down MiB/s':>11} {'rtt us':>8} {'PSS KiB':>8}")
+    print("memory: tunneld's processes for one open tunnel (not the listener)")
+    print(f"{'':10} {'up MiB/s':>10} {'down MiB/s':>11} {'rtt us':>8} {'PSS KiB':>8} {'private KiB':>12}")
     for k, m in med.items():
-        print(f"{k:10} {m['up']:10.0f} {m['down']:11.0f} {m['rtt']:8.0f} {m['pss']:8.0f}")
+        print(f"{k:10} {m['up']:10.0f} {m['down']:11.0f} {m['rtt']:8.0f} {m['pss']:8.0f} {m['priv']:12.0f}")
     c, g = med["CONNECT"], med["GET/POST"]
     print(f"{'ratio':10} {g['up'] / c['up']:10.2f} {g['down'] / c['down']:11.2f} "
-          f"{g['rtt'] / c['rtt']:8.2f} {g['pss'] / c['pss']:8.2f}")
+          f"{g['rtt'] / c['rtt']:8.2f} {g['pss'] / c['pss']:8.2f} {g['priv'] / c['priv']:12.2f}")
 
 
 if __name__ == "__main__":
