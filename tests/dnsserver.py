@@ -5,16 +5,18 @@ tunneld, started in a private mount namespace whose /etc/resolv.conf names
 this server, never asks the machine's real resolver.
 
 Run standalone for debugging:  python3 tests/dnsserver.py [HOST [PORT]]
+Two test runs at once need two addresses: TUNNELD_TEST_DNS=127.0.0.78.
 """
 
 import ipaddress
+import os
 import socket
 import socketserver
 import struct
 import sys
 import threading
 
-HOST = "127.0.0.77"
+HOST = os.environ.get("TUNNELD_TEST_DNS", "127.0.0.77")
 PORT = 53
 
 NXDOMAIN = "NXDOMAIN"   # answer "no such name"
