@@ -121,6 +121,36 @@ oldconfig: deps-kconfig
 run: tunneld
 	./tunneld --listen 127.0.0.1:3128 --log stderr -v
 
+# The sanitizer builds: AddressSanitizer and UBSan, every report fatal and
+# logged under build/asan, where check-asan looks for them after the
+# end-to-end tests. No leak check: a one-connection process ends with exit().
+SAN_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_ENV = ASAN_OPTIONS=log_path=$(CURDIR)/build/asan/asan:detect_leaks=0 \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/build/asan/ubsan:print_stacktrace=1
+SAN_TESTS = tests/test_clients.py tests/test_errors.py tests/test_relay.py \
+	tests/test_http_tunnel.py tests/test_faults.py
+tunneld-asan: $(SRCS) $(HDRS) $(filter %.a,$(HOST_LIBS))
+	$(CC) $(SAN_FLAGS) $(XCFLAGS) $(TLS_CFLAGS) -o $@ $(SRCS) $(HOST_LIBS)
+tunnel-asan: $(TUNNEL_SRCS) $(HDRS) $(filter %.a,$(TUNNEL_HOST_LIBS))
+	$(CC) $(SAN_FLAGS) $(XCFLAGS) $(TLS_CFLAGS) -o $@ $(TUNNEL_SRCS) $(TUNNEL_HOST_LIBS)
+check-asan: tunneld-asan tunnel-asan
+	rm -rf build/asan && mkdir -p build/asan && chmod 1777 build/asan
+	$(SAN_ENV) TUNNELD=./tunneld-asan TUNNEL=./tunnel-asan $(PYTHON) -m pytest -q $(SAN_TESTS)
+	@if [ -n "$$(ls build/asan)" ]; then head -50 build/asan/*; exit 1; fi; \
+		echo "check-asan: no sanitizer report"
+
+# valgrind's memcheck over a smaller end-to-end set (it runs each process
+# some 30 times slower): every log must stay empty.
+VALGRIND_TESTS = tests/test_clients.py tests/test_http_tunnel.py
+check-valgrind: tunneld
+	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
+	rm -rf build/valgrind && mkdir -p build/valgrind && chmod 1777 build/valgrind
+	VALGRIND_LOG=$(CURDIR)/build/valgrind TUNNELD=tests/valgrind-tunneld \
+		$(PYTHON) -m pytest -q $(VALGRIND_TESTS)
+	@if [ -n "$$(find build/valgrind -type f -size +0)" ]; then \
+		head -40 $$(find build/valgrind -type f -size +0); exit 1; fi; \
+		echo "check-valgrind: $$(ls build/valgrind | wc -l) processes, no error"
+
 TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni
 tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_http.c http.c
@@ -153,15 +183,17 @@ deps-static:
 # The unit tests, then the whole suite against the default build, then the
 # static musl build (what routers run) and the build with every feature
 # off through the tests that apply to them.
-check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS)
+check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(FUZZ_BINS)
 	@for t in $(TEST_BINS); do ./$$t || exit 1; done
+	$(MAKE) --no-print-directory fuzz FUZZ_TIME=15
 	TUNNELD=./tunneld-min $(PYTHON) -m pytest -q tests
 	for b in noauth notls; do TUNNELD=./tunneld-$$b $(PYTHON) -m pytest -q tests/test_cli.py \
-		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py tests/test_http_tunnel.py || exit 1; done
+		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py || exit 1; done
 	TUNNELD=./tunneld-static TUNNEL=./tunnel-static $(PYTHON) -m pytest -q tests/test_clients.py \
 		tests/test_relay.py $(wildcard tests/test_auth.py) tests/test_tls_proxy.py \
 		tests/test_http_tunnel.py tests/test_tunnel_client.py
 	$(PYTHON) -m pytest -q tests
+	$(MAKE) --no-print-directory check-asan
 
 install: tunneld
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
@@ -174,8 +206,8 @@ install-tunnel: tunnel
 
 clean:
 	rm -f tunneld tunneld.new tunneld-static tunneld-min tunneld-min-static \
-		tunneld-noauth tunneld-notls tunnel tunnel.new tunnel-static \
+		tunneld-noauth tunneld-notls tunnel tunnel.new tunnel-static tunneld-asan tunnel-asan \
 		config.h config.mk $(TEST_BINS)
 
 .PHONY: all static run deps deps-static deps-kconfig menuconfig defconfig oldconfig \
-	check install install-tunnel clean
+	check check-asan check-valgrind install install-tunnel clean

@@ -1,6 +1,6 @@
 # libFuzzer targets for every parser, built with clang, ASan and UBSan.
 # `make fuzz` runs each for FUZZ_TIME seconds (default 300); `make check`
-# runs each for 20. New inputs go to build/fuzz/corpus/NAME; the committed
+# runs each for 15. New inputs go to build/fuzz/corpus/NAME; the committed
 # seeds in tests/fuzz/seeds/NAME are read, never written. A crash stops the
 # run and leaves crash-* beside the Makefile.
 FUZZ_TIME ?= 300

@@ -631,8 +631,15 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 					"Content-Type: text/plain\r\nContent-Length: 25\r\n"
 					"Connection: close\r\n\r\nThe proxy is overloaded.\n";
 
+				char sink[4096];
+
 				logmsg(LOG_ERR, "fork: %s", strerror(errno));
+				/* What the client sent already, read: closing on unread
+				 * bytes would reset the connection, answer and all. */
+				for (int k = 0; k < 16 && recv(cfd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
+					;
 				(void)!send(cfd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+				shutdown(cfd, SHUT_WR);
 				pause_ms = 100;
 			} else {
 				live++;

@@ -294,7 +294,7 @@ class Proxy:
     LISTEN_FDS=1, as for a systemd unit with Accept=no)."""
 
     def __init__(self, workdir, netfiles, mode="listen", acl=LOOPBACK_ACL, args=(),
-                 host="127.0.0.1"):
+                 host="127.0.0.1", wrap=()):
         self.mode, self.host = mode, host
         self.port = free_port(host)
         hostport = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
@@ -305,12 +305,13 @@ class Proxy:
             self.acl_path = workdir / f"acl-{self.port}"
             self.acl_path.write_text(acl)
             opts += ["--acl", str(self.acl_path)]
+        # wrap: a command that execs tunneld (prlimit ...), keeping its pid
         if mode == "listen":
-            cmd = [binary(), "--listen", hostport, *opts]
+            cmd = [*wrap, binary(), "--listen", hostport, *opts]
         elif mode == "inetd":
-            cmd = ["systemd-socket-activate", "--inetd", "-a", "-l", hostport, binary(), *opts]
+            cmd = ["systemd-socket-activate", "--inetd", "-a", "-l", hostport, *wrap, binary(), *opts]
         else:
-            cmd = ["systemd-socket-activate", "-l", hostport, binary(), *opts]
+            cmd = ["systemd-socket-activate", "-l", hostport, *wrap, binary(), *opts]
         self.logf = open(self.log_path, "ab")
         st = os.fstat(self.logf.fileno())
         self.log_id = (st.st_dev, st.st_ino)
@@ -552,11 +553,11 @@ def mode(request):
 
 @pytest.fixture
 def make_proxy(tmp_path, netfiles):
-    """Factory: make_proxy(mode, acl=..., args=[...], host=...) -> Proxy."""
+    """Factory: make_proxy(mode, acl=..., args=[...], host=..., wrap=[...]) -> Proxy."""
     started = []
 
-    def make(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1"):
-        p = Proxy(tmp_path, netfiles, mode, acl, args, host)
+    def make(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1", wrap=()):
+        p = Proxy(tmp_path, netfiles, mode, acl, args, host, wrap)
         started.append(p)
         return p
     yield make
