@@ -160,11 +160,16 @@ tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 
 # What the tests use, installed when missing (Debian). The servers among
-# them (squid, sshd) are only started by the tests, on loopback: a
-# policy-rc.d keeps their packages from starting system services.
+# them (squid, sshd, openbsd-inetd) are only started by the tests, on
+# loopback: a policy-rc.d keeps their packages from starting system services.
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
-	kconfig-conf:kconfig-frontends-nox squid sshd:openssh-server ssh:openssh-client
+	kconfig-conf:kconfig-frontends-nox squid sshd:openssh-server ssh:openssh-client \
+	inetd:openbsd-inetd tcpserver:ucspi-tcp
+# xinetd conflicts with openbsd-inetd (each package is the inet-superserver):
+# the tests run it from build/xinetd, unpacked from its .deb, with the
+# libraries it links installed.
+XINETD_DIR = build/xinetd
 deps:
 	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
 		PATH=$$PATH:/usr/sbin command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
@@ -176,6 +181,16 @@ deps:
 			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@PATH=$$PATH:/usr/sbin command -v xinetd >/dev/null || [ -x $(XINETD_DIR)/usr/sbin/xinetd ] || { \
+		echo "unpacking xinetd into $(XINETD_DIR)"; \
+		rm -rf build/xinetd-deb && mkdir -p build/xinetd-deb && \
+		(cd build/xinetd-deb && apt-get download -qq -o APT::Sandbox::User=root xinetd) && \
+		libs=""; for p in $$(dpkg-deb -f build/xinetd-deb/xinetd_*.deb Depends | tr ',' '\n' | \
+			sed -n 's/^ *\(lib[^ ]*\).*/\1/p'); do [ "$$(dpkg-query -W -f='$${db:Status-Status}' \
+			$$p 2>/dev/null)" = installed ] || libs="$$libs $$p"; done; \
+		{ [ -z "$$libs" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			-o DPkg::Lock::Timeout=120 $$libs; } && \
+		dpkg -x build/xinetd-deb/xinetd_*.deb $(XINETD_DIR); }
 deps-static:
 	@command -v musl-gcc >/dev/null || \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools
@@ -195,10 +210,19 @@ check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(F
 	$(PYTHON) -m pytest -q tests
 	$(MAKE) --no-print-directory check-asan
 
+# The launcher files of contrib/ go with the documentation, naming the
+# installed binary ($(PREFIX)/sbin/tunneld).
+DOCDIR = $(PREFIX)/share/doc/tunneld
+EXAMPLES = inetd.conf xinetd.d/tunneld tcpserver.run tunneld.socket tunneld@.service \
+	tunneld-accept-no.socket tunneld-accept-no.service rules.example
 install: tunneld
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld
 	install -m 644 tunneld.8 $(DESTDIR)$(PREFIX)/share/man/man8/tunneld.8
+	for f in $(EXAMPLES); do d=$(DESTDIR)$(DOCDIR)/examples/$$f; \
+		install -d $${d%/*} && sed 's|/usr/local/sbin/tunneld|$(PREFIX)/sbin/tunneld|g' \
+			contrib/$$f > $$d && if [ -x contrib/$$f ]; then chmod 755 $$d; \
+			else chmod 644 $$d; fi || exit 1; done
 install-tunnel: tunnel
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 tunnel $(DESTDIR)$(PREFIX)/bin/tunnel
