@@ -25,8 +25,12 @@ struct half {
 	void (*end)(void);                         /* before the half-close */
 	int pipe[2];            /* splice mode when pipe[0] >= 0 */
 	unsigned long long *count;
-	char buf[CONFIG_RELAY_BUF];
+	char *buf;              /* CONFIG_RELAY_BUF bytes, for copy mode */
 };
+
+/* Static, not on the stack: while splice(2) moves the bytes these pages
+ * are never touched, so they cost a process no memory. */
+static char bufs[2][CONFIG_RELAY_BUF];
 
 /* rd and wr: NULL for plain read(2)/write(2), which may splice instead. */
 static void half_init(struct half *h, int in, int out, unsigned long long *count,
@@ -66,7 +70,7 @@ static ssize_t fill(struct half *h)
 		half_close(h);  /* this fd cannot splice: copy instead */
 		h->pipe[0] = -1;
 	}
-	n = h->rd(h->in, h->buf, sizeof h->buf);
+	n = h->rd(h->in, h->buf, CONFIG_RELAY_BUF);
 	h->off = 0;
 	return n;
 }
@@ -137,6 +141,8 @@ const char *relay(int cin, int cout, int target, int idle_ms, const struct relay
 
 	half_init(&up, cin, target, &st->up, io ? io->read : NULL, NULL);
 	half_init(&down, target, cout, &st->down, NULL, io ? io->write : NULL);
+	up.buf = bufs[0];
+	down.buf = bufs[1];
 	if (io)
 		down.end = io->end;
 	fcntl(cin, F_SETFL, fcntl(cin, F_GETFL) | O_NONBLOCK);
