@@ -96,28 +96,35 @@ static void reset(int a, int b)
 	setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-/* One step for a direction whose poll said ready. NULL or a reason. */
+/* A direction whose poll said ready: read, write what was read, and go on
+ * until a side would block (not one call per poll), at most STEPS calls so
+ * the other direction gets its turn. NULL or a reason. */
+#define STEPS 8
 static const char *step(struct half *h, short revents)
 {
 	ssize_t n;
 
-	if (!revents)
-		return NULL;
-	if (h->len == 0) {
-		n = fill(h);
-		if (n > 0)
-			h->len = (size_t)n;
-		else if (n == 0)
-			h->eof = 1;
-		else if (errno != EAGAIN && errno != EINTR)
-			return errno == ECONNRESET ? "reset" : "read-error";
-	} else {
-		n = drain(h);
-		if (n > 0) {
-			h->len -= (size_t)n;
-			*h->count += (unsigned long long)n;
-		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			return errno == EPIPE || errno == ECONNRESET ? "reset" : "write-error";
+	for (int k = 0; revents && k < STEPS && !(h->eof && h->len == 0); k++) {
+		if (h->len == 0) {
+			n = fill(h);
+			if (n > 0)
+				h->len = (size_t)n;
+			else if (n == 0)
+				h->eof = 1;
+			else if (errno != EAGAIN && errno != EINTR)
+				return errno == ECONNRESET ? "reset" : "read-error";
+			else
+				break;
+		} else {
+			n = drain(h);
+			if (n > 0) {
+				h->len -= (size_t)n;
+				*h->count += (unsigned long long)n;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				return errno == EPIPE || errno == ECONNRESET ? "reset" : "write-error";
+			} else {
+				break;
+			}
 		}
 	}
 	/* The side ended and all it sent is delivered: pass the half-close
