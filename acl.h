@@ -30,12 +30,14 @@ struct acl_rule {
 	int line;
 };
 
+/* Counts first and the text last: a short rule file writes the first
+ * pages of the struct only (in inetd mode, memory each connection pays). */
 struct acl {
-	char text[ACL_TEXT_MAX];
+	int nrules, nconds, nitems;
 	struct acl_rule rules[ACL_RULES_MAX];
 	struct acl_cond conds[ACL_CONDS_MAX];
 	struct acl_item items[ACL_ITEMS_MAX];
-	int nrules, nconds, nitems;
+	char text[ACL_TEXT_MAX];
 };
 
 /* What one connection attempt looks like to the rules. */

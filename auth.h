@@ -8,10 +8,10 @@
 #define AUTH_USER_MAX  64     /* bytes in a user name */
 #define AUTH_LOGNAME_MAX (3 * AUTH_USER_MAX + 1)
 
-struct auth {
-	char text[AUTH_TEXT_MAX];
-	struct { const char *user, *hash; } users[AUTH_USERS_MAX];
+struct auth {  /* the count first, the text last: see struct acl */
 	int nusers;
+	struct { const char *user, *hash; } users[AUTH_USERS_MAX];
+	char text[AUTH_TEXT_MAX];
 };
 
 /* Parse len bytes of "user:hash" lines; name labels errors "name:line: why".
