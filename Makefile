@@ -20,6 +20,7 @@ config.mk: Kconfig scripts/config.awk $(wildcard .config)
 include config.mk
 include mbedtls.mk
 include fuzz.mk
+include bench.mk
 
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c
 SRCS = $(CORE_SRCS)
@@ -104,6 +105,9 @@ tunneld-notls: $(CORE_SRCS) session.c auth.c $(HDRS)
 tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
 	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
+
+# Cross builds for armhf, mipsel and mips, tested under qemu-user (make cross, check-cross).
+include cross.mk
 
 # Kconfig's front ends (kconfig-frontends), installed when missing; they
 # read Kconfig and write .config, from which make regenerates config.h.

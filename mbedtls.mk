@@ -14,6 +14,12 @@
 #                      compiled with $(CC)
 #   MBEDTLS_MUSL_LIBS  the same in build/mbedtls-musl/, with musl-gcc
 #   mbedtls-host, mbedtls-musl, mbedtls-clean (phony)
+#   mbedtls_add_flavour more flavours, for cross compilers (cross.mk): after
+#                        MBEDTLS_CC_NAME = the compile command
+#                        MBEDTLS_AR_NAME = its ar (default $(MBEDTLS_AR))
+#                        $(eval $(call mbedtls_add_flavour,NAME))
+#                      MBEDTLS_NAME_LIBS are the three in build/mbedtls-NAME/
+#                      and mbedtls-NAME (phony) builds them
 # Objects are rebuilt when a source, a header, mbedtls_config.h or the
 # compile command changes, and only then.
 
@@ -129,8 +135,54 @@ $(MBEDTLS_HOST_DIR)/cflags $(MBEDTLS_MUSL_DIR)/cflags: mbedtls-force
 
 -include $(wildcard $(MBEDTLS_HOST_DIR)/*.d $(MBEDTLS_MUSL_DIR)/*.d)
 
+# The further flavours: the same tree, config and rules as the two above,
+# in build/mbedtls-NAME/ with MBEDTLS_CC_NAME. The fetch-first submake gets
+# the flavour by name (MBEDTLS_SUB_FLAVOUR) and its commands.
+MBEDTLS_FLAVOURS =
+define mbedtls_add_flavour
+MBEDTLS_FLAVOURS += $(1)
+MBEDTLS_$(1)_LIBS = $$(addprefix build/mbedtls-$(1)/,$$(MBEDTLS_LIBNAMES))
+mbedtls-$(1): $$(MBEDTLS_$(1)_LIBS)
+.PHONY: mbedtls-$(1)
+ifeq ($$(MBEDTLS_LIB_C),)
+build/mbedtls-$(1)/libmbedcrypto.a: $$(MBEDTLS_STAMP)
+ifeq ($$(MBEDTLS_SUBMAKE),)
+	+$$(MAKE) --no-print-directory -f $$(MBEDTLS_MK) MBEDTLS_SUBMAKE=1 \
+		MBEDTLS_SRC='$$(MBEDTLS_SRC)' MBEDTLS_OPT='$$(MBEDTLS_OPT)' MBEDTLS_AR='$$(MBEDTLS_AR)' \
+		MBEDTLS_SUB_FLAVOUR=$(1) MBEDTLS_CC_$(1)='$$(MBEDTLS_CC_$(1))' \
+		MBEDTLS_AR_$(1)='$$(MBEDTLS_AR_$(1))' $$(MBEDTLS_$(1)_LIBS)
+else
+	@echo "mbedtls.mk: no $$(MBEDTLS_SRC)/library/*.c (the fetch failed, or make -n fetched nothing)" >&2; exit 1
+endif
+build/mbedtls-$(1)/libmbedx509.a: build/mbedtls-$(1)/libmbedcrypto.a
+	@:
+build/mbedtls-$(1)/libmbedtls.a: build/mbedtls-$(1)/libmbedx509.a
+	@:
+else
+build/mbedtls-$(1)/libmbedcrypto.a: $$(call mbedtls_objs,build/mbedtls-$(1),$$(MBEDTLS_CRYPTO_C)) build/mbedtls-$(1)/$$(MBEDTLS_ENTROPY_O)
+build/mbedtls-$(1)/libmbedx509.a: $$(call mbedtls_objs,build/mbedtls-$(1),$$(MBEDTLS_X509_C))
+build/mbedtls-$(1)/libmbedtls.a: $$(call mbedtls_objs,build/mbedtls-$(1),$$(MBEDTLS_TLS_C))
+$$(MBEDTLS_$(1)_LIBS):
+	$$(if $$(V),,@echo "  AR      $$@"; )rm -f $$@.tmp && $$(or $$(MBEDTLS_AR_$(1)),$$(MBEDTLS_AR)) rcs $$@.tmp $$(filter %.o,$$^) && mv $$@.tmp $$@
+build/mbedtls-$(1)/%.o: $$(MBEDTLS_SRC)/library/%.c build/mbedtls-$(1)/cflags
+	$$(MBEDTLS_COMPILE) $$<
+build/mbedtls-$(1)/$$(MBEDTLS_ENTROPY_O): $$(MBEDTLS_TOP)/mbedtls_config.h build/mbedtls-$(1)/cflags
+	$$(MBEDTLS_COMPILE) -x c -DTUNNELD_MBEDTLS_ENTROPY_IMPL $$<
+endif
+build/mbedtls-$(1)/cflags: mbedtls-force
+	@mkdir -p $$(@D)
+	@command -v $$(firstword $$(mbedtls_cmd)) >/dev/null || { \
+		echo "mbedtls.mk: no $$(firstword $$(mbedtls_cmd)) (a cross compiler: make deps-cross)" >&2; \
+		exit 1; }
+	@echo '$$(mbedtls_cmd_q)' | cmp -s - $$@ || echo '$$(mbedtls_cmd_q)' > $$@
+-include $$(wildcard build/mbedtls-$(1)/*.d)
+endef
+ifneq ($(MBEDTLS_SUB_FLAVOUR),)
+$(eval $(call mbedtls_add_flavour,$(MBEDTLS_SUB_FLAVOUR)))
+endif
+
 mbedtls-clean:
-	rm -rf $(MBEDTLS_HOST_DIR) $(MBEDTLS_MUSL_DIR)
+	rm -rf $(MBEDTLS_HOST_DIR) $(MBEDTLS_MUSL_DIR) $(addprefix build/mbedtls-,$(MBEDTLS_FLAVOURS))
 
 .PHONY: mbedtls-host mbedtls-musl mbedtls-clean mbedtls-force
 

@@ -623,7 +623,9 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 			pfd[i].fd = fds[i];
 			pfd[i].events = live < o->max_conns && pause_ms < 0 ? POLLIN : 0;
 		}
-		i = ppoll(pfd, (nfds_t)n, pause_ms < 0 ? NULL : &ts, &none);
+		/* Interrupted (a child ended): revents say nothing, start over. */
+		if (ppoll(pfd, (nfds_t)n, pause_ms < 0 ? NULL : &ts, &none) < 0)
+			continue;
 		pause_ms = -1;
 		for (i = 0; i < n; i++) {
 			int cfd;
@@ -891,6 +893,20 @@ int main(int argc, char **argv)
 	parse_options(argc, argv, &o, &listen_only);
 	log_open(o.log, o.verbose);
 
+	if (!o.nlisten)
+		nfds = inherited_listeners(fds);
+	check_options(&o, listen_only, o.nlisten + nfds);
+	o.acl = &acl;
+	o.auth = o.users_path ? &auth : NULL;
+	/* Serving many connections, the files are read once, and before
+	 * binding: a bad file never opens a port that then closes at once. */
+	if (o.nlisten || nfds) {
+		if (load_config(&o, err, sizeof err) < 0 ||
+		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, err, sizeof err) < 0)) {
+			logmsg(LOG_ERR, "%s", err);
+			return EXIT_CONFIG;
+		}
+	}
 	for (int i = 0; i < o.nlisten; i++) {
 		if ((fds[nfds] = net_listen(o.listen[i], err, sizeof err)) < 0) {
 			logmsg(LOG_ERR, "--listen %s", err);
@@ -898,31 +914,20 @@ int main(int argc, char **argv)
 		}
 		nfds++;
 	}
-	if (!nfds)
-		nfds = inherited_listeners(fds);
 	for (int i = 0; i < nfds; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
 		struct endpoint ep = { 0 };
 
+		/* Never block in accept() on a connection that went away. */
+		fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
 		if (getsockname(fds[i], (struct sockaddr *)&ss, &sl) == 0)
 			ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
 		o.own_ports[i] = ep.port;
 	}
-	check_options(&o, listen_only, nfds);
-	o.acl = &acl;
-	o.auth = o.users_path ? &auth : NULL;
-	if (CONFIG_TLS && o.cert && nfds && tls_server_init(o.cert, o.key, err, sizeof err) < 0) {
-		logmsg(LOG_ERR, "%s", err);
-		return EXIT_CONFIG;
-	}
 	o.nown = nfds;  /* from here on, 0 means inetd mode */
 	if (!nfds)
 		serve(&o, NULL);
-	if (load_config(&o, err, sizeof err) < 0) {
-		logmsg(LOG_ERR, "%s", err);
-		return EXIT_CONFIG;
-	}
 	if (o.user)
 		drop_privileges(o.user);
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");

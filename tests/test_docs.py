@@ -27,14 +27,14 @@ def test_every_long_option_is_in_the_man_page():
     source = (REPO / "tunneld.c").read_text()
     # mdoc writes --name as "Fl \-name", with "\-" for each further dash.
     page = (REPO / "tunneld.8").read_text().replace("Fl \\-", "Fl --").replace("\\-", "-")
-    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|no)_argument', source))
+    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|optional|no)_argument', source))
     for name in sorted(longopts - {"help"}):
         assert f"Fl --{name}" in page, f"--{name} is not in tunneld.8"
 
 
 def test_every_long_option_is_in_help():
     source = (REPO / "tunneld.c").read_text()
-    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|no)_argument', source))
+    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|optional|no)_argument', source))
     out = subprocess.run([binary(), "--help"], capture_output=True, text=True, timeout=10).stdout
     assert longopts, "no long options found in tunneld.c"
     for name in sorted(longopts):

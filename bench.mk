@@ -1,0 +1,39 @@
+# bench.mk: `make bench`, not part of `make check`. tunneld (the static
+# build, with --listen and under systemd-socket-activate --inetd) against
+# tinyproxy, squid, a reference splice relay and a direct connection, side
+# by side on loopback: throughput each way, connection setup, memory per
+# idle tunnel, binary size. tests/bench/bench.py says what each number is.
+# Included by the top Makefile.
+
+BENCH_BINS = tests/bench/blast tests/bench/refrelay
+BENCH_DEPS = tinyproxy squid systemd-socket-activate:systemd
+
+# The load generator and target: C, so that the client is not the limit.
+tests/bench/blast: tests/bench/blast.c
+	$(CC) -O2 $(XCFLAGS) -pthread -o $@ $<
+# Static musl as tunneld-static is, so both exec alike under inetd.
+tests/bench/refrelay: tests/bench/refrelay.c | deps-static
+	musl-gcc -O2 -static $(XCFLAGS) -o $@ $<
+
+# The compared servers, installed when missing; a policy-rc.d (when there
+# is none) keeps their packages from starting system services: the bench
+# starts its own, on loopback, with its own config files.
+deps-bench:
+	@missing=""; for d in $(BENCH_DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
+		PATH=$$PATH:/usr/sbin command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
+			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+bench: deps-bench tunneld-static $(BENCH_BINS)
+	$(PYTHON) tests/bench/bench.py
+
+clean: clean-bench
+clean-bench:
+	rm -f $(BENCH_BINS)
+
+.PHONY: bench deps-bench clean-bench
