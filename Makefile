@@ -23,9 +23,10 @@ include fuzz.mk
 include bench.mk
 
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c
+TUNNEL_SERVER_SRCS = session.c spawn.c
 SRCS = $(CORE_SRCS)
 ifeq ($(CONFIG_HTTP_TUNNEL),1)
-SRCS += session.c
+SRCS += $(TUNNEL_SERVER_SRCS)
 endif
 HDRS = $(wildcard *.h) config.h
 ifeq ($(CONFIG_AUTH),1)
@@ -96,12 +97,12 @@ MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCO
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 # One feature off at a time, for the checks of each alone.
-tunneld-noauth: $(CORE_SRCS) session.c tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
+tunneld-noauth: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 \
-		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) session.c tls.c $(MBEDTLS_HOST_LIBS)
-tunneld-notls: $(CORE_SRCS) session.c auth.c $(HDRS)
+		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) tls.c $(MBEDTLS_HOST_LIBS)
+tunneld-notls: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -DCONFIG_HTTP_TUNNEL=1 -o $@ \
-		$(CORE_SRCS) session.c auth.c -lcrypt
+		$(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c -lcrypt
 tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
 	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
@@ -169,7 +170,8 @@ tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
 	kconfig-conf:kconfig-frontends-nox squid sshd:openssh-server ssh:openssh-client \
-	inetd:openbsd-inetd tcpserver:ucspi-tcp shellcheck prlimit:util-linux
+	inetd:openbsd-inetd tcpserver:ucspi-tcp shellcheck prlimit:util-linux haproxy \
+	setpriv:util-linux stress-ng
 # xinetd conflicts with openbsd-inetd (each package is the inet-superserver):
 # the tests run it from build/xinetd, unpacked from its .deb, with the
 # libraries it links installed.

@@ -1,6 +1,7 @@
 /* The CONNECT request head: framing and parsing, by length, never trusting a
  * terminator. RFC 9110 §9.3.6, RFC 9112 §3 and §5. */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -249,6 +250,7 @@ static int parse_request_line(const char *l, size_t n, const char *path, struct 
 		return 505;
 	if (vlen != 8 || v[6] != '.' || !is_digit(v[7]))
 		return 400;
+	req->close = v[7] == '0';  /* HTTP/1.0: closes unless keep-alive */
 	mlen = (size_t)(sp1 - l);
 	if (mlen == 7 && !memcmp(l, "CONNECT", 7)) {
 		req->method = HTTP_CONNECT;
@@ -267,12 +269,14 @@ static int parse_request_line(const char *l, size_t n, const char *path, struct 
 	return parse_tunnel_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), path, req);
 }
 
-/* Whether v[0..n) is a list of comma-separated tokens holding "close". */
-static int has_close(const char *v, size_t n)
+/* Whether v[0..n) is a list of comma-separated tokens holding tok. */
+static int has_token(const char *v, size_t n, const char *tok)
 {
-	for (size_t i = 0; i + 5 <= n; i++)
-		if (eq_nocase(v + i, 5, "close") && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
-		    (i + 5 == n || v[i + 5] == ',' || v[i + 5] == ' '))
+	size_t t = strlen(tok);
+
+	for (size_t i = 0; i + t <= n; i++)
+		if (eq_nocase(v + i, t, tok) && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
+		    (i + t == n || v[i + t] == ',' || v[i + t] == ' '))
 			return 1;
 	return 0;
 }
@@ -329,8 +333,12 @@ static int parse_field(const char *l, size_t n, struct request *req)
 		req->token = v;
 		req->token_len = (size_t)(e - v);
 	}
-	if (eq_nocase(l, nlen, "connection") && has_close(v, (size_t)(e - v)))
-		req->close = 1;
+	if (eq_nocase(l, nlen, "connection")) {
+		if (has_token(v, (size_t)(e - v), "close"))
+			req->close = 2;  /* said: no keep-alive can undo it */
+		else if (req->close == 1 && has_token(v, (size_t)(e - v), "keep-alive"))
+			req->close = 0;
+	}
 	return 0;
 }
 
@@ -359,28 +367,59 @@ int http_parse(const char *buf, size_t len, const char *tunnel_path, struct requ
 		if (st)
 			return st;
 	}
+	req->close = req->close != 0;
 	return 0;
+}
+
+/* The status codes tunneld answers with: reason phrase and one line of text. */
+static const struct {
+	int status;
+	const char *reason, *text;
+} statuses[] = {
+	{ 200, "OK", "" },
+	{ 400, "Bad Request", "Bad request: not a valid CONNECT or tunnel request." },
+	{ 401, "Unauthorized", "Authentication required." },
+	{ 403, "Forbidden", "Forbidden: this proxy does not connect to that destination." },
+	{ 404, "Not Found", "Not found: no such tunnel endpoint or session." },
+	{ 405, "Method Not Allowed", "Method not allowed: see the Allow header." },
+	{ 407, "Proxy Authentication Required", "Proxy authentication required." },
+	{ 408, "Request Timeout", "The request did not arrive in time." },
+	{ 409, "Conflict", "The offset is out of range." },
+	{ 410, "Gone", "The destination's connection failed." },
+	{ 413, "Content Too Large", "The request body is too large." },
+	{ 431, "Request Header Fields Too Large", "The request header is too large." },
+	{ 502, "Bad Gateway", "The destination could not be resolved or refused the connection." },
+	{ 503, "Service Unavailable", "The proxy is busy; try again." },
+	{ 504, "Gateway Timeout", "The destination did not answer in time." },
+	{ 505, "HTTP Version Not Supported", "HTTP version not supported: use HTTP/1.1." },
+	{ 500, "Internal Server Error", "The proxy failed or is misconfigured; its log says why." },
+};
+
+static size_t status_index(int status)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof statuses / sizeof statuses[0] - 1; i++)
+		if (statuses[i].status == status)
+			break;
+	return i;  /* the last: 500 */
 }
 
 const char *http_reason(int status)
 {
-	switch (status) {
-	case 200: return "Connection established";
-	case 401: return "Unauthorized";
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 407: return "Proxy Authentication Required";
-	case 408: return "Request Timeout";
-	case 409: return "Conflict";
-	case 410: return "Gone";
-	case 413: return "Content Too Large";
-	case 431: return "Request Header Fields Too Large";
-	case 502: return "Bad Gateway";
-	case 504: return "Gateway Timeout";
-	case 503: return "Service Unavailable";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Internal Server Error";
-	}
+	return statuses[status_index(status)].reason;
+}
+
+size_t http_answer(char *out, size_t size, int status, const char *extra, size_t blen, int close)
+{
+	size_t i = status_index(status);
+	const char *text = status >= 400 ? statuses[i].text : "";
+	size_t tlen = *text ? strlen(text) + 1 : 0;
+	/* A place frees when a session or a connection ends: soon. */
+	int n = snprintf(out, size, "HTTP/1.1 %d %s\r\n%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "%s\r\n%s%s", statuses[i].status, statuses[i].reason,
+			 status == 503 ? "Retry-After: 2\r\n" : "", extra, tlen ? "text/plain" : "application/octet-stream",
+			 tlen ? tlen : blen, close ? "Connection: close\r\n" : "", text, tlen ? "\n" : "");
+
+	return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }

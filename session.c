@@ -4,8 +4,10 @@
  * a ring of the bytes read from it that the client has not acknowledged,
  * and up to CONNS client connections. Requests for the session that reach
  * other processes are handed here with their socket (session_pass); requests
- * for other sessions met here are handed on the same way. One poll loop;
- * every wait has a deadline; memory is the fixed struct below. */
+ * for other sessions met here are handed on the same way, and any other
+ * request (an open, a CONNECT) goes to a fresh process (spawn.c): a holder
+ * serves its own session and nothing else. One poll loop; every wait has a
+ * deadline; memory is the fixed struct below. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "session.h"
+#include "spawn.h"
 
 #define RING 65536           /* bytes read from the target, not yet acknowledged */
 #define CONNS 6              /* client connections served at once */
@@ -30,12 +33,13 @@
 #define KEEP_MS 30000        /* an idle kept-alive connection is closed after */
 #define WRITE_MS 5000        /* an answer must be taken within */
 #define ID_LEN 16            /* the token's public half: names the unix socket */
+#define TAKE_MS 20000        /* a holder says within this whether it took a connection */
 
 enum { C_FREE, C_HEAD, C_BODY, C_SEND, C_PARKED };
 
 struct hconn {
 	int fd, state;
-	struct endpoint client;
+	struct endpoint client, local;
 	struct request req;       /* the request being served */
 	long long t;              /* last activity, or when the wait began */
 	size_t len;               /* bytes in buf */
@@ -45,11 +49,11 @@ struct hconn {
 static struct {
 	const struct session_opts *so;
 	int target, lfd;
+	int place, cplace;              /* counted among the sessions, and the client's */
 	char token[SESSION_TOKEN_LEN + 1];
 	unsigned long long base, end;   /* receive: acknowledged; read from the target */
 	unsigned long long sent;        /* the highest offset answered */
 	int eof, err, told, closed;     /* target ended / failed; client told; DELETE */
-	int over;                       /* the session ended: only its connections remain */
 	unsigned long long taken;       /* send: bytes written to the target */
 	int fin;                        /* the target's receiving side is shut */
 	struct hconn *up;               /* the connection whose send is in progress */
@@ -58,13 +62,8 @@ static struct {
 	struct hconn c[CONNS];
 	unsigned char ring[RING];
 	char body[HTTP_BODY_MAX];
+	struct handover in, out;        /* connections on their way in and out */
 } s;
-
-/* The handed-over message: who the client is, then the bytes read. */
-struct handover {
-	struct endpoint client;
-	char buf[CONFIG_HEADER_MAX];
-};
 
 static socklen_t unix_name(struct sockaddr_un *sa, const char *id)
 {
@@ -85,46 +84,50 @@ static int is_token(const char *t, size_t len)
 	return 1;
 }
 
-/* Send fd and its bytes to the holder of the token's session. 0 handed
- * over, -1 no such session, -2 the holder is busy. */
-static int pass(int fd, const char *token, size_t token_len, const struct endpoint *client,
-		const char *buf, size_t len)
+/* Hand fd and ho to the holder of the token's session. 0 when it took
+ * them; -1 no such session (or the name is not our own user's); -2 the
+ * holder is busy; -3 it did not say in time, and the connection is shut. */
+static int pass(int fd, const char *token, size_t token_len, const struct handover *ho)
 {
 	struct sockaddr_un sa;
-	socklen_t sl;
-	struct iovec iov[2] = { { (void *)client, sizeof *client }, { (void *)buf, len } };
-	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cm = { 0 };
-	struct msghdr m = { 0 };
-	int u, r;
+	struct ucred cr;
+	socklen_t cl = sizeof cr;
+	struct pollfd p;
+	char took = 0;
+	int u, r = -1;
 
 	if (!is_token(token, token_len))
 		return -1;
-	sl = unix_name(&sa, token);
 	u = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (u < 0)
 		return -2;
-	if (connect(u, (struct sockaddr *)&sa, sl) < 0) {
+	if (connect(u, (struct sockaddr *)&sa, unix_name(&sa, token)) < 0) {
 		r = errno == EAGAIN ? -2 : -1;
-		close(u);
-		return r;
+		goto out;
 	}
-	m.msg_iov = iov;
-	m.msg_iovlen = 2;
-	m.msg_control = cm.b;
-	m.msg_controllen = sizeof cm.b;
-	cm.h.cmsg_level = SOL_SOCKET;
-	cm.h.cmsg_type = SCM_RIGHTS;
-	cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cm.h), &fd, sizeof fd);
-	r = sendmsg(u, &m, MSG_NOSIGNAL) < 0 ? -2 : 0;
+	/* Only to ourselves: a name another user bound gets no byte and no
+	 * descriptor, and the client a 404. */
+	if (getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.uid != geteuid())
+		goto out;
+	if (fd_send(u, fd, ho, WRITE_MS) < 0)
+		goto out;
+	/* The holder says whether it took the connection. One that ended with
+	 * the message still queued says nothing: no such session. */
+	p = (struct pollfd){ u, POLLIN, 0 };
+	if (poll(&p, 1, TAKE_MS) == 0) {
+		shutdown(fd, SHUT_RDWR);  /* never two processes answering it */
+		r = -3;
+	} else if (recv(u, &took, 1, MSG_DONTWAIT) == 1) {
+		r = took == 'y' ? 0 : -2;
+	}
+out:
 	close(u);
 	return r;
 }
 
-int session_pass(const char *token, size_t token_len, const struct endpoint *client,
-		 const char *buf, size_t len)
+int session_pass(const char *token, size_t token_len, const struct handover *ho)
 {
-	return pass(0, token, token_len, client, buf, len);
+	return pass(0, token, token_len, ho);
 }
 
 /* Write the iovecs to a non-blocking fd within WRITE_MS. 0 or -1. */
@@ -164,52 +167,32 @@ static void conn_close(struct hconn *h)
 	h->state = C_FREE;
 }
 
-static const char *text_for(int status)
-{
-	switch (status) {
-	case 400: return "Bad request: see the tunnel protocol.";
-	case 404: return "No such tunnel session.";
-	case 405: return "Method not allowed: this endpoint serves GET, POST and DELETE.";
-	case 408: return "The request did not arrive in time.";
-	case 409: return "The offset is out of range.";
-	case 410: return "The destination's connection failed.";
-	case 413: return "The request body is too large.";
-	case 431: return "The request header is too large.";
-	case 503: return "The tunnel server is busy.";
-	default:  return "The tunnel server failed; its log says why.";
-	}
-}
-
 /* Answer h's request: a 200 with the body b1+b2 (either may be empty), or
  * an error with its one-line text, which also closes the connection. With
  * a Tunnel-Offset when off is not ~0. 0, or -1 when h was closed. */
 static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 		  const void *b1, size_t n1, const void *b2, size_t n2)
 {
-	char head[400], text[100];
-	int ok = status == 200, close_it = !ok || h->req.close, hl;
+	char head[512], extra[160];
+	int ok = status == 200, close_it = !ok || h->req.close;
+	size_t hl;
 	struct iovec iov[3];
+	int xl = snprintf(extra, sizeof extra, "Cache-Control: no-store\r\n");
 
-	if (!ok) {
-		n1 = (size_t)snprintf(text, sizeof text, "%s\n", text_for(status));
-		b1 = text;
-		n2 = 0;
-	}
-	hl = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nCache-Control: no-store\r\n"
-		      "Content-Type: %s\r\nContent-Length: %zu\r\n",
-		      status, ok ? "OK" : http_reason(status),
-		      ok ? "application/octet-stream" : "text/plain", n1 + n2);
+	/* Each at most 40 bytes: extra has room for them all. */
 	if (off != ~0ULL)
-		hl += snprintf(head + hl, sizeof head - (size_t)hl, "Tunnel-Offset: %llu\r\n", off);
+		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Offset: %llu\r\n", off);
 	if (eof)
-		hl += snprintf(head + hl, sizeof head - (size_t)hl, "Tunnel-Eof: 1\r\n");
+		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Eof: 1\r\n");
 	if (status == 405)
-		hl += snprintf(head + hl, sizeof head - (size_t)hl, "Allow: CONNECT, GET, POST, DELETE\r\n");
-	hl += snprintf(head + hl, sizeof head - (size_t)hl, "%s\r\n", close_it ? "Connection: close\r\n" : "");
-	iov[0] = (struct iovec){ head, (size_t)hl };
+		snprintf(extra + xl, sizeof extra - (size_t)xl, "Allow: CONNECT, GET, POST, DELETE\r\n");
+	if (!ok)
+		n1 = n2 = 0;  /* an error's body is its text, in the head */
+	hl = http_answer(head, sizeof head, status, extra, n1 + n2, close_it);
+	iov[0] = (struct iovec){ head, hl };
 	iov[1] = (struct iovec){ (void *)b1, n1 };
 	iov[2] = (struct iovec){ (void *)b2, n2 };
-	if (write_iov(h->fd, iov, 3) < 0 || close_it) {
+	if (!hl || write_iov(h->fd, iov, 3) < 0 || close_it) {
 		conn_close(h);
 		return -1;
 	}
@@ -334,32 +317,38 @@ static void send_bytes(struct hconn *h)
 		apply(h);
 }
 
-/* An open or a CONNECT on a kept-alive connection: a new process serves
- * it, as if it had come on a connection of its own. */
-static void fork_open(struct hconn *h)
+/* A request this holder does not serve (an open, a CONNECT), or a kept-
+ * alive connection that outlives the session: a fresh process takes the
+ * connection with the bytes read from it. 0, or -1 with h still open. */
+static int respawn(struct hconn *h)
 {
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		int fd = h->fd;
-
-		close(s.target);
-		close(s.lfd);
-		for (int i = 0; i < CONNS; i++)
-			if (s.c[i].state != C_FREE && &s.c[i] != h)
-				close(s.c[i].fd);
-		fcntl(fd, F_SETFL, 0);
-		dup2(fd, 0);
-		dup2(fd, 1);
-		if (fd > 1)
-			close(fd);
-		s.so->open(&h->client, h->buf, h->len);
-	}
-	if (pid < 0) {
-		fail(h, 503);
-		return;
+	s.out.client = h->client;
+	s.out.local = h->local;
+	s.out.len = h->len;
+	memcpy(s.out.buf, h->buf, h->len);
+	fcntl(h->fd, F_SETFL, 0);  /* as a new connection comes */
+	if (spawn(h->fd, &s.out) < 0) {
+		fcntl(h->fd, F_SETFL, O_NONBLOCK);
+		return -1;
 	}
 	conn_close(h);
+	return 0;
+}
+
+/* Hand h on to the holder of the session its request names. */
+static void hand_on(struct hconn *h)
+{
+	int r;
+
+	s.out.client = h->client;
+	s.out.local = h->local;
+	s.out.len = h->len;
+	memcpy(s.out.buf, h->buf, h->len);
+	r = pass(h->fd, h->req.token, h->req.token_len, &s.out);
+	if (r == 0 || r == -3)
+		conn_close(h);
+	else
+		fail(h, r == -1 ? 404 : 503);
 }
 
 /* A whole request head of hl bytes is in h->buf. */
@@ -374,15 +363,16 @@ static void request(struct hconn *h, size_t hl)
 		return;
 	}
 	if (r->method == HTTP_CONNECT || (r->method == HTTP_POST && !r->token)) {
-		fork_open(h);
+		if (respawn(h) < 0)
+			fail(h, 503);
 		return;
 	}
-	if (s.over || !r->token || r->token_len != SESSION_TOKEN_LEN || memcmp(r->token, s.token, ID_LEN)) {
-		st = r->token ? pass(h->fd, r->token, r->token_len, &h->client, h->buf, h->len) : -1;
-		if (st == 0)
-			conn_close(h);
-		else
-			fail(h, st == -1 ? 404 : 503);
+	if (!r->token) {
+		fail(h, 404);
+		return;
+	}
+	if (r->token_len != SESSION_TOKEN_LEN || memcmp(r->token, s.token, ID_LEN)) {
+		hand_on(h);
 		return;
 	}
 	for (int i = ID_LEN; i < SESSION_TOKEN_LEN; i++)
@@ -404,41 +394,22 @@ static void request(struct hconn *h, size_t hl)
 	}
 }
 
-/* A connection handed over by another process. */
+/* A connection handed over by another process of our own user, which
+ * learns whether it was taken ('y') or not ('n': busy). */
 static void take_handover(void)
 {
-	static struct handover ho;
 	struct ucred cred;
 	socklen_t cl = sizeof cred;
-	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cm;
-	struct iovec iov = { &ho, sizeof ho };
-	struct msghdr m = { 0 };
-	struct pollfd p;
-	struct cmsghdr *ch;
 	struct hconn *h = NULL;
-	int u = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC), fd = -1;
-	ssize_t n;
+	int u = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC), fd;
 
 	if (u < 0)
 		return;
-	p = (struct pollfd){ u, POLLIN, 0 };
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = cm.b;
-	m.msg_controllen = sizeof cm.b;
-	/* Only a process of our own user may hand us a connection. */
 	if (getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid() ||
-	    poll(&p, 1, 1000) != 1 || (n = recvmsg(u, &m, MSG_CMSG_CLOEXEC)) < (ssize_t)sizeof ho.client) {
+	    (fd = fd_recv(u, &s.in, 1000)) < 0) {
 		close(u);
 		return;
 	}
-	close(u);
-	for (ch = CMSG_FIRSTHDR(&m); ch; ch = CMSG_NXTHDR(&m, ch))
-		if (ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS &&
-		    ch->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&fd, CMSG_DATA(ch), sizeof fd);
-	if (fd < 0)
-		return;
 	for (int i = 0; i < CONNS && !h; i++)
 		if (s.c[i].state == C_FREE)
 			h = &s.c[i];
@@ -446,21 +417,21 @@ static void take_handover(void)
 	for (int i = 0; i < CONNS && !h; i++)
 		if (s.c[i].state == C_HEAD && s.c[i].len == 0 && (!h || s.c[i].t < h->t))
 			h = &s.c[i];
-	if (!h) {
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-					   "Connection: close\r\n\r\n";
-		(void)!send(fd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		close(fd);
+	if (send(u, h ? "y" : "n", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 || !h) {
+		close(u);
+		close(fd);  /* the sender answers, or has shut the connection */
 		return;
 	}
-	if (h->state != C_FREE)
+	close(u);
+	if (h->state != C_FREE && respawn(h) < 0)
 		conn_close(h);
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	h->fd = fd;
 	h->state = C_HEAD;
-	h->client = ho.client;
-	h->len = (size_t)n - sizeof ho.client;
-	memcpy(h->buf, ho.buf, h->len);
+	h->client = s.in.client;
+	h->local = s.in.local;
+	h->len = s.in.len;
+	memcpy(h->buf, s.in.buf, h->len);
 	h->t = now_ms();
 }
 
@@ -591,9 +562,7 @@ static int take_client(void)
 	return fd;
 }
 
-/* Serve the connections, and the session until it ends. After its end
- * (s.over) the connections are still served: a proxy's kept-alive
- * connection may carry other sessions' requests, which are handed on. */
+/* Serve the connections and the session until it ends. */
 static const char *run(void)
 {
 	const struct session_opts *so = s.so;
@@ -602,20 +571,22 @@ static const char *run(void)
 
 	for (;;) {
 		struct pollfd p[CONNS + 2];
-		long long now, next, busy = 0, open = 0;
+		long long now, next, busy = 0;
 		int i, left;
 
-		/* Requests already buffered (pipelined, or handed over). */
+		/* Requests already buffered (pipelined, or handed over); none
+		 * after the session's end, which the loop below sees. */
 		for (i = 0; i < CONNS; i++) {
 			size_t hl;
 
-			while (s.c[i].state == C_HEAD && (hl = http_head_end(s.c[i].buf, s.c[i].len)))
+			while (!s.closed && !s.told && s.c[i].state == C_HEAD &&
+			       (hl = http_head_end(s.c[i].buf, s.c[i].len)))
 				request(&s.c[i], hl);
 			if (s.c[i].state == C_HEAD && s.c[i].len == sizeof s.c[i].buf)
 				fail(&s.c[i], 431);
 		}
 		now = now_ms();
-		next = s.over ? now + KEEP_MS : s.moved + so->idle_ms;
+		next = s.moved + so->idle_ms;
 		for (i = 0; i < CONNS; i++) {
 			long long d = conn_deadline(&s.c[i], poll_ms);
 
@@ -624,26 +595,20 @@ static const char *run(void)
 				conn_expire(&s.c[i]);
 			else if (d && d < next)
 				next = d;
-			open |= s.c[i].state != C_FREE;
 		}
-		if (s.over) {
-			if (!open)
-				return NULL;
-		} else {
-			if (s.told)
-				why = "target-error";
-			else if (!busy && now - s.seen >= so->session_ms)
-				why = "expired";
-			else if (now - s.moved >= so->idle_ms)
-				why = "idle";
-			if (s.closed || why)
-				return why;
-			if (!busy && s.seen + so->session_ms < next)
-				next = s.seen + so->session_ms;
-		}
+		if (s.told)
+			why = "target-error";
+		else if (!busy && now - s.seen >= so->session_ms)
+			why = "expired";
+		else if (now - s.moved >= so->idle_ms)
+			why = "idle";
+		if (s.closed || why)
+			return why;
+		if (!busy && s.seen + so->session_ms < next)
+			next = s.seen + so->session_ms;
 
-		p[0] = (struct pollfd){ s.over ? -1 : s.lfd, POLLIN, 0 };
-		p[1] = (struct pollfd){ s.over ? -1 : s.target, 0, 0 };
+		p[0] = (struct pollfd){ s.lfd, POLLIN, 0 };
+		p[1] = (struct pollfd){ s.target, 0, 0 };
 		if (!s.eof && !s.err && s.end - s.base < RING)
 			p[1].events |= POLLIN;
 		if (s.up && s.up->state == C_SEND)
@@ -671,8 +636,36 @@ static const char *run(void)
 	}
 }
 
-const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
-			 const char *rest, size_t restlen, struct relay_stats *st)
+/* The client's address as a place kind: "a" and its bytes in hex. */
+static void client_kind(char *kind, const struct endpoint *client)
+{
+	static const char hex[] = "0123456789abcdef";
+	int n = client->ip.family == AF_INET ? 4 : 16;
+
+	kind[0] = 'a';
+	for (int i = 0; i < n; i++) {
+		kind[1 + 2 * i] = hex[client->ip.a[i] >> 4];
+		kind[2 + 2 * i] = hex[client->ip.a[i] & 15];
+	}
+	kind[1 + 2 * n] = 0;
+}
+
+int session_places(const struct session_opts *so, const struct endpoint *client)
+{
+	char kind[34];
+
+	client_kind(kind, client);
+	if ((s.place = place_take("s", so->max_sessions)) < 0)
+		return -1;
+	if ((s.cplace = place_take(kind, so->max_client)) < 0) {
+		close(s.place);
+		return -1;
+	}
+	return 0;
+}
+
+const char *session_hold(const struct session_opts *so, int target, const struct handover *first,
+			 int close_after, struct relay_stats *st)
 {
 	const char *why;
 	struct hconn *h = &s.c[0];
@@ -681,43 +674,45 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	s.target = target;
 	for (int i = 0; i < CONNS; i++)
 		s.c[i].fd = -1;
-	signal(SIGCHLD, SIG_IGN);  /* the processes fork_open starts reap themselves */
+	signal(SIGCHLD, SIG_IGN);  /* the processes spawn() starts reap themselves */
 	fcntl(target, F_SETFL, O_NONBLOCK);
-	if (make_token() < 0 || (h->fd = take_client()) < 0) {
-		static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-					   "Connection: close\r\n\r\n";
-
+	if ((h->fd = take_client()) < 0)
+		return "session-failed";
+	h->state = C_HEAD;
+	h->client = first->client;
+	h->local = first->local;
+	h->len = first->len;
+	memcpy(h->buf, first->buf, h->len);
+	h->req.close = close_after;
+	h->t = now_ms();
+	if (make_token() < 0) {
 		logmsg(LOG_ERR, "session: %s", strerror(errno));
-		(void)!write(1, busy, sizeof busy - 1);
+		fail(h, 503);
 		return "session-failed";
 	}
-	h->state = C_HEAD;
-	h->client = *client;
-	h->len = restlen < sizeof h->buf ? restlen : sizeof h->buf;
-	memcpy(h->buf, rest, h->len);
-	h->t = now_ms();
 	s.token[SESSION_TOKEN_LEN] = '\n';
 	answer(h, 200, ~0ULL, 0, s.token, SESSION_TOKEN_LEN + 1, 0, 0);
 	s.token[SESSION_TOKEN_LEN] = 0;
 	s.moved = now_ms();
 
 	why = run();
-	/* The end: the target goes, and nobody can find the session again. */
-	s.over = 1;
-	s.up = NULL;
-	for (int i = 0; i < CONNS; i++)
-		if (s.c[i].state != C_HEAD && s.c[i].state != C_FREE)
-			conn_close(&s.c[i]);
+	/* The end: its places free, nobody can find the session again (a
+	 * request still queued for it is answered 404 by its sender), and the
+	 * target goes. Kept-alive connections go on in fresh processes; a
+	 * request of the session in progress is answered 404. */
+	close(s.place);
+	close(s.cplace);
 	close(s.lfd);
 	close(target);
-	s.lfd = s.target = -1;
 	explicit_bzero(s.token, sizeof s.token);
+	s.up = NULL;
+	for (int i = 0; i < CONNS; i++) {
+		if (s.c[i].state == C_HEAD && respawn(&s.c[i]) < 0)
+			conn_close(&s.c[i]);
+		else if (s.c[i].state != C_FREE)
+			fail(&s.c[i], 404);
+	}
 	st->up = s.taken;
 	st->down = s.sent;
 	return why;
-}
-
-void session_linger(void)
-{
-	run();
 }

@@ -4,10 +4,12 @@
 
 #include "net.h"
 #include "relay.h"
+#include "spawn.h"
 
 /* The GET/POST tunnel's sessions (PROTOCOL.md). The process that opened a
  * session holds it: the target connection, the bytes not yet acknowledged,
- * and every client connection that carries its requests. */
+ * and every client connection that carries its requests. It serves nothing
+ * else: other requests go to fresh processes (spawn.h). */
 
 #define SESSION_TOKEN_LEN 48   /* hex: a 64-bit id, then a 128-bit secret */
 
@@ -16,28 +18,29 @@ struct session_opts {
 	int session_ms;            /* no request for this long: expired */
 	int idle_ms;               /* no byte either way for this long: ended */
 	int header_ms;             /* a request head must arrive within */
-	/* Serve an open (or CONNECT) request met on a kept-alive connection:
-	 * called in a new process with that connection on fd 0/1 and the
-	 * bytes read from it; does not return. */
-	void (*open)(const struct endpoint *client, const char *buf, size_t len);
+	int max_sessions;          /* sessions at once, of this user's tunneld */
+	int max_client;            /* ... and from one client address */
 };
 
-/* Hand the client connection on fd 0 and the len bytes read from it to the
- * holder of the session the token names. 0 when it took them (the caller
- * exits); -1 when there is no such session (answer 404). */
-int session_pass(const char *token, size_t token_len, const struct endpoint *client,
-		 const char *buf, size_t len);
+/* Hand the client connection on fd 0 and ho (the bytes read from it) to
+ * the holder of the session the token names. 0 when it took them (the
+ * caller exits); -1 when there is no such session (answer 404); -2 when the
+ * holder is busy (503); -3 when it did not answer in time (the connection
+ * is shut: exit). */
+int session_pass(const char *token, size_t token_len, const struct handover *ho);
+
+/* Take this process's places among the sessions open at once, in total and
+ * from this client's address: 0, or -1 when a limit is reached (answer
+ * 503). They are freed when the session ends, or the process does. */
+int session_places(const struct session_opts *so, const struct endpoint *client);
 
 /* Become the holder of a new session on the connected target: answer the
- * open on fd 0/1 with the token, then serve that connection and those
- * handed over (rest: bytes read after the open request) until the session
- * ends. Returns why it ended (NULL: closed by the client), with the bytes
- * moved each way in st. */
-const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
-			 const char *rest, size_t restlen, struct relay_stats *st);
-
-/* After session_hold: serve the session's connections that remain (their
- * requests for other sessions are handed on) until they close. */
-void session_linger(void);
+ * open on fd 0/1 with the token (closing after it when close_after), then
+ * serve that connection (first: who, and the bytes read after the open)
+ * and those handed over until the session ends. Then its kept-alive
+ * connections go to fresh processes. Returns why it ended (NULL: closed by
+ * the client), with the bytes moved each way in st. */
+const char *session_hold(const struct session_opts *so, int target, const struct handover *first,
+			 int close_after, struct relay_stats *st);
 
 #endif

@@ -32,6 +32,7 @@
 #include "relay.h"
 #include "session.h"
 #include "sni.h"
+#include "spawn.h"
 #include "tls.h"
 
 #include "version.h"
@@ -51,6 +52,8 @@ struct opts {
 	const char *user;
 	const char *tunnel_path;         /* --http-tunnel, or NULL */
 	int connect_timeout, header_timeout, idle_timeout, max_conns, session_timeout;
+	int max_sessions, max_client;    /* GET/POST tunnel sessions at once */
+	int handed;                      /* --handed: started by spawn() (inetd mode) */
 	enum log_sink log;
 	int verbose;
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
@@ -65,6 +68,7 @@ struct conn {
 	int answered;           /* 200 sent: no status can reach the client now */
 	int tls;                /* the client speaks TLS to us */
 	int tunnel;             /* a GET/POST tunnel request, not a CONNECT */
+	int kept;               /* a kept-alive connection handed over (spawn.h) */
 	char logname[AUTH_LOGNAME_MAX];  /* the user name sent, escaped */
 	int status;
 	const char *reason;
@@ -146,26 +150,6 @@ static ssize_t client_read(const struct conn *c, char *buf, size_t len, long lon
 	}
 }
 
-static const char *body_for(int status)
-{
-	switch (status) {
-	case 400: return "Bad request: this proxy serves CONNECT host:port HTTP/1.1.";
-	case 401: return "Authentication required.";
-	case 403: return "Forbidden: this proxy does not connect to that destination.";
-	case 404: return "Not found: no such tunnel endpoint or session.";
-	case 405: return "Method not allowed: this proxy serves CONNECT (and its tunnel endpoint GET, POST, DELETE).";
-	case 408: return "The request header did not arrive in time.";
-	case 431: return "The request header is too large.";
-	case 502: return "The destination could not be resolved or refused the connection.";
-	case 504: return "The destination did not answer in time.";
-	case 505: return "HTTP version not supported: use HTTP/1.1.";
-	case 407: return "Proxy authentication required.";
-	case 413: return "The request body is too large.";
-	case 503: return "The proxy is busy; try again.";
-	default:  return "The proxy is misconfigured; its log says why.";
-	}
-}
-
 /* The terminal path: answer (unless the tunnel was already answered), log
  * once, exit. A lingering close lets the client read the answer even if
  * it is still sending: closing with unread input would reset it. */
@@ -180,8 +164,7 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 	log_conn(c);
 	if (status && !c->answered) {
 		char msg[768], extra[300] = "";
-		const char *body = body_for(status);
-		int n;
+		size_t n;
 
 		if (status == 405)
 			strcpy(extra, c->o->tunnel_path ? "Allow: CONNECT, GET, POST, DELETE\r\n"
@@ -191,12 +174,8 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 				 "charset=\"UTF-8\"\r\n", status == 401 ? "WWW" : "Proxy", c->o->realm);
 		if (c->tunnel)
 			strcat(extra, "Cache-Control: no-store\r\n");
-		n = snprintf(msg, sizeof msg,
-				 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n%s"
-				 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-				 status, http_reason(status), extra, strlen(body) + 1, body);
-
-		if (n > 0 && (size_t)n < sizeof msg && client_write(c, msg, (size_t)n) == 0) {
+		n = http_answer(msg, sizeof msg, status, extra, 0, 1);
+		if (n && client_write(c, msg, n) == 0) {
 			long long deadline = now_ms() + 2000;
 			ssize_t r = 1;
 
@@ -232,6 +211,10 @@ static void read_head(struct conn *c)
 		if (c->len == sizeof c->buf)
 			reply_and_exit(c, 431, "header-too-large", 0);
 		n = client_read(c, c->buf + c->len, sizeof c->buf - c->len, deadline);
+		/* A kept-alive connection may end, or stay quiet, between
+		 * requests: no answer, nothing to log. */
+		if (n <= 0 && c->kept && !c->len)
+			exit(0);
 		if (n == -2)
 			reply_and_exit(c, 408, "header-timeout", 0);
 		if (n <= 0)
@@ -489,46 +472,61 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 }
 
 #if CONFIG_HTTP_TUNNEL
-/* A request met on a kept-alive connection of a session holder, served in
- * a new process as if it had come on a connection of its own (plain: a
- * TLS connection is never handed over). */
-static void __attribute__((noreturn)) serve_handed(const struct endpoint *client,
-						   const char *buf, size_t len)
+/* A connection handed over with the bytes read from it (a request that a
+ * session holder does not serve, a kept-alive connection that outlived its
+ * session, the plain side of a TLS connection), served from a clean state
+ * as if it were new. It never speaks TLS. In inetd mode this process was
+ * exec'd for it (--handed) and counts itself against --max-conns. */
+static void __attribute__((noreturn)) serve_kept(const struct opts *o, const struct handover *ho)
 {
-	const struct opts *o = conn.o;
 	struct conn *c = &conn;
+	char err[256];
 
-	memset(c, 0, sizeof *c);
 	c->o = o;
 	c->start = now_ms();
-	c->client = *client;
-	c->len = len < sizeof c->buf ? len : sizeof c->buf;
-	memcpy(c->buf, buf, c->len);
+	c->kept = 1;
+	c->client = ho->client;
+	c->local = ho->local;
+	c->len = ho->len;
+	memcpy(c->buf, ho->buf, c->len);
+	signal(SIGPIPE, SIG_IGN);
+	if (!o->nown) {
+		if (place_take("c", o->max_conns) < 0)
+			reply_and_exit(c, 503, "too-many-processes", 0);
+		if (load_config(o, err, sizeof err) < 0) {
+			logmsg(LOG_ERR, "%s", err);
+			reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
+		}
+	}
 	serve_request(c);
 }
 
+/* The handover of this connection: who, and the bytes from skip on. */
+static void handover_of(const struct conn *c, struct handover *ho, size_t skip)
+{
+	ho->client = c->client;
+	ho->local = c->local;
+	ho->len = c->len - skip;
+	memcpy(ho->buf, c->buf + skip, ho->len);
+}
+
 /* A TLS connection cannot be handed to a session holder: this process
- * keeps it, and a child serves the decrypted stream over a socket pair,
- * which can be. Returns in the child. */
-static void split_tls(struct conn *c)
+ * keeps it and relays the decrypted stream over a socket pair, whose other
+ * end a fresh process serves; that one can be handed over. */
+static void __attribute__((noreturn)) split_tls(struct conn *c)
 {
 	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
+	static struct handover ho;
 	struct relay_stats st = { 0 };
 	int sp[2];
-	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0 || (pid = fork()) < 0)
-		reply_and_exit(c, 503, "fork-failed", 0);
-	if (pid == 0) {
-		close(sp[0]);
-		dup2(sp[1], 0);
-		dup2(sp[1], 1);
-		close(sp[1]);
-		c->tls = 0;
-		return;
-	}
+	handover_of(c, &ho, 0);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		reply_and_exit(c, 503, "socketpair-failed", 0);
+	signal(SIGCHLD, SIG_IGN);  /* in inetd mode spawn() forks */
+	if (spawn(sp[1], &ho) < 0)
+		reply_and_exit(c, 503, "spawn-failed", 0);
 	close(sp[1]);
-	signal(SIGCHLD, SIG_IGN);
 	relay(0, 1, sp[0], c->o->idle_timeout * 1000, &tls_io, &st);
 	exit(0);
 }
@@ -538,21 +536,24 @@ static void split_tls(struct conn *c)
 static void serve_tunnel(struct conn *c, struct acl_query *q)
 {
 	const struct opts *o = c->o;
-	struct session_opts so = { o->tunnel_path, o->session_timeout * 1000,
-				   o->idle_timeout * 1000, o->header_timeout * 1000, serve_handed };
+	struct session_opts so = { o->tunnel_path, o->session_timeout * 1000, o->idle_timeout * 1000,
+				   o->header_timeout * 1000, o->max_sessions, o->max_client };
 	long long deadline = now_ms() + o->header_timeout * 1000LL;
 	size_t end = c->head + c->req.clen;
+	static struct handover ho;
 	int fd;
 
 	c->tunnel = 1;
 	if (CONFIG_TLS && c->tls)
 		split_tls(c);
 	if (c->req.token) {
-		int r = session_pass(c->req.token, c->req.token_len, &c->client, c->buf, c->len);
+		handover_of(c, &ho, 0);
+		int r = session_pass(c->req.token, c->req.token_len, &ho);
 
 		if (r == 0)
 			exit(0);  /* the holder serves it, and logs the session */
-		reply_and_exit(c, r == -1 ? 404 : 503, r == -1 ? "no-session" : "busy", 0);
+		reply_and_exit(c, r == -1 ? 404 : r == -2 ? 503 : 0, r == -1 ? "no-session" :
+			       r == -2 ? "busy" : "holder-timeout", 0);
 	}
 	if (c->req.method != HTTP_POST)
 		reply_and_exit(c, 404, "no-session", 0);
@@ -575,16 +576,25 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	q->port = c->req.port;
 	q->tls = 0;  /* the stream's first bytes are not known yet */
 	authenticate(c, q);
+	/* Counted before the target is connected: over a limit, it never is. */
+	if (session_places(&so, &c->client) < 0)
+		reply_and_exit(c, 503, "too-many-sessions", 0);
 	fd = open_target(c, q);
 	c->answered = 1;
 	c->status = 200;
-	c->reason = session_hold(&so, fd, &c->client, c->buf + end, c->len - end, &c->st);
+	handover_of(c, &ho, end);
+	c->reason = session_hold(&so, fd, &ho, c->req.close, &c->st);
 	log_conn(c);
-	session_linger();
 	exit(0);
 }
 #else
 static void serve_tunnel(struct conn *c, struct acl_query *q) { (void)c; (void)q; }
+static void __attribute__((noreturn)) serve_kept(const struct opts *o, const struct handover *ho)
+{
+	(void)o;
+	(void)ho;
+	exit(1);
+}
 #endif
 
 static void on_child(int sig)
@@ -592,14 +602,48 @@ static void on_child(int sig)
 	(void)sig;
 }
 
+/* The answer when no process can be had: what the client sent is read
+ * first, since closing on unread bytes would reset the connection, answer
+ * and all. */
+static void answer_busy(int fd)
+{
+	char msg[256], sink[4096];
+	size_t n = http_answer(msg, sizeof msg, 503, "", 0, 1);
+
+	for (int k = 0; k < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
+		;
+	(void)!send(fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+}
+
+/* A child of the listener serving one connection, fd: the listener's
+ * descriptors closed, the connection on fd 0/1. */
+static void child_of_listener(const int *fds, int n, int chan, int fd)
+{
+	for (int j = 0; j < n; j++)
+		close(fds[j]);
+	if (chan >= 0)
+		close(chan);
+	dup2(fd, 0);
+	dup2(fd, 1);
+	if (fd > 1)
+		close(fd);
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &(sigset_t){ 0 }, NULL);
+}
+
 /* Accept on the listening sockets and fork one process per connection,
- * at most max_conns at once; children are reaped as they end. */
+ * at most max_conns at once; children are reaped as they end. With the
+ * GET/POST tunnel, children also ask here (over chan) for fresh processes
+ * for connections they hand on (spawn.c): those count too, so every
+ * process but the listener is its child and counted. */
 static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 						      const struct opts *o)
 {
+	static struct handover ho;
 	struct sigaction sa = { 0 };
 	sigset_t block, none;
-	int live = 0, pause_ms = -1;
+	int live = 0, pause_ms = -1, chan[2] = { -1, -1 };
 
 	sa.sa_handler = on_child;
 	sigaction(SIGCHLD, &sa, NULL);
@@ -611,9 +655,17 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 	sigemptyset(&block);
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, NULL);
+	if (CONFIG_HTTP_TUNNEL && o->tunnel_path) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
+			logmsg(LOG_ERR, "socketpair: %s", strerror(errno));
+			exit(1);
+		}
+		fcntl(chan[0], F_SETFL, O_NONBLOCK);
+		spawn_init(chan[1], 0, NULL);
+	}
 
 	for (;;) {
-		struct pollfd pfd[LISTEN_MAX];
+		struct pollfd pfd[LISTEN_MAX + 1];
 		struct timespec ts = { pause_ms / 1000, pause_ms % 1000 * 1000000L };
 		int i;
 
@@ -623,53 +675,49 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 			pfd[i].fd = fds[i];
 			pfd[i].events = live < o->max_conns && pause_ms < 0 ? POLLIN : 0;
 		}
+		pfd[n] = (struct pollfd){ chan[0], POLLIN, 0 };
 		/* Interrupted (a child ended): revents say nothing, start over. */
-		if (ppoll(pfd, (nfds_t)n, pause_ms < 0 ? NULL : &ts, &none) < 0)
+		if (ppoll(pfd, (nfds_t)n + 1, pause_ms < 0 ? NULL : &ts, &none) < 0)
 			continue;
 		pause_ms = -1;
-		for (i = 0; i < n; i++) {
+		for (i = 0; i <= n; i++) {
+			struct sockaddr_storage peer;
+			socklen_t plen = sizeof peer;
 			int cfd;
 			pid_t pid;
 
 			if (!(pfd[i].revents & POLLIN))
 				continue;
-			struct sockaddr_storage peer;
-			socklen_t plen = sizeof peer;
-
-			cfd = accept4(fds[i], (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
-			if (cfd < 0) {
-				/* Out of descriptors: wait a little rather than spin. */
-				if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-					pause_ms = 100;
-				continue;
-			}
-			pid = fork();
-			if (pid == 0) {
-				for (int j = 0; j < n; j++)
-					close(fds[j]);
-				dup2(cfd, 0);
-				dup2(cfd, 1);
-				if (cfd > 1)
-					close(cfd);
-				signal(SIGCHLD, SIG_DFL);
-				sigprocmask(SIG_SETMASK, &none, NULL);
-				serve(o, (struct sockaddr *)&peer);
+			if (i == n) {
+				/* A child hands on a connection; at the limit it is
+				 * answered, never left waiting. */
+				if ((cfd = fd_recv(chan[0], &ho, 0)) < 0)
+					continue;
+				pid = live < o->max_conns ? fork() : -1;
+				if (pid == 0) {
+					child_of_listener(fds, n, chan[0], cfd);
+					serve_kept(o, &ho);
+				}
+			} else {
+				cfd = accept4(fds[i], (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+				if (cfd < 0) {
+					/* Out of descriptors: wait a little rather than spin. */
+					if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+						pause_ms = 100;
+					continue;
+				}
+				pid = fork();
+				if (pid == 0) {
+					child_of_listener(fds, n, chan[0], cfd);
+					serve(o, (struct sockaddr *)&peer);
+				}
 			}
 			if (pid < 0) {
-				static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
-					"Content-Type: text/plain\r\nContent-Length: 25\r\n"
-					"Connection: close\r\n\r\nThe proxy is overloaded.\n";
-
-				char sink[4096];
-
-				logmsg(LOG_ERR, "fork: %s", strerror(errno));
-				/* What the client sent already, read: closing on unread
-				 * bytes would reset the connection, answer and all. */
-				for (int k = 0; k < 16 && recv(cfd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
-					;
-				(void)!send(cfd, busy, sizeof busy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-				shutdown(cfd, SHUT_WR);
-				pause_ms = 100;
+				if (live < o->max_conns) {
+					logmsg(LOG_ERR, "fork: %s", strerror(errno));
+					pause_ms = 100;
+				}
+				answer_busy(cfd);
 			} else {
 				live++;
 			}
@@ -729,10 +777,13 @@ static const char usage[] =
 	"  -k, --key FILE            TLS private key, PEM        } speak TLS to tunneld\n"
 	"      --http-tunnel[=PATH]  also serve the GET/POST tunnel at PATH (default /)\n"
 	"      --session-timeout SEC a tunnel session with no request (default 60)\n"
+	"      --max-sessions N      tunnel sessions open at once (default 32)\n"
+	"      --max-client-sessions N  ... from one client address (default 8)\n"
 	"      --connect-timeout SEC connecting to the target (default 10)\n"
 	"      --header-timeout SEC  the whole request header (default 10)\n"
 	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
-	"      --max-conns N         with --listen: concurrent connections (default 256)\n"
+	"      --max-conns N         processes at once (default 256); in inetd mode,\n"
+	"                            those tunneld starts itself\n"
 	"      --user NAME           with --listen: run as NAME after binding\n"
 	"      --log syslog|stderr   where log lines go (default syslog)\n"
 	"  -v, --verbose             also log each address tried and rule matched\n"
@@ -782,6 +833,9 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		{ "key", required_argument, 0, 'k' },
 		{ "http-tunnel", optional_argument, 0, 8 },
 		{ "session-timeout", required_argument, 0, 9 },
+		{ "max-sessions", required_argument, 0, 10 },
+		{ "max-client-sessions", required_argument, 0, 11 },
+		{ "handed", no_argument, 0, 12 },
 		{ "connect-timeout", required_argument, 0, 1 },
 		{ "header-timeout", required_argument, 0, 2 },
 		{ "idle-timeout", required_argument, 0, 3 },
@@ -812,15 +866,15 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 			exit(auth_hash_password());
 		case 8: o->tunnel_path = optarg ? optarg : "/"; break;
 		case 9: o->session_timeout = number("--session-timeout", optarg, 2, 86400); break;
+		case 10: o->max_sessions = number("--max-sessions", optarg, 1, 4096); break;
+		case 11: o->max_client = number("--max-client-sessions", optarg, 1, 4096); break;
+		case 12: o->handed = 1; break;  /* internal: spawn.c in inetd mode */
 		case 'c': o->cert = optarg; break;
 		case 'k': o->key = optarg; break;
 		case 1: o->connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
 		case 2: o->header_timeout = number("--header-timeout", optarg, 1, 3600); break;
 		case 3: o->idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
-		case 4:
-			o->max_conns = number("--max-conns", optarg, 1, 65536);
-			*listen_only = "--max-conns";
-			break;
+		case 4: o->max_conns = number("--max-conns", optarg, 1, 65536); break;
 		case 5:
 			o->user = optarg;
 			*listen_only = "--user";
@@ -878,7 +932,8 @@ static void check_options(const struct opts *o, const char *listen_only, int nfd
 int main(int argc, char **argv)
 {
 	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
-				 .idle_timeout = 600, .max_conns = 256, .session_timeout = 60 };
+				 .idle_timeout = 600, .max_conns = 256, .session_timeout = 60,
+				 .max_sessions = 32, .max_client = 8 };
 	static struct acl acl;
 	static struct auth auth;
 	struct stat sb;
@@ -926,6 +981,16 @@ int main(int argc, char **argv)
 		o.own_ports[i] = ep.port;
 	}
 	o.nown = nfds;  /* from here on, 0 means inetd mode */
+	if (!nfds && CONFIG_HTTP_TUNNEL && o.tunnel_path) {
+		static struct handover ho;
+
+		spawn_init(-1, argc, argv);
+		if (o.handed) {
+			if (spawn_received(&ho) < 0)
+				return 1;
+			serve_kept(&o, &ho);
+		}
+	}
 	if (!nfds)
 		serve(&o, NULL);
 	if (o.user)

@@ -193,6 +193,12 @@ static const struct {
 	{ "GET http://tunnel.example:8080/t?o=1 HTTP/1.1\r\n\r\n", 0, HTTP_GET, 1, 0, 0, 0, 0 },
 	{ "GET HTTP://h/t HTTP/1.1\r\n\r\n", 0, HTTP_GET, 0, 0, 0, 0, 0 },
 	{ "DELETE /t HTTP/1.1\r\nConnection: closed\r\n\r\n", 0, HTTP_DELETE, 0, 0, 0, 0, 0 },
+	/* HTTP/1.0 closes unless it asks to keep the connection */
+	{ "GET /t?o=1 HTTP/1.0\r\n\r\n", 0, HTTP_GET, 1, 0, 1, 0, 0 },
+	{ "GET /t?o=1 HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0, HTTP_GET, 1, 0, 0, 0, 0 },
+	{ "GET /t?o=1 HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", 0, HTTP_GET, 1, 0, 1, 0, 0 },
+	{ "GET /t?o=1 HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n", 0, HTTP_GET, 1, 0, 1, 0, 0 },
+	{ "GET /t?o=1 HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", 0, HTTP_GET, 1, 0, 0, 0, 0 },
 	{ "CONNECT h:1 HTTP/1.1\r\nTunnel-Token: t\r\n\r\n", 0, HTTP_CONNECT, 0, 0, 0, 0, 0 },
 	/* refused */
 	{ "GET /t?o=1000000000000000 HTTP/1.1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },

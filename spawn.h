@@ -1,0 +1,56 @@
+#ifndef SPAWN_H
+#define SPAWN_H
+#include <stddef.h>
+
+#include "config.h"
+#include "net.h"
+
+/* Client connections moved between tunneld's own processes (the GET/POST
+ * tunnel's session holders, and fresh processes for requests they do not
+ * serve), and processes counted where no parent counts them. */
+
+/* A connection on the move: who the client is, the address it reached
+ * (for the loop check), and the bytes read from it so far. */
+struct handover {
+	struct endpoint client, local;
+	size_t len;
+	char buf[CONFIG_HEADER_MAX];
+};
+
+#if CONFIG_HTTP_TUNNEL
+/* Send the descriptor fd with ho (its first len bytes of buf) as one message
+ * on the unix socket u, waiting at most timeout_ms for room. 0 or -1. */
+int fd_send(int u, int fd, const struct handover *ho, int timeout_ms);
+
+/* Receive such a message on u within timeout_ms: the descriptor, or -1
+ * (nothing, or a malformed message, whose descriptors are closed). */
+int fd_recv(int u, struct handover *ho, int timeout_ms);
+
+/* Where fresh processes come from: with chan >= 0 (tunneld --listen or
+ * LISTEN_FDS), the listener, asked over its channel; else (inetd mode) a
+ * fork that re-executes this program with argv and "--handed". */
+void spawn_init(int chan, int argc, char **argv);
+
+/* Have a fresh process, started from a clean state, serve connection fd
+ * from ho on. 0 when it is on its way (the caller closes its fd), -1 when
+ * none could be had (the caller answers 503). */
+int spawn(int fd, const struct handover *ho);
+
+/* In a process started by spawn() in inetd mode: the connection it was
+ * handed, now on fd 0/1, with ho filled in. 0 or -1. */
+int spawn_received(struct handover *ho);
+
+/* Take one of max places of a kind ("s", "c", ...): the first free abstract
+ * unix socket name "tunneld/UID/KIND/K", K < max, bound by this process and
+ * freed by the kernel when it closes or ends, however it ends. The
+ * descriptor; -1 when every place is taken, -2 on another error. */
+int place_take(const char *kind, int max);
+#else
+/* Only the GET/POST tunnel moves connections: compiled out with it. */
+static inline int fd_recv(int u, struct handover *ho, int t) { (void)u; (void)ho; (void)t; return -1; }
+static inline void spawn_init(int c, int argc, char **argv) { (void)c; (void)argc; (void)argv; }
+static inline int spawn_received(struct handover *ho) { (void)ho; return -1; }
+static inline int place_take(const char *kind, int max) { (void)kind; (void)max; return -2; }
+#endif
+
+#endif
