@@ -650,14 +650,14 @@ static void client_kind(char *kind, const struct endpoint *client)
 	kind[1 + 2 * n] = 0;
 }
 
-int session_places(const struct session_opts *so, const struct endpoint *client)
+int session_places(const struct session_opts *so, const struct endpoint *client, unsigned port)
 {
 	char kind[34];
 
 	client_kind(kind, client);
-	if ((s.place = place_take("s", so->max_sessions)) < 0)
+	if ((s.place = place_take(port, "s", so->max_sessions)) < 0)
 		return -1;
-	if ((s.cplace = place_take(kind, so->max_client)) < 0) {
+	if ((s.cplace = place_take(port, kind, so->max_client)) < 0) {
 		close(s.place);
 		return -1;
 	}

@@ -29,10 +29,11 @@ struct session_opts {
  * is shut: exit). */
 int session_pass(const char *token, size_t token_len, const struct handover *ho);
 
-/* Take this process's places among the sessions open at once, in total and
- * from this client's address: 0, or -1 when a limit is reached (answer
- * 503). They are freed when the session ends, or the process does. */
-int session_places(const struct session_opts *so, const struct endpoint *client);
+/* Take this process's places among the sessions open at once on the port
+ * the client reached, in total and from the client's address: 0, or -1 when
+ * a limit is reached (answer 503). They are freed when the session ends, or
+ * the process does. */
+int session_places(const struct session_opts *so, const struct endpoint *client, unsigned port);
 
 /* Become the holder of a new session on the connected target: answer the
  * open on fd 0/1 with the token (closing after it when close_after), then

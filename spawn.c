@@ -117,13 +117,12 @@ static void __attribute__((noreturn)) reexec(int msg, int err)
 {
 	char *av[spawn_argc + 2];
 	struct stat st;
-	int null = open("/dev/null", O_RDWR), n = 2;
+	int null = open("/dev/null", O_RDWR);
 
 	av[0] = spawn_argv[0];
-	av[1] = "--handed";
+	av[1] = "--handed";  /* first, where main() looks for it */
 	for (int i = 1; i <= spawn_argc; i++)  /* through argv's NULL */
-		if (!spawn_argv[i] || strcmp(spawn_argv[i], "--handed"))
-			av[n++] = spawn_argv[i];
+		av[i + 1] = spawn_argv[i];
 	signal(SIGCHLD, SIG_DFL);
 	if (null >= 0) {
 		dup2(null, 0);
@@ -180,13 +179,13 @@ int spawn_received(struct handover *ho)
 	return 0;
 }
 
-int place_take(const char *kind, int max)
+int place_take(unsigned port, const char *kind, int max)
 {
 	for (int k = 0; k < max; k++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		/* sun_path[0] stays 0: the abstract namespace, nothing on disk. */
-		int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "tunneld/%u/%s/%d",
-				 (unsigned)geteuid(), kind, k);
+		int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "tunneld/%u/%u/%s/%d",
+				 (unsigned)geteuid(), port, kind, k);
 		int fd;
 
 		if (n < 0 || (size_t)n >= sizeof sa.sun_path - 1)

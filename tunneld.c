@@ -491,7 +491,7 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 	memcpy(c->buf, ho->buf, c->len);
 	signal(SIGPIPE, SIG_IGN);
 	if (!o->nown) {
-		if (place_take("c", o->max_conns) < 0)
+		if (place_take(c->local.port, "c", o->max_conns) < 0)
 			reply_and_exit(c, 503, "too-many-processes", 0);
 		if (load_config(o, err, sizeof err) < 0) {
 			logmsg(LOG_ERR, "%s", err);
@@ -577,7 +577,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	q->tls = 0;  /* the stream's first bytes are not known yet */
 	authenticate(c, q);
 	/* Counted before the target is connected: over a limit, it never is. */
-	if (session_places(&so, &c->client) < 0)
+	if (session_places(&so, &c->client, c->local.port) < 0)
 		reply_and_exit(c, 503, "too-many-sessions", 0);
 	fd = open_target(c, q);
 	c->answered = 1;
@@ -835,7 +835,6 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		{ "session-timeout", required_argument, 0, 9 },
 		{ "max-sessions", required_argument, 0, 10 },
 		{ "max-client-sessions", required_argument, 0, 11 },
-		{ "handed", no_argument, 0, 12 },
 		{ "connect-timeout", required_argument, 0, 1 },
 		{ "header-timeout", required_argument, 0, 2 },
 		{ "idle-timeout", required_argument, 0, 3 },
@@ -868,7 +867,6 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		case 9: o->session_timeout = number("--session-timeout", optarg, 2, 86400); break;
 		case 10: o->max_sessions = number("--max-sessions", optarg, 1, 4096); break;
 		case 11: o->max_client = number("--max-client-sessions", optarg, 1, 4096); break;
-		case 12: o->handed = 1; break;  /* internal: spawn.c in inetd mode */
 		case 'c': o->cert = optarg; break;
 		case 'k': o->key = optarg; break;
 		case 1: o->connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
@@ -945,6 +943,14 @@ int main(int argc, char **argv)
 	 * in inetd mode it is the client's connection. */
 	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
 	log_open(o.log, 0);
+	/* Not an option: the mark of a process re-executed by spawn() in
+	 * inetd mode, which finds its connection on fd 3. */
+	if (argc > 1 && !strcmp(argv[1], "--handed")) {
+		o.handed = 1;
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
 	parse_options(argc, argv, &o, &listen_only);
 	log_open(o.log, o.verbose);
 

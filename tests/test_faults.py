@@ -93,7 +93,7 @@ def test_fork_failure_answers_503_and_recovers(make_proxy, echo):
     head = c.read_until(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503 "), head
     c.end_state(3)                      # a reset may follow: the request went unread
-    assert c.buf == b"The proxy is overloaded.\n"
+    assert c.buf == b"The proxy is busy; try again.\n"
     c.close()
     for h in held:
         h.close()
