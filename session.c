@@ -693,7 +693,7 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	s.token[SESSION_TOKEN_LEN] = '\n';
 	answer(h, 200, ~0ULL, 0, s.token, SESSION_TOKEN_LEN + 1, 0, 0);
 	s.token[SESSION_TOKEN_LEN] = 0;
-	s.moved = now_ms();
+	s.moved = s.seen = now_ms();  /* the open is a request, even if it closed */
 
 	why = run();
 	/* The end: its places free, nobody can find the session again (a
