@@ -35,10 +35,11 @@
 #define ID_LEN 16            /* the token's public half: names the unix socket */
 #define TAKE_MS 20000        /* a holder says within this whether it took a connection */
 
-enum { C_FREE, C_HEAD, C_BODY, C_SEND, C_PARKED };
+enum { C_FREE, C_HEAD, C_BODY, C_SEND, C_PARKED, C_PASSING };
 
 struct hconn {
 	int fd, state;
+	int u;                    /* C_PASSING: the socket to the other holder */
 	struct endpoint client, local;
 	struct request req;       /* the request being served */
 	long long t;              /* last activity, or when the wait began */
@@ -84,16 +85,14 @@ static int is_token(const char *t, size_t len)
 	return 1;
 }
 
-/* Hand fd and ho to the holder of the token's session. 0 when it took
- * them; -1 no such session (or the name is not our own user's); -2 the
- * holder is busy; -3 it did not say in time, and the connection is shut. */
-static int pass(int fd, const char *token, size_t token_len, const struct handover *ho)
+/* Send fd and ho to the holder of the token's session: the socket on which
+ * it will say whether it took them, or -1 no such session (or the name is
+ * not our own user's), -2 busy. */
+static int pass_start(int fd, const char *token, size_t token_len, const struct handover *ho)
 {
 	struct sockaddr_un sa;
 	struct ucred cr;
 	socklen_t cl = sizeof cr;
-	struct pollfd p;
-	char took = 0;
 	int u, r = -1;
 
 	if (!is_token(token, token_len))
@@ -109,20 +108,38 @@ static int pass(int fd, const char *token, size_t token_len, const struct handov
 	 * descriptor, and the client a 404. */
 	if (getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || cr.uid != geteuid())
 		goto out;
-	if (fd_send(u, fd, ho, WRITE_MS) < 0)
-		goto out;
-	/* The holder says whether it took the connection. One that ended with
-	 * the message still queued says nothing: no such session. */
-	p = (struct pollfd){ u, POLLIN, 0 };
-	if (poll(&p, 1, TAKE_MS) == 0) {
-		shutdown(fd, SHUT_RDWR);  /* never two processes answering it */
+	if (fd_send(u, fd, ho, WRITE_MS) == 0)
+		return u;
+out:
+	close(u);
+	return r;
+}
+
+/* What the holder said on u, which is readable (or timed out: ready 0).
+ * 0 it took the connection; -1 it ended with the message still queued,
+ * without a word: no such session; -2 busy; -3 no word in time, and the
+ * connection is shut, so that two processes never answer it. */
+static int pass_outcome(int u, int fd, int ready)
+{
+	char took = 0;
+	int r = -1;
+
+	if (!ready) {
+		shutdown(fd, SHUT_RDWR);
 		r = -3;
 	} else if (recv(u, &took, 1, MSG_DONTWAIT) == 1) {
 		r = took == 'y' ? 0 : -2;
 	}
-out:
 	close(u);
 	return r;
+}
+
+static int pass(int fd, const char *token, size_t token_len, const struct handover *ho)
+{
+	int u = pass_start(fd, token, token_len, ho);
+	struct pollfd p = { u, POLLIN, 0 };
+
+	return u < 0 ? u : pass_outcome(u, fd, poll(&p, 1, TAKE_MS));
 }
 
 int session_pass(const char *token, size_t token_len, const struct handover *ho)
@@ -162,6 +179,8 @@ static void conn_close(struct hconn *h)
 {
 	if (s.up == h)
 		s.up = NULL;
+	if (h->state == C_PASSING)
+		close(h->u);
 	close(h->fd);
 	h->fd = -1;
 	h->state = C_FREE;
@@ -335,16 +354,30 @@ static int respawn(struct hconn *h)
 	return 0;
 }
 
-/* Hand h on to the holder of the session its request names. */
+/* Hand h on to the holder of the session its request names. Its answer is
+ * awaited in the loop, never here: two holders handing connections to each
+ * other at once would each wait for the other. */
 static void hand_on(struct hconn *h)
 {
-	int r;
-
 	s.out.client = h->client;
 	s.out.local = h->local;
 	s.out.len = h->len;
 	memcpy(s.out.buf, h->buf, h->len);
-	r = pass(h->fd, h->req.token, h->req.token_len, &s.out);
+	h->u = pass_start(h->fd, h->req.token, h->req.token_len, &s.out);
+	if (h->u < 0) {
+		fail(h, h->u == -1 ? 404 : 503);
+		return;
+	}
+	h->state = C_PASSING;
+	h->t = now_ms();
+}
+
+/* The other holder said whether it took h (ready), or did not in time. */
+static void handed_on(struct hconn *h, int ready)
+{
+	int r = pass_outcome(h->u, h->fd, ready);
+
+	h->state = C_HEAD;  /* u is closed */
 	if (r == 0 || r == -3)
 		conn_close(h);
 	else
@@ -400,7 +433,7 @@ static void take_handover(void)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof cred;
-	struct hconn *h = NULL;
+	struct hconn *h = NULL, *idle = NULL;
 	int u = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC), fd;
 
 	if (u < 0)
@@ -413,10 +446,13 @@ static void take_handover(void)
 	for (int i = 0; i < CONNS && !h; i++)
 		if (s.c[i].state == C_FREE)
 			h = &s.c[i];
-	/* Full: make room by closing the longest idle kept-alive connection. */
-	for (int i = 0; i < CONNS && !h; i++)
-		if (s.c[i].state == C_HEAD && s.c[i].len == 0 && (!h || s.c[i].t < h->t))
-			h = &s.c[i];
+	/* Full: make room by moving the longest idle kept-alive connection
+	 * to a fresh process. */
+	for (int i = 0; i < CONNS; i++)
+		if (s.c[i].state == C_HEAD && s.c[i].len == 0 &&
+		    (!idle || s.c[i].t < idle->t))
+			idle = &s.c[i];
+	h = h ? h : idle;
 	if (send(u, h ? "y" : "n", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 || !h) {
 		close(u);
 		close(fd);  /* the sender answers, or has shut the connection */
@@ -490,6 +526,7 @@ static long long conn_deadline(const struct hconn *h, int poll_ms)
 {
 	switch (h->state) {
 	case C_PARKED: return h->t + poll_ms;
+	case C_PASSING: return h->t + TAKE_MS;
 	case C_SEND: return h->t + WAIT_MS;
 	case C_BODY: return h->t + s.so->header_ms;
 	case C_HEAD: return h->t + (h->len ? s.so->header_ms : KEEP_MS);
@@ -502,6 +539,8 @@ static void conn_expire(struct hconn *h)
 {
 	if (h->state == C_PARKED) {
 		give(h);
+	} else if (h->state == C_PASSING) {
+		handed_on(h, 0);
 	} else if (h->state == C_SEND) {
 		s.up = NULL;  /* the target is slow: say how far it got */
 		answer(h, 200, s.taken, 0, 0, 0, 0, 0);
@@ -617,9 +656,11 @@ static const char *run(void)
 			p[1].fd = -1;  /* a hang-up would wake poll() for nothing */
 		for (i = 0; i < CONNS; i++) {
 			struct hconn *c = &s.c[i];
-			int want = c->state == C_BODY || (c->state != C_FREE && c->len < sizeof c->buf);
+			int want = c->state == C_BODY ||
+				   (c->state != C_FREE && c->state != C_PASSING && c->len < sizeof c->buf);
 
-			p[i + 2] = (struct pollfd){ want ? c->fd : -1, POLLIN, 0 };
+			p[i + 2] = (struct pollfd){ c->state == C_PASSING ? c->u : want ? c->fd : -1,
+						    POLLIN, 0 };
 		}
 		left = (int)(next - now);
 		if (poll(p, CONNS + 2, left > 0 ? left : 0) < 0 && errno != EINTR)
@@ -628,9 +669,14 @@ static const char *run(void)
 			pull();
 		if (p[1].revents & (POLLOUT | POLLERR | POLLHUP) && s.up && s.up->state == C_SEND)
 			push();
-		for (i = 0; i < CONNS; i++)
-			if (p[i + 2].revents && s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd)
+		for (i = 0; i < CONNS; i++) {
+			if (!p[i + 2].revents || p[i + 2].fd < 0)
+				continue;
+			if (s.c[i].state == C_PASSING && s.c[i].u == p[i + 2].fd)
+				handed_on(&s.c[i], 1);
+			else if (s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd)
 				conn_read(&s.c[i]);
+		}
 		if (p[0].revents & POLLIN)
 			take_handover();
 	}
@@ -707,6 +753,13 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	explicit_bzero(s.token, sizeof s.token);
 	s.up = NULL;
 	for (int i = 0; i < CONNS; i++) {
+		/* The other holder answers at once: it is in its loop, or ends
+		 * with its name closed first, which ends our wait as well. */
+		if (s.c[i].state == C_PASSING) {
+			struct pollfd p = { s.c[i].u, POLLIN, 0 };
+
+			handed_on(&s.c[i], poll(&p, 1, 2000));
+		}
 		if (s.c[i].state == C_HEAD && respawn(&s.c[i]) < 0)
 			conn_close(&s.c[i]);
 		else if (s.c[i].state != C_FREE)

@@ -1,0 +1,800 @@
+"""The GET/POST tunnel's sessions under attack: what a pooling proxy, a
+greedy client and a hostile local user do (issue 10).
+
+- an open on a session holder's second kept-alive connection makes exactly
+  one process and one target connection (no fork without end);
+- sessions opened on another session's kept-alive connection see only their
+  own bytes, both ways, and outlive the other's DELETE;
+- another uid squatting the abstract name "tunneld/<id>" of a session (one
+  just ended, or one never made) receives no byte and no descriptor, and the
+  client gets 404;
+- --max-conns, --max-sessions and --max-client-sessions hold exactly, and an
+  ended or killed session frees its place;
+- the loop check holds on a holder's kept-alive connection (inetd mode too);
+- Connection: close and HTTP/1.0 close after the answer, the open included;
+- a request for a session that is ending is always answered.
+
+Every check is on what a real client sees: status lines, headers, bytes, the
+end of the connection, and the processes and target connections made.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import (TESTS, Client, assert_error_reply, connect_head, descendants,
+                      echo_handler, kill_pid, procs_with_stderr, recv_all, run_tunneld,
+                      wait_until)
+from test_http_tunnel import PATH, TOKEN_RE, Conn, assert_error, holder, tunnel_proxy
+
+pytestmark = pytest.mark.needs("http-tunnel")
+
+SQUATTER = TESTS / "squat_unix.py"
+NOBODY = 65534
+SQUAT_SECONDS = 3.0
+CHUNK = 65536
+
+
+# --------------------------------------------------------------------------
+# processes, names, targets
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def tunneld_procs(proxy):
+    """The live processes of this tunneld besides proxy.pid (the listener in
+    listen mode, the launcher in inetd mode): its descendants, and those that
+    left the tree but still write to its log."""
+    pids = set(descendants(proxy.pid)) | set(procs_with_stderr(proxy.log_id))
+    pids.discard(proxy.pid)
+    return {p for p in pids if _alive(p)}
+
+
+def settled_count(proxy, quiet=0.5, timeout=4.0):
+    """The number of tunneld_procs once it has not changed for `quiet` s."""
+    deadline = time.monotonic() + timeout
+    last, since = len(tunneld_procs(proxy)), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = len(tunneld_procs(proxy))
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
+
+
+def watch_count(proxy, seconds, step=0.02):
+    """Sample the process count for `seconds`: (max seen, last)."""
+    deadline = time.monotonic() + seconds
+    most = last = len(tunneld_procs(proxy))
+    for _ in range(100000):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(step)
+        last = len(tunneld_procs(proxy))
+        most = max(most, last)
+    return most, last
+
+
+def listening_names():
+    """Abstract names of listening unix sockets: name -> set of inodes."""
+    out = {}
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 8 and int(fields[3], 16) & 0x10000:   # __SO_ACCEPTCON
+                out.setdefault(fields[7], set()).add(fields[6])
+    return out
+
+
+def session_name(token):
+    return "tunneld/" + token[:16]
+
+
+def holder_pids(token):
+    """The pids holding the listening socket @tunneld/<id> of token."""
+    inodes = listening_names().get("@" + session_name(token), set())
+    links = {f"socket:[{i}]" for i in inodes}
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in links:
+                    pids.add(int(entry))
+                    break
+            except OSError:
+                pass
+    return pids
+
+
+def fused(handler, limit):
+    """handler, but once more than `limit` connections came the target
+    stops listening: a process that forks without end runs out of targets
+    (502) instead of filling the machine."""
+    def run(conn, server):
+        if server.accepted > limit:
+            server.sock.close()
+            return
+        handler(conn, server)
+    return run
+
+
+def stalled(release, timeout=30.0):
+    """A target that reads nothing until `release` is set, then records
+    (bytes, how it ended)."""
+    def handler(conn, server):
+        release.wait(timeout)
+        data, how = recv_all(conn)
+        server.results.append((data, how))
+    return handler
+
+
+@pytest.fixture
+def make_tproxy(make_proxy, netfiles):
+    """tunnel_proxy(make_proxy, ...), and at the end every process of each
+    tunneld ended by its pid, several rounds (one that forked while the
+    last round ran is caught by the next). In inetd mode the options are
+    tried first on a connection that ends at once (stdin /dev/null): the
+    launcher would start happily and each connection would just be reset."""
+    started = []
+
+    def make(mode, args=(), **kw):
+        if mode == "inetd" and args:
+            r = run_tunneld(["--log", "stderr", "--http-tunnel=/t", *args], netfiles)
+            if r.returncode == 64 or b"unknown option" in r.stderr:
+                pytest.fail(f"tunneld (inetd mode) refuses {list(args)}: rc={r.returncode} "
+                            f"{r.stderr.decode(errors='replace').strip()}")
+        p = tunnel_proxy(make_proxy, mode, args, **kw)
+        started.append(p)
+        return p
+    yield make
+    for p in started:
+        for _ in range(10):
+            pids = tunneld_procs(p)
+            if not pids:
+                break
+            for pid in pids:
+                kill_pid(pid)
+            time.sleep(0.05)
+
+
+class ConnFrom(Conn):
+    """A Conn whose client socket is bound to source address src."""
+
+    def __init__(self, proxy, src, timeout=10.0):
+        self.proxy, self.path, self.prefix = proxy, PATH, ""
+        c = Client.__new__(Client)
+        c.sock = socket.create_connection((proxy.host, proxy.port), timeout,
+                                          source_address=(src, 0))
+        c.port, c.timeout, c.buf = c.sock.getsockname()[1], timeout, bytearray()
+        self.c = c
+
+
+def raw(method, version="1.1", headers=(), body=b"", query=""):
+    lines = [f"{method} {PATH}{query} HTTP/{version}", "Host: 127.0.0.1", *headers]
+    if method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def token_of(resp):
+    assert resp.status == 200 and TOKEN_RE.fullmatch(resp.body), resp
+    return resp.body.decode().strip()
+
+
+def assert_busy_503(client, resp):
+    """The over-limit answer: 503, Retry-After: 2, Connection: close, a
+    one-line text/plain body, then the connection closes."""
+    assert resp.header("Retry-After") == "2", resp
+    assert_error_reply(client, resp, 503)
+
+
+# --------------------------------------------------------------------------
+# 1. an open on a holder's second connection: one process, one target connection
+
+def test_open_on_holders_second_connection_makes_one_session(make_tproxy, mode, make_target):
+    p = make_tproxy(mode)
+    target = make_target(fused(echo_handler, 6))
+    first = Conn(p, timeout=10)
+    a = first.open_ok(target.hostport)
+    first.send_ok(a, 0, b"ping")
+    second = Conn(p, timeout=10)
+    assert second.recv_until(a, 0, 4) == (b"ping", False)   # second: now the holder's
+    before = settled_count(p)
+    assert target.accepted == 1
+
+    b = second.open_ok(target.hostport)
+    most, _ = watch_count(p, 1.5)
+    after = settled_count(p, quiet=0.3)
+    assert target.accepted == 2, \
+        f"one open made {target.accepted - 1} target connections (processes: " \
+        f"{before} before, up to {most} after)"
+    assert after == before + 1, f"one open: {before} processes before, {after} after " \
+                                f"(up to {most})"
+
+    # the second session works both ways, on its connection and a new one
+    second.send_ok(b, 0, b"second ")
+    Conn(p).send_ok(b, 7, b"session")
+    assert second.recv_until(b, 0, 14) == (b"second session", False)
+    # and the first still does
+    first.send_ok(a, 4, b" again")
+    assert first.recv_until(a, 4, 6) == (b" again", False)
+    assert Conn(p).recv_until(a, 4, 6) == (b" again", False)
+    assert first.delete(a).status == 200
+    assert second.delete(b).status == 200
+    assert target.wait_results(2) == ["eof", "eof"]
+
+
+def test_holders_handing_to_each_other_at_once(make_tproxy, mode, echo):
+    """Holder A meets a request for B on its connection while holder B meets
+    one for A on its own: each hands its request to the other at the same
+    moment, and neither may wait for the other (which would stall both
+    sessions until the hand-over's deadline)."""
+    p = make_tproxy(mode)
+    x, y = Conn(p, timeout=10), Conn(p, timeout=10)
+    a, b = x.open_ok(echo.hostport), y.open_ok(echo.hostport)
+    for rnd in range(3):
+        off = 2 * rnd
+        reqs = [(x, b, b"B" * 2), (y, a, b"A" * 2)]
+        for conn, token, data in reqs:
+            conn.c.send(raw("POST", headers=[f"Tunnel-Token: {token}"], body=data,
+                            query=f"?o={off}"))
+        t0 = time.monotonic()
+        for conn, token, data in reqs:
+            r = conn.c.response(5)
+            assert r.status == 200 and r.header("Tunnel-Offset") == str(off + 2), r
+        took = time.monotonic() - t0
+        assert took < 3, f"round {rnd}: crossed hand-overs answered after {took:.1f} s"
+        # x now belongs to B's holder and y to A's: swap them back
+        x, y = y, x
+    assert Conn(p).recv_until(a, 0, 6) == (b"AAAAAA", False)
+    assert Conn(p).recv_until(b, 0, 6) == (b"BBBBBB", False)
+
+
+def test_a_stopped_holder_stalls_no_other_session(make_tproxy, mode, echo):
+    """Holder B hands a request for C on to C's holder, which is stopped
+    (SIGSTOP: as good as a slow one). B waits for C's word in its loop, so
+    B's own session is served meanwhile; once C runs again it takes and
+    answers the request."""
+    p = make_tproxy(mode)
+    y = Conn(p, timeout=10)
+    b = y.open_ok(echo.hostport)
+    c = Conn(p).open_ok(echo.hostport)
+    (pid_c,) = holder_pids(c)
+    os.kill(pid_c, signal.SIGSTOP)
+    try:
+        y.c.send(raw("POST", headers=[f"Tunnel-Token: {c}"], body=b"to C", query="?o=0"))
+        time.sleep(0.3)                      # B has handed it on and waits for C
+        t0 = time.monotonic()
+        Conn(p).send_ok(b, 0, b"B still")
+        assert Conn(p).recv_until(b, 0, 7) == (b"B still", False)
+        took = time.monotonic() - t0
+        assert took < 3, f"session B waited {took:.1f} s for a stopped holder of C"
+    finally:
+        os.kill(pid_c, signal.SIGCONT)
+    r = y.c.response(10)
+    assert r.status == 200 and r.header("Tunnel-Offset") == "4", r
+    assert Conn(p).recv_until(c, 0, 4) == (b"to C", False)
+
+
+# --------------------------------------------------------------------------
+# 2. a session opened on another's kept-alive connection: its own bytes only
+
+def block_a_send(conn, token, stream, limit=200, seconds=20.0):
+    """Send `stream` in 64 KiB pieces until one is not answered within 1 s
+    (the target takes no more): return how many bytes went, the last piece
+    pending. Bounded in count and time."""
+    deadline = time.monotonic() + seconds
+    off = 0
+    for _ in range(limit):
+        assert time.monotonic() < deadline, f"{off} bytes went and no send waited"
+        piece = stream[off:off + CHUNK]
+        assert len(piece) == CHUNK, f"{off} bytes went and no send waited"
+        try:
+            r = conn.request("POST", f"?o={off}", [f"Tunnel-Token: {token}"], piece,
+                             timeout=1.0)
+        except (socket.timeout, TimeoutError):
+            return off
+        assert r.status == 200, r
+        off = int(r.header("Tunnel-Offset"))
+    raise AssertionError(f"{off} bytes went and no send waited")
+
+
+@pytest.mark.parametrize("state", ["unread", "upload"])
+def test_session_on_anothers_connection_sees_only_its_own_bytes(make_tproxy, mode,
+                                                                 make_target, state):
+    p = make_tproxy(mode)
+    release = threading.Event()
+    a_bytes = b"A's private bytes from its target\n"
+    if state == "unread":
+        ta = make_target(fused(holder(a_bytes), 3))
+    else:
+        ta = make_target(fused(stalled(release), 3))
+        ta.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    tb = make_target(fused(holder(b"B-own\n"), 3))
+    x = Conn(p, timeout=10)
+    a = x.open_ok(ta.hostport)
+    upload = os.urandom(48 * CHUNK)
+    if state == "unread":
+        time.sleep(0.3)                # the holder has read A's bytes by now
+    else:
+        y = Conn(p, timeout=10)        # A's send waits on y: its target takes no more
+        went = block_a_send(y, a, upload)
+    try:
+        b = x.open_ok(tb.hostport)
+        assert wait_until(lambda: tb.accepted == 1, 3)
+        got, _ = x.recv_until(b, 0, 6)
+        assert got == b"B-own\n", f"B's first receive: {got[:200]!r}"
+        x.send_ok(b, 0, b"to-B")
+        if state == "unread":           # A's bytes are still A's, unread
+            assert x.recv_until(a, 0, len(a_bytes)) == (a_bytes, False)
+        r = x.delete(a)
+        assert r.status == 200, f"A's DELETE on the shared connection: {r}"
+        # B lives on after A's end: on the shared connection and on a new one
+        x.send_ok(b, 4, b"!")
+        Conn(p).send_ok(b, 5, fin=True)
+        assert tb.wait_results(1) == [(b"to-B!", "eof")], "B's target got other bytes"
+        assert x.delete(b).status == 200
+    finally:
+        release.set()
+    results = ta.wait_results(1)
+    data, how = results[0]
+    if state == "unread":
+        assert data == b"", f"A's target got {data[:100]!r}"
+    else:
+        assert went <= len(data) <= went + CHUNK and data == upload[:len(data)], \
+            f"A's target got {len(data)} bytes, not a prefix of A's upload " \
+            f"({went} taken before)"
+
+
+# --------------------------------------------------------------------------
+# 3. another uid squats a session's name
+
+def start_squatter(name, out_path):
+    out = open(out_path, "wb")
+    proc = subprocess.Popen(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+         sys.executable, str(SQUATTER), name, str(SQUAT_SECONDS)],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+
+    def events():
+        try:
+            text = out_path.read_text()
+        except OSError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    first = wait_until(lambda: events() or proc.poll() is not None, 10)
+    evs = events()
+    if not evs or evs[0].get("event") != "bound":
+        proc.kill()
+        proc.wait(5)
+        pytest.fail(f"the squatter did not bind {name!r}: {first!r} "
+                    f"{out_path.read_text()!r}")
+    assert "@" + name in listening_names(), "the squatter's name not in /proc/net/unix"
+    assert evs[0]["uid"] == NOBODY, evs[0]
+    return proc, events
+
+
+def squatter_report(proc, events):
+    try:
+        proc.wait(SQUAT_SECONDS + 5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    evs = events()
+    got = [e for e in evs if e.get("event") == "msg" and (e["len"] or e["fds"])]
+    return got, evs
+
+
+def answer_or_error(fn):
+    """(fn(), None), or (None, how it failed)."""
+    try:
+        return fn(), None
+    except (AssertionError, OSError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+@pytest.mark.parametrize("which", ["ended", "never-made"])
+def test_other_uid_squatting_a_session_name_gets_nothing(make_tproxy, mode, make_target,
+                                                         tmp_path, which):
+    p = make_tproxy(mode)
+    target = make_target(holder(b"private bytes of the session\n"))
+    other_target = make_target(holder(b"another session\n"))
+    other = Conn(p, timeout=10)
+    live = other.open_ok(other_target.hostport)        # a session that goes on
+    if which == "ended":
+        c = Conn(p, timeout=10)
+        token = c.open_ok(target.hostport)
+        assert "@" + session_name(token) in listening_names(), \
+            f"@{session_name(token)} not in /proc/net/unix while the session lives"
+        assert c.recv_until(token, 0, 29)[0] == b"private bytes of the session\n"
+        assert c.delete(token).status == 200
+        assert wait_until(lambda: "@" + session_name(token) not in listening_names(), 3), \
+            "the ended session's name is still bound"
+    else:
+        token = os.urandom(24).hex()
+    proc, events = start_squatter(session_name(token), tmp_path / "squatter.jsonl")
+    try:
+        problems = []
+        # a request with the token on a new connection
+        r, err = answer_or_error(lambda: Conn(p, timeout=6).recv(token, 0))
+        if err or r.status != 404:
+            problems.append(f"new connection: {err or r}")
+        else:
+            assert_error(r, 404)
+        # and on the other session's kept-alive connection, which its holder serves
+        assert other.recv_until(live, 0, 16)[0] == b"another session\n"
+        r, err = answer_or_error(lambda: other.send(token, 0, b"secret upload"))
+        if err or r.status != 404:
+            problems.append(f"the other session's connection: {err or r}")
+        got, evs = squatter_report(proc, events)
+        if got:
+            problems.append(f"the squatter received {sum(e['len'] for e in got)} bytes and "
+                            f"{sum(e['fds'] for e in got)} descriptors: "
+                            f"{[e['head'][:120] for e in got]}")
+        assert not problems, "; ".join(problems)
+        assert evs[-1].get("event") == "end", evs
+        # the live session is unharmed
+        Conn(p).send_ok(live, 0, b"still mine", fin=True)
+        assert other_target.wait_results(1) == [(b"still mine", "eof")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+# --------------------------------------------------------------------------
+# 4. the limits
+
+def test_max_conns_counts_every_process_listen(make_tproxy, make_target):
+    """--max-conns 4: 40 opens, each on a connection of its own (half of them
+    after a GET that made the connection a holder's, so that the open is met
+    by the holder), never make more than 4 processes besides the listener;
+    the excess waits (or gets 503); after the DELETEs everything is free."""
+    p = make_tproxy("listen", ["--max-conns", "4"])
+    target = make_target(fused(echo_handler, 80))
+    first = Conn(p, timeout=10)
+    a = first.open_ok(target.hostport)
+    first.send_ok(a, 0, b"a")
+    assert first.recv_until(a, 0, 1) == (b"a", False)
+    results, lock = [], threading.Lock()
+    via_holder = threading.Semaphore(2)     # the holder is not flooded with connections
+
+    def one(i):
+        try:
+            c = Conn(p, timeout=25)
+            if i % 2:
+                with via_holder:
+                    r = c.recv(a, 0)        # handed to the holder of a, or a 503
+                    if r.status == 200:
+                        assert r.body == b"a", r
+                        r = c.open(target.hostport)
+            else:
+                r = c.open(target.hostport)
+            if r.status == 503:
+                assert_error(r, 503)
+                out = "503"
+            else:
+                token = token_of(r)
+                c.send_ok(token, 0, b"%d" % i)
+                assert c.recv_until(token, 0, len(b"%d" % i))[0] == b"%d" % i
+                time.sleep(0.1)
+                assert c.delete(token).status == 200
+                out = "ok"
+            c.close()
+        except Exception as e:      # noqa: BLE001 - recorded, judged below
+            out = f"{type(e).__name__}: {e}"
+        with lock:
+            results.append(out)
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(40)]
+    for t in threads:
+        t.start()
+    most = 0
+    deadline = time.monotonic() + 40
+    for _ in range(100000):
+        most = max(most, len(tunneld_procs(p)))
+        if not any(t.is_alive() for t in threads) or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), f"opens unanswered after 40 s: {results}"
+    assert most <= 4, f"{most} processes besides the listener with --max-conns 4 " \
+                      f"(target connections: {target.accepted})"
+    bad = [r for r in results if r not in ("ok", "503")]
+    assert not bad, f"{len(bad)} of 40 opens failed: {bad[:5]}"
+    assert results.count("ok") >= 4, results
+    assert first.delete(a).status == 200
+    first.close()
+    assert wait_until(lambda: not tunneld_procs(p), 3), \
+        f"processes left after the DELETEs: {tunneld_procs(p)}"
+    assert wait_until(lambda: len(target.results) == results.count("ok") + 1, 3)
+    assert target.accepted == results.count("ok") + 1
+
+
+def test_max_conns_in_inetd_mode_bounds_the_processes_tunneld_starts(make_tproxy,
+                                                                      make_target):
+    """inetd mode, --max-conns 1: the holder may start one fresh process (an
+    open met on its kept-alive connection); while it lives, a second such
+    open is 503; after its DELETE one may start again."""
+    p = make_tproxy("inetd", ["--max-conns", "1"])
+    target = make_target(fused(echo_handler, 8))
+    first = Conn(p, timeout=10)
+    a = first.open_ok(target.hostport)
+    first.send_ok(a, 0, b"a")
+
+    def holders_conn():
+        c = Conn(p, timeout=10)
+        assert c.recv_ok(a, 0).body == b"a"
+        return c
+    x, z = holders_conn(), holders_conn()
+    b = x.open_ok(target.hostport)
+    r = z.open(target.hostport)
+    assert r.status == 503, f"a second fresh process beyond --max-conns 1: {r}"
+    assert_error(r, 503)
+    time.sleep(0.2)
+    assert target.accepted == 2, f"{target.accepted} target connections"
+    assert x.delete(b).status == 200
+    x.close()
+    r = None
+    for _ in range(20):
+        r = holders_conn().open(target.hostport)
+        if r.status == 200:
+            break
+        time.sleep(0.1)
+    assert r.status == 200, f"after the DELETE: {r}"
+    assert first.delete(a).status == 200
+
+
+@pytest.mark.parametrize("how", ["delete", "sigkill"])
+def test_max_sessions(make_tproxy, mode, echo, how):
+    p = make_tproxy(mode, ["--max-sessions", "3"])
+    conns = [Conn(p, timeout=10) for _ in range(3)]
+    tokens = [c.open_ok(echo.hostport) for c in conns]
+    assert wait_until(lambda: echo.accepted == 3, 3)
+    c4 = Conn(p, timeout=10)
+    assert_busy_503(c4.c, c4.open(echo.hostport))
+    time.sleep(0.2)
+    assert echo.accepted == 3, "the target was connected for the open over the limit"
+    if how == "delete":
+        assert conns[0].delete(tokens[0]).status == 200
+        window = 0.5        # "at once": ~100 ms, with room for a busy machine
+    else:
+        pids = holder_pids(tokens[0])
+        assert pids, f"no process holds @{session_name(tokens[0])}"
+        for pid in pids:
+            kill_pid(pid, signal.SIGKILL)
+        window = 1.5
+    t0 = time.monotonic()
+    r = None
+    for _ in range(100):
+        r = Conn(p, timeout=10).open(echo.hostport)
+        if r.status == 200 or time.monotonic() - t0 > window:
+            break
+        assert r.status == 503, r
+        time.sleep(0.05)
+    assert r.status == 200, f"{time.monotonic() - t0:.2f} s after the {how}: {r}"
+    assert wait_until(lambda: echo.accepted == 4, 3)
+    time.sleep(0.1)
+    assert echo.accepted == 4, "an open over the limit connected the target"
+    # and the limit is still 3
+    c5 = Conn(p, timeout=10)
+    assert_busy_503(c5.c, c5.open(echo.hostport))
+    for c, t in zip(conns[1:], tokens[1:]):
+        assert c.delete(t).status == 200
+
+
+def test_max_client_sessions(make_tproxy, mode, echo):
+    p = make_tproxy(mode, ["--max-client-sessions", "2"])
+    conns = [Conn(p, timeout=10) for _ in range(2)]
+    tokens = [c.open_ok(echo.hostport) for c in conns]
+    c3 = Conn(p, timeout=10)
+    assert_busy_503(c3.c, c3.open(echo.hostport))
+    time.sleep(0.2)
+    assert echo.accepted == 2, "the target was connected for the open over the limit"
+    other = ConnFrom(p, "127.0.0.2")
+    t_other = other.open_ok(echo.hostport)       # another client address: its own places
+    other.send_ok(t_other, 0, b"from .2")
+    assert other.recv_until(t_other, 0, 7) == (b"from .2", False)
+    assert conns[0].delete(tokens[0]).status == 200
+    r = None
+    for _ in range(10):
+        r = Conn(p, timeout=10).open(echo.hostport)
+        if r.status == 200:
+            break
+        time.sleep(0.05)
+    assert r.status == 200, f"after a DELETE: {r}"
+    assert echo.accepted == 4
+
+
+# --------------------------------------------------------------------------
+# 5. the loop check on a holder's kept-alive connection
+
+@pytest.mark.parametrize("kind", ["connect", "open"])
+def test_loop_check_on_holders_connection(make_tproxy, mode, echo, kind):
+    p = make_tproxy(mode)
+    c = Conn(p, timeout=10)
+    a = c.open_ok(echo.hostport)
+    c.send_ok(a, 0, b"hi")
+    assert c.recv_until(a, 0, 2) == (b"hi", False)
+    before = settled_count(p)
+    own = f"127.0.0.1:{p.port}"
+    if kind == "connect":
+        c.c.send(connect_head(own))
+        r = c.c.response(timeout=10)
+        assert r.status == 403, f"CONNECT {own} on the holder's connection: {r}"
+        assert_error_reply(c.c, r, 403)
+    else:
+        r = c.open(own)
+        assert r.status == 403, f"an open of {own} on the holder's connection: {r}"
+        assert_error(r, 403)
+        c.close()                   # an error answer lingers for the client's FIN
+    after = settled_count(p)
+    assert after <= before, f"{before} processes before, {after} after: nested tunnelds"
+    Conn(p).send_ok(a, 2, b" again")
+    assert Conn(p).recv_until(a, 0, 8) == (b"hi again", False)
+
+
+# --------------------------------------------------------------------------
+# 6. HTTP/1.1 connection semantics
+
+@pytest.mark.parametrize("case", ["open-close", "open-1.0", "open-1.0-keep-alive",
+                                  "send-close"])
+def test_connection_close_and_http10(make_tproxy, mode, echo, case):
+    p = make_tproxy(mode)
+    c = Client(p.host, p.port, 10)
+    body = echo.hostport.encode()
+    if case == "send-close":
+        token = Conn(p).open_ok(echo.hostport)
+        r = c.request(raw("POST", headers=[f"Tunnel-Token: {token}", "Connection: close"],
+                          body=b"data", query="?o=0"))
+        assert r.status == 200 and r.header("Tunnel-Offset") == "4", r
+    else:
+        version = "1.0" if "1.0" in case else "1.1"
+        headers = {"open-close": ["Connection: close"], "open-1.0": [],
+                   "open-1.0-keep-alive": ["Connection: keep-alive"]}[case]
+        r = c.request(raw("POST", version, headers, body))
+        token = token_of(r)
+    if case == "open-1.0-keep-alive":
+        assert (r.header("Connection") or "").lower() != "close", r
+        r = c.request(raw("POST", "1.0", [f"Tunnel-Token: {token}", "Connection: keep-alive"],
+                          b"data", "?o=0"), timeout=10)
+        assert r.status == 200 and r.header("Tunnel-Offset") == "4", \
+            f"the next request on the HTTP/1.0 keep-alive connection: {r}"
+        r = c.request(raw("GET", "1.0", [f"Tunnel-Token: {token}", "Connection: keep-alive"],
+                          query="?o=0"), timeout=10)
+        assert r.status == 200 and r.body == b"data", r
+    else:
+        assert (r.header("Connection") or "").lower() == "close", \
+            f"{case}: no Connection: close on the answer: {r}"
+        assert c.end_state(3) == "eof", f"{case}: the connection stayed open after the answer"
+        assert c.buf == b"", f"bytes after the answer: {bytes(c.buf)!r}"
+        if case != "send-close":
+            r = Conn(p).send(token, 0, b"data")
+            assert r.status == 200 and r.header("Tunnel-Offset") == "4", \
+                f"{case}: the session did not outlive the connection of its open: {r}"
+        assert Conn(p).recv_until(token, 0, 4) == (b"data", False)
+    assert Conn(p).delete(token).status == 200
+
+
+# --------------------------------------------------------------------------
+# 7. a request for a session that is ending is answered
+
+def answered(client, timeout=10):
+    """The response on client, or the string saying how none came."""
+    try:
+        return client.response(timeout)
+    except (AssertionError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def test_request_for_an_ending_session_is_answered(make_tproxy, mode, echo):
+    """20 rounds: a session with bytes waiting, its DELETE, and GETs for it on
+    new connections sent at the same moment (0-3 ms apart) and right after
+    the DELETE's answer. Each GET gets an answer: 200 with the bytes (served
+    before the end) or 404; after the DELETE's answer, 404."""
+    p = make_tproxy(mode)
+    problems = []
+    for i in range(20):
+        c = Conn(p, timeout=10)
+        token = c.open_ok(echo.hostport)
+        data = b"x%02d" % i
+        c.send_ok(token, 0, data)
+        assert c.recv_until(token, 0, 3) == (data, False)
+        racers = [Client(p.host, p.port, 10) for _ in range(3)]
+        late = Client(p.host, p.port, 10)
+        time.sleep(0.03)                    # their processes are up and reading
+        get = raw("GET", headers=[f"Tunnel-Token: {token}"], query="?o=0")
+        c.c.send(raw("DELETE", headers=[f"Tunnel-Token: {token}"]))
+        for k, r in enumerate(racers):
+            if k:
+                time.sleep(0.001 * (i % 4))
+            r.send(get)
+        d = c.c.response(10)
+        assert d.status == 200, d
+        late.send(get)
+        for k, r in enumerate(racers):
+            resp = answered(r)
+            if isinstance(resp, str):
+                problems.append(f"round {i}, GET {k} with the DELETE: no answer: {resp}")
+            elif not (resp.status == 404 or (resp.status == 200 and resp.body == data)):
+                problems.append(f"round {i}, GET {k} with the DELETE: {resp.raw + resp.body!r}")
+        resp = answered(late)
+        if isinstance(resp, str) or resp.status != 404:
+            problems.append(f"round {i}, GET after the DELETE's answer: "
+                            f"{resp if isinstance(resp, str) else resp.raw + resp.body!r}")
+        for r in racers + [late]:
+            r.close()
+        c.close()
+    assert not problems, f"{len(problems)} GETs not answered 200/404: {problems[:4]}"
+
+
+def test_target_reset_410_then_404_repeatedly(make_tproxy, mode, echo):
+    """12 rounds: a receive waits; the target resets while GETs for the
+    session come on new connections (0-3 ms apart); each is answered 410,
+    404 or (superseded) 200 empty, one of them at least 410; GETs sent after
+    that get 404: never a silent close."""
+    p = make_tproxy(mode)
+    problems = []
+    for i in range(12):
+        c = Conn(p, timeout=25)
+        token = c.open_ok(echo.hostport)
+        c.send_ok(token, 0, b"ping")
+        assert c.recv_until(token, 0, 4) == (b"ping", False)
+        sender = Conn(p, timeout=10)
+        racers = [Client(p.host, p.port, 25) for _ in range(8)]
+        after = [Client(p.host, p.port, 10) for _ in range(2)]
+        time.sleep(0.05)
+        get = raw("GET", headers=[f"Tunnel-Token: {token}"], query="?o=4")
+        c.c.send(get)                           # a receive waits for the target
+        time.sleep(0.02)
+        sender.c.send(raw("POST", headers=[f"Tunnel-Token: {token}"], body=b"RESET-ME",
+                          query="?o=4"))
+        for r in racers:
+            r.send(get)
+            time.sleep(0.0002 * (1 + i % 5))
+        statuses = []
+        for k, n in enumerate([c.c, *racers]):
+            resp = answered(n, 25)
+            if isinstance(resp, str) or not (resp.status in (404, 410) or
+                                             (resp.status == 200 and resp.body == b"")):
+                problems.append(f"round {i}, GET {k} during the reset: "
+                                f"{resp if isinstance(resp, str) else resp.raw + resp.body!r}")
+            else:
+                statuses.append(resp.status)
+        if 410 not in statuses:
+            r = c.recv(token, 4, timeout=25) if 200 in statuses[:1] else None
+            statuses.append(r and r.status)
+        assert 410 in statuses, f"round {i}: nobody was told of the reset: {statuses}"
+        for k, n in enumerate(after):           # after the 410, twice
+            n.send(get)
+            resp = answered(n)
+            if isinstance(resp, str) or resp.status != 404:
+                problems.append(f"round {i}, GET {k} after the 410: "
+                                f"{resp if isinstance(resp, str) else resp.raw + resp.body!r}")
+        for n in racers + after:
+            n.close()
+        c.close()
+        sender.close()
+    assert not problems, f"{len(problems)} GETs not answered as they should: {problems[:4]}"
