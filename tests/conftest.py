@@ -151,6 +151,18 @@ def procs_with_stderr(file_id):
     return out
 
 
+def end_server(proc, grace=10):
+    """End a server the tests started (a Popen): SIGTERM, then after grace
+    seconds SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def parse_logfmt(line):
     return {m.group(1): m.group(2).strip('"')
             for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line)}
@@ -841,13 +853,7 @@ http_access deny all
             return ""
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(3)
+        end_server(self.proc)
         self.outf.close()
 
 

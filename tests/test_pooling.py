@@ -18,11 +18,11 @@ import time
 
 import pytest
 
-from conftest import (children, clean_env, descendants, echo_handler, free_port, listening,
-                      procs_with_stderr, recv_all, wait_until)
+from conftest import (children, clean_env, descendants, echo_handler, end_server, free_port,
+                      listening, procs_with_stderr, recv_all, wait_until)
 from poolproxy import PoolProxy
 from test_http_tunnel import BODY_MAX, Conn, holder
-from test_tunnel_client import alive, env_with, source_sink
+from test_tunnel_client import alive, source_sink, stream
 
 pytestmark = pytest.mark.needs("http-tunnel")
 
@@ -92,42 +92,28 @@ def sha(data):
 
 
 def client_session(cmd, up, timeout=60):
-    """Run a `tunnel` stdin/stdout session as test_tunnel_client's stream()
-    does (up written while stdout is read and hashed), but a client that
-    ends early is reported, not a broken pipe: (returncode, (sha256 and
-    length of stdout), stderr)."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env_with())
-    err = []
+    """A `tunnel` stdin/stdout session; a client that ends early is
+    reported by its exit code: (returncode, (sha256, length) of stdout,
+    stderr)."""
+    return stream(cmd, up, timeout=timeout, early_end_ok=True)
 
-    def write():
+
+def clients_at_once(cmds, ups):
+    """client_session(cmds[i], ups[i]) for every i at once: the results,
+    or for a client whose run raised, the exception's text."""
+    results = [None] * len(cmds)
+
+    def one(i):
         try:
-            for i in range(0, len(up), 65536):
-                proc.stdin.write(up[i:i + 65536])
-            proc.stdin.close()
-        except OSError:
-            pass                                    # the exit code tells
-    threads = [threading.Thread(target=write, daemon=True),
-               threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)]
+            results[i] = client_session(cmds[i], ups[i])
+        except Exception as e:                      # reported by the caller, per client
+            results[i] = repr(e)
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(cmds))]
     for t in threads:
         t.start()
-    h, n = hashlib.sha256(), 0
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            chunk = proc.stdout.read1(1 << 18)
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-        proc.wait(max(1, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
     for t in threads:
-        t.join(5)
-    return proc.returncode, (h.hexdigest(), n), b"".join(err)
+        t.join(70)
+    return results
 
 
 class PConn(Conn):
@@ -226,13 +212,7 @@ backend polls
                         f"{self.out.read_text()}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_server(self.proc)
         if not self.outf.closed:
             self.outf.close()
 
@@ -249,20 +229,9 @@ def test_haproxy_six_tunnel_clients(tunnel_bin, make_proxy, mode, make_target, t
     n, size = 6, 256 * KiB
     ha = HAProxy(tmp_path / "haproxy", server.port, maxconn=3, polls=n)
     ups = [os.urandom(size) for _ in range(n)]
-    results = [None] * n
-
-    def one(i):
-        try:
-            results[i] = client_session([tunnel_bin, f"http://127.0.0.1:{ha.port}{PATH}",
-                                         echo.hostport], ups[i])
-        except Exception as e:                      # reported below, per client
-            results[i] = repr(e)
     try:
-        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(70)
+        results = clients_at_once([[tunnel_bin, f"http://127.0.0.1:{ha.port}{PATH}",
+                                    echo.hostport]] * n, ups)
         bad = {i: r for i, r in enumerate(results)
                if not (isinstance(r, tuple) and r[0] == 0 and r[1] == (sha(ups[i]), size))}
         assert not bad, (f"clients without their own bytes back (of {n}): {bad}; "
@@ -413,19 +382,8 @@ def test_tunnel_clients_through_pooling_proxy(tunnel_bin, make_proxy, mode, make
     downs = [os.urandom(size) for _ in range(n)]
     ups = [os.urandom(size) for _ in range(n)]
     targets = [make_target(source_sink(d)) for d in downs]
-    results = [None] * n
-
-    def one(i):
-        try:
-            results[i] = client_session([tunnel_bin, "-x", pp.url, server.url,
-                                         targets[i].hostport], ups[i])
-        except Exception as e:                      # reported below, per client
-            results[i] = repr(e)
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(70)
+    results = clients_at_once([[tunnel_bin, "-x", pp.url, server.url, t.hostport]
+                               for t in targets], ups)
     bad = {i: r for i, r in enumerate(results)
            if not (isinstance(r, tuple) and r[0] == 0 and r[1] == (sha(downs[i]), size))}
     assert not bad, f"clients without their target's bytes: {bad}; proxy: {pp.failures}"
