@@ -30,10 +30,11 @@
 #define RING 65536           /* bytes read from the target, not yet acknowledged */
 #define CONNS 6              /* client connections served at once */
 #define WAIT_MS 20000        /* longest long poll, and longest wait for the target */
-#define KEEP_MS 30000        /* an idle kept-alive connection is closed after */
 #define WRITE_MS 5000        /* an answer must be taken within */
 #define ID_LEN 16            /* the token's public half: names the unix socket */
 #define TAKE_MS 20000        /* a holder says within this whether it took a connection */
+#define BACKLOG 64           /* hand-overs waiting to be taken */
+#define FULL_MS 1000         /* a full backlog is tried again for this long */
 
 enum { C_FREE, C_HEAD, C_BODY, C_SEND, C_PARKED, C_PASSING };
 
@@ -66,13 +67,17 @@ static struct {
 	struct handover in, out;        /* connections on their way in and out */
 } s;
 
-static socklen_t unix_name(struct sockaddr_un *sa, const char *id)
+/* The abstract name (sun_path[0] = 0) of the session with this token id,
+ * in this user's tunneld serving scope: "tunneld/UID/SCOPE/ID". */
+static socklen_t unix_name(struct sockaddr_un *sa, const char *scope, const char *id)
 {
+	int n;
+
 	memset(sa, 0, sizeof *sa);
 	sa->sun_family = AF_UNIX;
-	memcpy(sa->sun_path + 1, "tunneld/", 8);   /* sun_path[0] = 0: abstract */
-	memcpy(sa->sun_path + 9, id, ID_LEN);
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 9 + ID_LEN);
+	n = snprintf(sa->sun_path + 1, sizeof sa->sun_path - 1, "tunneld/%u/%s/%.*s",
+		     (unsigned)geteuid(), scope, ID_LEN, id);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
 static int is_token(const char *t, size_t len)
@@ -88,21 +93,28 @@ static int is_token(const char *t, size_t len)
 /* Send fd and ho to the holder of the token's session: the socket on which
  * it will say whether it took them, or -1 no such session (or the name is
  * not our own user's), -2 busy. */
-static int pass_start(int fd, const char *token, size_t token_len, const struct handover *ho)
+static int pass_start(const char *scope, int fd, const char *token, size_t token_len,
+		      const struct handover *ho, int full_ms)
 {
 	struct sockaddr_un sa;
 	struct ucred cr;
-	socklen_t cl = sizeof cr;
+	socklen_t cl = sizeof cr, sl;
+	long long deadline = now_ms() + full_ms;
 	int u, r = -1;
 
-	if (!is_token(token, token_len))
+	if (!is_token(token, token_len) || strlen(scope) > 24)
 		return -1;
+	sl = unix_name(&sa, scope, token);
 	u = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (u < 0)
 		return -2;
-	if (connect(u, (struct sockaddr *)&sa, unix_name(&sa, token)) < 0) {
+	/* A full backlog (a holder busy, or flooded by another user): again
+	 * a little later, until full_ms has passed. */
+	while (connect(u, (struct sockaddr *)&sa, sl) < 0) {
 		r = errno == EAGAIN ? -2 : -1;
-		goto out;
+		if (r == -1 || now_ms() >= deadline)
+			goto out;
+		poll(NULL, 0, 5);
 	}
 	/* Only to ourselves: a name another user bound gets no byte and no
 	 * descriptor, and the client a 404. */
@@ -134,17 +146,18 @@ static int pass_outcome(int u, int fd, int ready)
 	return r;
 }
 
-static int pass(int fd, const char *token, size_t token_len, const struct handover *ho)
+static int pass(const char *scope, int fd, const char *token, size_t token_len,
+		const struct handover *ho)
 {
-	int u = pass_start(fd, token, token_len, ho);
+	int u = pass_start(scope, fd, token, token_len, ho, FULL_MS);
 	struct pollfd p = { u, POLLIN, 0 };
 
 	return u < 0 ? u : pass_outcome(u, fd, poll(&p, 1, TAKE_MS));
 }
 
-int session_pass(const char *token, size_t token_len, const struct handover *ho)
+int session_pass(const char *scope, const char *token, size_t token_len, const struct handover *ho)
 {
-	return pass(0, token, token_len, ho);
+	return pass(scope, 0, token, token_len, ho);
 }
 
 /* Write the iovecs to a non-blocking fd within WRITE_MS. 0 or -1. */
@@ -363,7 +376,7 @@ static void hand_on(struct hconn *h)
 	s.out.local = h->local;
 	s.out.len = h->len;
 	memcpy(s.out.buf, h->buf, h->len);
-	h->u = pass_start(h->fd, h->req.token, h->req.token_len, &s.out);
+	h->u = pass_start(s.so->scope, h->fd, h->req.token, h->req.token_len, &s.out, 0);
 	if (h->u < 0) {
 		fail(h, h->u == -1 ? 404 : 503);
 		return;
@@ -427,21 +440,19 @@ static void request(struct hconn *h, size_t hl)
 	}
 }
 
-/* A connection handed over by another process of our own user, which
+/* A connection handed over on u by another process of our own user, which
  * learns whether it was taken ('y') or not ('n': busy). */
-static void take_handover(void)
+static struct hconn *take_handover(int u)
 {
 	struct ucred cred;
 	socklen_t cl = sizeof cred;
 	struct hconn *h = NULL, *idle = NULL;
-	int u = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC), fd;
+	int fd;
 
-	if (u < 0)
-		return;
 	if (getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid() ||
 	    (fd = fd_recv(u, &s.in, 1000)) < 0) {
 		close(u);
-		return;
+		return NULL;
 	}
 	for (int i = 0; i < CONNS && !h; i++)
 		if (s.c[i].state == C_FREE)
@@ -456,7 +467,7 @@ static void take_handover(void)
 	if (send(u, h ? "y" : "n", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 || !h) {
 		close(u);
 		close(fd);  /* the sender answers, or has shut the connection */
-		return;
+		return NULL;
 	}
 	close(u);
 	if (h->state != C_FREE && respawn(h) < 0)
@@ -469,6 +480,7 @@ static void take_handover(void)
 	h->len = s.in.len;
 	memcpy(h->buf, s.in.buf, h->len);
 	h->t = now_ms();
+	return h;
 }
 
 /* Read what a connection sent: into the send body while one is read,
@@ -489,7 +501,10 @@ static void conn_read(struct hconn *h)
 		conn_close(h);  /* gone; a send half read is dropped, the client resends */
 		return;
 	}
-	h->t = now_ms();
+	/* The clock of a head starts with its first byte, not its last: a
+	 * head sent a byte at a time still has its deadline. */
+	if (h->state == C_HEAD && h->len == 0)
+		h->t = now_ms();
 	if (h->state != C_BODY) {
 		h->len += (size_t)n;
 		return;
@@ -528,8 +543,8 @@ static long long conn_deadline(const struct hconn *h, int poll_ms)
 	case C_PARKED: return h->t + poll_ms;
 	case C_PASSING: return h->t + TAKE_MS;
 	case C_SEND: return h->t + WAIT_MS;
-	case C_BODY: return h->t + s.so->header_ms;
-	case C_HEAD: return h->t + (h->len ? s.so->header_ms : KEEP_MS);
+	case C_BODY: return h->t + s.so->header_ms + WAIT_MS;
+	case C_HEAD: return h->t + s.so->header_ms;
 	default: return 0;
 	}
 }
@@ -569,11 +584,11 @@ static int make_token(void)
 		}
 		s.token[SESSION_TOKEN_LEN] = 0;
 		explicit_bzero(rnd, sizeof rnd);
-		sl = unix_name(&sa, s.token);
+		sl = unix_name(&sa, s.so->scope, s.token);
 		s.lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (s.lfd < 0)
 			return -1;
-		if (bind(s.lfd, (struct sockaddr *)&sa, sl) == 0 && listen(s.lfd, 16) == 0)
+		if (bind(s.lfd, (struct sockaddr *)&sa, sl) == 0 && listen(s.lfd, BACKLOG) == 0)
 			return 0;
 		close(s.lfd);
 		if (errno != EADDRINUSE)
@@ -601,6 +616,18 @@ static int take_client(void)
 	return fd;
 }
 
+/* Serve the requests h holds whole (pipelined, or handed over); none after
+ * the session's end, which the loop sees. */
+static void serve_buffered(struct hconn *h)
+{
+	size_t hl;
+
+	while (!s.closed && !s.told && h->state == C_HEAD && (hl = http_head_end(h->buf, h->len)))
+		request(h, hl);
+	if (h->state == C_HEAD && h->len == sizeof h->buf)
+		fail(h, 431);
+}
+
 /* Serve the connections and the session until it ends. */
 static const char *run(void)
 {
@@ -613,17 +640,8 @@ static const char *run(void)
 		long long now, next, busy = 0;
 		int i, left;
 
-		/* Requests already buffered (pipelined, or handed over); none
-		 * after the session's end, which the loop below sees. */
-		for (i = 0; i < CONNS; i++) {
-			size_t hl;
-
-			while (!s.closed && !s.told && s.c[i].state == C_HEAD &&
-			       (hl = http_head_end(s.c[i].buf, s.c[i].len)))
-				request(&s.c[i], hl);
-			if (s.c[i].state == C_HEAD && s.c[i].len == sizeof s.c[i].buf)
-				fail(&s.c[i], 431);
-		}
+		for (i = 0; i < CONNS; i++)
+			serve_buffered(&s.c[i]);
 		now = now_ms();
 		next = s.moved + so->idle_ms;
 		for (i = 0; i < CONNS; i++) {
@@ -677,8 +695,19 @@ static const char *run(void)
 			else if (s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd)
 				conn_read(&s.c[i]);
 		}
-		if (p[0].revents & POLLIN)
-			take_handover();
+		/* Every connection waiting, up to the backlog: another user
+		 * connecting to the name in a loop must not fill it for us.
+		 * Each is served at once, so that a receive superseding one
+		 * parked frees its connection for the next. */
+		for (i = 0; i < 2 * BACKLOG && p[0].revents & POLLIN; i++) {
+			int u = accept4(s.lfd, NULL, NULL, SOCK_CLOEXEC);
+			struct hconn *h;
+
+			if (u < 0)
+				break;
+			if ((h = take_handover(u)))
+				serve_buffered(h);
+		}
 	}
 }
 
@@ -696,14 +725,14 @@ static void client_kind(char *kind, const struct endpoint *client)
 	kind[1 + 2 * n] = 0;
 }
 
-int session_places(const struct session_opts *so, const struct endpoint *client, unsigned port)
+int session_places(const struct session_opts *so, const struct endpoint *client)
 {
 	char kind[34];
 
 	client_kind(kind, client);
-	if ((s.place = place_take(port, "s", so->max_sessions)) < 0)
+	if ((s.place = place_take(so->scope, "s", so->max_sessions)) < 0)
 		return -1;
-	if ((s.cplace = place_take(port, kind, so->max_client)) < 0) {
+	if ((s.cplace = place_take(so->scope, kind, so->max_client)) < 0) {
 		close(s.place);
 		return -1;
 	}

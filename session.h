@@ -20,20 +20,21 @@ struct session_opts {
 	int header_ms;             /* a request head must arrive within */
 	int max_sessions;          /* sessions at once, of this user's tunneld */
 	int max_client;            /* ... and from one client address */
+	const char *scope;         /* which tunneld: names its sessions and places */
 };
 
 /* Hand the client connection on fd 0 and ho (the bytes read from it) to
- * the holder of the session the token names. 0 when it took them (the
+ * the holder of the session the token names, in this tunneld's scope. 0 when it took them (the
  * caller exits); -1 when there is no such session (answer 404); -2 when the
  * holder is busy (503); -3 when it did not answer in time (the connection
  * is shut: exit). */
-int session_pass(const char *token, size_t token_len, const struct handover *ho);
+int session_pass(const char *scope, const char *token, size_t token_len, const struct handover *ho);
 
-/* Take this process's places among the sessions open at once on the port
- * the client reached, in total and from the client's address: 0, or -1 when
- * a limit is reached (answer 503). They are freed when the session ends, or
- * the process does. */
-int session_places(const struct session_opts *so, const struct endpoint *client, unsigned port);
+/* Take this process's places among the sessions open at once in its
+ * scope, in total and from the client's address: 0, or -1 when a limit is
+ * reached (answer 503). They are freed when the session ends, or the
+ * process does. */
+int session_places(const struct session_opts *so, const struct endpoint *client);
 
 /* Become the holder of a new session on the connected target: answer the
  * open on fd 0/1 with the token (closing after it when close_after), then

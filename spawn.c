@@ -179,13 +179,13 @@ int spawn_received(struct handover *ho)
 	return 0;
 }
 
-int place_take(unsigned port, const char *kind, int max)
+int place_take(const char *scope, const char *kind, int max)
 {
 	for (int k = 0; k < max; k++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		/* sun_path[0] stays 0: the abstract namespace, nothing on disk. */
-		int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "tunneld/%u/%u/%s/%d",
-				 (unsigned)geteuid(), port, kind, k);
+		int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "tunneld/%u/%s/%s/%d",
+				 (unsigned)geteuid(), scope, kind, k);
 		int fd;
 
 		if (n < 0 || (size_t)n >= sizeof sa.sun_path - 1)

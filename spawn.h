@@ -40,20 +40,20 @@ int spawn(int fd, const struct handover *ho);
  * handed, now on fd 0/1, with ho filled in. 0 or -1. */
 int spawn_received(struct handover *ho);
 
-/* Take one of max places of a kind ("s", "c", ...) of the tunneld serving
- * port: the first free abstract unix socket name "tunneld/UID/PORT/KIND/K",
+/* Take one of max places of a kind ("s", "c", ...) of the tunneld named by
+ * scope: the first free abstract unix socket name "tunneld/UID/SCOPE/KIND/K",
  * K < max, bound by this process and freed by the kernel when it closes or
  * ends, however it ends. The descriptor; -1 when every place is taken, -2
  * on another error. */
-int place_take(unsigned port, const char *kind, int max);
+int place_take(const char *scope, const char *kind, int max);
 #else
 /* Only the GET/POST tunnel moves connections: compiled out with it. */
 static inline int fd_recv(int u, struct handover *ho, int t) { (void)u; (void)ho; (void)t; return -1; }
 static inline void spawn_init(int c, int argc, char **argv) { (void)c; (void)argc; (void)argv; }
 static inline int spawn_received(struct handover *ho) { (void)ho; return -1; }
-static inline int place_take(unsigned port, const char *kind, int max)
+static inline int place_take(const char *scope, const char *kind, int max)
 {
-	(void)port;
+	(void)scope;
 	(void)kind;
 	(void)max;
 	return -2;

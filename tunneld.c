@@ -58,6 +58,7 @@ struct opts {
 	int verbose;
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
 	int nown;                        /* 0: inetd mode */
+	pid_t listener;                  /* with --listen or LISTEN_FDS */
 };
 
 struct conn {
@@ -472,6 +473,20 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 }
 
 #if CONFIG_HTTP_TUNNEL
+/* Which tunneld this is, for the names of its sessions and places (so that
+ * two tunnelds of one user keep apart): the listener, whatever its ports;
+ * in inetd mode, the port the client reached. */
+static const char *scope_of(const struct conn *c)
+{
+	static char scope[24];
+
+	if (c->o->nown)
+		snprintf(scope, sizeof scope, "l%ld", (long)c->o->listener);
+	else
+		snprintf(scope, sizeof scope, "p%u", c->local.port);
+	return scope;
+}
+
 /* A connection handed over with the bytes read from it (a request that a
  * session holder does not serve, a kept-alive connection that outlived its
  * session, the plain side of a TLS connection), served from a clean state
@@ -491,8 +506,11 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 	memcpy(c->buf, ho->buf, c->len);
 	signal(SIGPIPE, SIG_IGN);
 	if (!o->nown) {
-		if (place_take(c->local.port, "c", o->max_conns) < 0)
+		if (place_take(scope_of(c), "c", o->max_conns) < 0) {
+			if (!c->len)
+				exit(0);  /* no request yet: nothing to answer */
 			reply_and_exit(c, 503, "too-many-processes", 0);
+		}
 		if (load_config(o, err, sizeof err) < 0) {
 			logmsg(LOG_ERR, "%s", err);
 			reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
@@ -537,7 +555,8 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 {
 	const struct opts *o = c->o;
 	struct session_opts so = { o->tunnel_path, o->session_timeout * 1000, o->idle_timeout * 1000,
-				   o->header_timeout * 1000, o->max_sessions, o->max_client };
+				   o->header_timeout * 1000, o->max_sessions, o->max_client,
+				   scope_of(c) };
 	long long deadline = now_ms() + o->header_timeout * 1000LL;
 	size_t end = c->head + c->req.clen;
 	static struct handover ho;
@@ -548,7 +567,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 		split_tls(c);
 	if (c->req.token) {
 		handover_of(c, &ho, 0);
-		int r = session_pass(c->req.token, c->req.token_len, &ho);
+		int r = session_pass(so.scope, c->req.token, c->req.token_len, &ho);
 
 		if (r == 0)
 			exit(0);  /* the holder serves it, and logs the session */
@@ -577,7 +596,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	q->tls = 0;  /* the stream's first bytes are not known yet */
 	authenticate(c, q);
 	/* Counted before the target is connected: over a limit, it never is. */
-	if (session_places(&so, &c->client, c->local.port) < 0)
+	if (session_places(&so, &c->client) < 0)
 		reply_and_exit(c, 503, "too-many-sessions", 0);
 	fd = open_target(c, q);
 	c->answered = 1;
@@ -717,7 +736,8 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 					logmsg(LOG_ERR, "fork: %s", strerror(errno));
 					pause_ms = 100;
 				}
-				answer_busy(cfd);
+				if (i < n || ho.len)
+					answer_busy(cfd);  /* else a kept-alive connection between requests */
 			} else {
 				live++;
 			}
@@ -1001,6 +1021,7 @@ int main(int argc, char **argv)
 		serve(&o, NULL);
 	if (o.user)
 		drop_privileges(o.user);
+	o.listener = getpid();
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
 	serve_listeners(fds, nfds, &o);
 }

@@ -77,8 +77,8 @@ def holder_sockets(pids):
 
 def holder_of(proxy, token):
     """The pid of the process that holds token's session (None: none)."""
-    name = "@tunneld/" + token[:16]
-    return next((pid for pid, n in holder_sockets(tunneld_procs(proxy)) if n == name), None)
+    return next((pid for pid, n in holder_sockets(tunneld_procs(proxy))
+                 if n.endswith("/" + token[:16])), None)
 
 
 def assert_no_process_left(proxy, timeout, what):
