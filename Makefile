@@ -212,8 +212,7 @@ check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(F
 		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py || exit 1; done
 	TUNNELD=./tunneld-static TUNNEL=./tunnel-static $(PYTHON) -m pytest -q tests/test_clients.py \
 		tests/test_relay.py $(wildcard tests/test_auth.py) tests/test_tls_proxy.py \
-		tests/test_http_tunnel.py tests/test_tunnel_client.py tests/test_session_attacks.py \
-		tests/test_pooling.py
+		tests/test_http_tunnel.py tests/test_tunnel_client.py tests/test_session_attacks.py
 	$(PYTHON) -m pytest -q tests
 	$(MAKE) --no-print-directory check-asan
 
