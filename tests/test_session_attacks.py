@@ -101,13 +101,16 @@ def listening_names():
     return out
 
 
-def session_name(token):
-    return "tunneld/" + token[:16]
+def session_name(proxy, token):
+    """The abstract name of token's session: tunneld/UID/SCOPE/ID, SCOPE
+    the listener's pid (l) or, in inetd mode, the port (p) (PROTOCOL.md)."""
+    scope = f"l{proxy.pid}" if proxy.mode == "listen" else f"p{proxy.port}"
+    return f"tunneld/{os.geteuid()}/{scope}/{token[:16]}"
 
 
-def holder_pids(token):
-    """The pids holding the listening socket @tunneld/<id> of token."""
-    inodes = listening_names().get("@" + session_name(token), set())
+def holder_pids(proxy, token):
+    """The pids holding the listening socket of token's session."""
+    inodes = listening_names().get("@" + session_name(proxy, token), set())
     links = {f"socket:[{i}]" for i in inodes}
     pids = set()
     for entry in os.listdir("/proc"):
@@ -202,6 +205,18 @@ def token_of(resp):
     return resp.body.decode().strip()
 
 
+def open_when_free(proxy, target, tries):
+    """An open, tried every 50 ms while it is refused (a place is freeing):
+    the last answer."""
+    r = None
+    for _ in range(tries):
+        r = Conn(proxy, timeout=10).open(target.hostport)
+        if r.status == 200:
+            break
+        time.sleep(0.05)
+    return r
+
+
 def assert_busy_503(client, resp):
     """The over-limit answer: 503, Retry-After: 2, Connection: close, a
     one-line text/plain body, then the connection closes."""
@@ -280,7 +295,7 @@ def test_a_stopped_holder_stalls_no_other_session(make_tproxy, mode, echo):
     y = Conn(p, timeout=10)
     b = y.open_ok(echo.hostport)
     c = Conn(p).open_ok(echo.hostport)
-    (pid_c,) = holder_pids(c)
+    (pid_c,) = holder_pids(p, c)
     os.kill(pid_c, signal.SIGSTOP)
     try:
         y.c.send(raw("POST", headers=[f"Tunnel-Token: {c}"], body=b"to C", query="?o=0"))
@@ -426,15 +441,15 @@ def test_other_uid_squatting_a_session_name_gets_nothing(make_tproxy, mode, make
     if which == "ended":
         c = Conn(p, timeout=10)
         token = c.open_ok(target.hostport)
-        assert "@" + session_name(token) in listening_names(), \
-            f"@{session_name(token)} not in /proc/net/unix while the session lives"
+        assert "@" + session_name(p, token) in listening_names(), \
+            f"@{session_name(p, token)} not in /proc/net/unix while the session lives"
         assert c.recv_until(token, 0, 29)[0] == b"private bytes of the session\n"
         assert c.delete(token).status == 200
-        assert wait_until(lambda: "@" + session_name(token) not in listening_names(), 3), \
+        assert wait_until(lambda: "@" + session_name(p, token) not in listening_names(), 3), \
             "the ended session's name is still bound"
     else:
         token = os.urandom(24).hex()
-    proc, events = start_squatter(session_name(token), tmp_path / "squatter.jsonl")
+    proc, events = start_squatter(session_name(p, token), tmp_path / "squatter.jsonl")
     try:
         problems = []
         # a request with the token on a new connection
@@ -467,12 +482,14 @@ def test_other_uid_squatting_a_session_name_gets_nothing(make_tproxy, mode, make
 # --------------------------------------------------------------------------
 # 4. the limits
 
-def test_max_conns_counts_every_process_listen(make_tproxy, make_target):
-    """--max-conns 4: 40 opens, each on a connection of its own (half of them
+@pytest.mark.parametrize("how", ["listen", "systemd"])
+def test_max_conns_counts_every_process(make_tproxy, make_target, how):
+    """--max-conns 4, with --listen and with the socket systemd passes
+    (LISTEN_FDS): 40 opens, each on a connection of its own (half of them
     after a GET that made the connection a holder's, so that the open is met
     by the holder), never make more than 4 processes besides the listener;
     the excess waits (or gets 503); after the DELETEs everything is free."""
-    p = make_tproxy("listen", ["--max-conns", "4"])
+    p = make_tproxy(how, ["--max-conns", "4"])
     target = make_target(fused(echo_handler, 80))
     first = Conn(p, timeout=10)
     a = first.open_ok(target.hostport)
@@ -581,8 +598,8 @@ def test_max_sessions(make_tproxy, mode, echo, how):
         assert conns[0].delete(tokens[0]).status == 200
         window = 0.5        # "at once": ~100 ms, with room for a busy machine
     else:
-        pids = holder_pids(tokens[0])
-        assert pids, f"no process holds @{session_name(tokens[0])}"
+        pids = holder_pids(p, tokens[0])
+        assert pids, f"no process holds @{session_name(p, tokens[0])}"
         for pid in pids:
             kill_pid(pid, signal.SIGKILL)
         window = 1.5
@@ -618,14 +635,9 @@ def test_max_client_sessions(make_tproxy, mode, echo):
     other.send_ok(t_other, 0, b"from .2")
     assert other.recv_until(t_other, 0, 7) == (b"from .2", False)
     assert conns[0].delete(tokens[0]).status == 200
-    r = None
-    for _ in range(10):
-        r = Conn(p, timeout=10).open(echo.hostport)
-        if r.status == 200:
-            break
-        time.sleep(0.05)
+    r = open_when_free(p, echo, 10)
     assert r.status == 200, f"after a DELETE: {r}"
-    assert echo.accepted == 4
+    assert wait_until(lambda: echo.accepted == 4, 3), echo.accepted   # counted by its thread
 
 
 # --------------------------------------------------------------------------
@@ -798,3 +810,273 @@ def test_target_reset_410_then_404_repeatedly(make_tproxy, mode, echo):
         c.close()
         sender.close()
     assert not problems, f"{len(problems)} GETs not answered as they should: {problems[:4]}"
+
+
+# --------------------------------------------------------------------------
+# 8. found by a red-team review: another uid flooding a session's name,
+#    an unsolicited 503, header timeouts in a holder, limits and names per
+#    tunneld, a session whose clients never read
+
+FLOODER = TESTS / "squat_flood.py"
+FLOOD_SECONDS = 3.0
+FLOODERS = 3
+
+
+def live_name(token, timeout=3.0):
+    """The abstract name (without "@") a holder listens on for token's
+    session, found in /proc/net/unix by its id, whatever the rest of the
+    name ("tunneld/UID/SCOPE/ID"; "tunneld/ID" in older builds)."""
+    suffix = "/" + token[:16]
+    found = wait_until(lambda: [n for n in listening_names()
+                                if n.startswith("@tunneld/") and n.endswith(suffix)], timeout)
+    assert found and len(found) == 1, f"names listening for {token[:16]}: {found}"
+    return found[0][1:]
+
+
+def one_request(proxy, head, timeout=6.0):
+    """head on a new connection: (status, body), or how no answer came."""
+    c = Client(proxy.host, proxy.port, timeout)
+    try:
+        r = c.request(head, timeout)
+        return r.status, r.body
+    except (AssertionError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+    finally:
+        c.close()
+
+
+def test_other_uid_flooding_a_session_name_costs_its_requests_nothing(make_tproxy, mode,
+                                                                      echo, tmp_path):
+    """uid 65534 connects without pause to a live session's abstract name
+    (FLOODERS processes, non-blocking, ~3 s, each holding 200 connections)
+    to fill the holder's backlog; meanwhile 30 of the session's own
+    requests, each on a new connection (handed to the holder), all get
+    their 200 and bytes, no 503."""
+    p = make_tproxy(mode)
+    c = Conn(p, timeout=10)
+    token = c.open_ok(echo.hostport)
+    c.send_ok(token, 0, b"hi")
+    assert c.recv_until(token, 0, 2) == (b"hi", False)
+    name = live_name(token)
+    procs, paths = [], [tmp_path / f"flood{k}.jsonl" for k in range(FLOODERS)]
+    for path in paths:
+        with open(path, "wb") as out:
+            procs.append(subprocess.Popen(
+                ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                 sys.executable, str(FLOODER), name, str(FLOOD_SECONDS)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT))
+
+    def events(path):
+        try:
+            return [json.loads(line) for line in path.read_text().splitlines()
+                    if line.startswith("{")]
+        except (OSError, ValueError):
+            return []
+    try:
+        for proc, path in zip(procs, paths):
+            wait_until(lambda: events(path) or proc.poll() is not None, 10)
+            evs = events(path)
+            assert evs and evs[0].get("event") == "start" and evs[0].get("uid") == NOBODY, \
+                f"a flooder did not start as uid {NOBODY}: {path.read_text()!r}"
+        time.sleep(0.3)                         # the backlog is full by now
+        get = raw("GET", headers=[f"Tunnel-Token: {token}", "Connection: close"], query="?o=0")
+        answers = [one_request(p, get) for _ in range(30)]
+        during = all(proc.poll() is None for proc in procs)
+        for proc in procs:
+            proc.wait(FLOOD_SECONDS + 10)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+    ends = [(events(path) or [{}])[-1] for path in paths]
+    for e in ends:
+        assert e.get("event") == "end" and e["other"] == 0 and e["ok"] >= 100, \
+            f"a flooder did not reach the session's name: {e}"
+    bad = [(i, a) for i, a in enumerate(answers) if a != (200, b"hi")]
+    assert not bad, f"{len(bad)} of 30 requests of the session not answered 200 during " \
+                    f"another uid's flood ({ends}): {bad[:5]}"
+    assert during, f"the flood ({FLOOD_SECONDS} s) ended before the 30 requests did"
+    c.send_ok(token, 2, b" after")
+    assert Conn(p).recv_until(token, 0, 8) == (b"hi after", False)
+
+
+def test_expired_sessions_idle_connection_closed_without_503_at_max_conns(make_tproxy,
+                                                                         echo):
+    """--listen --max-conns 2: two sessions, so two holders, the limit.
+    Session 1 expires (--session-timeout 2) while its kept-alive connection
+    carries no request: that connection is closed with no byte sent (the
+    listener, at its limit, must not write a 503 nobody asked for)."""
+    p = make_tproxy("listen", ["--max-conns", "2", "--session-timeout", "2"])
+    c1, c2 = Conn(p, timeout=10), Conn(p, timeout=10)
+    t1 = c1.open_ok(echo.hostport)
+    t2 = c2.open_ok(echo.hostport)
+    t0 = time.monotonic()
+    state = "open"
+    for k in range(20):                         # ~0.3 s each, 6 s at most
+        state = c1.c.end_state(0.3)
+        if state != "open":
+            break
+        c2.send_ok(t2, k, b"x")                 # session 2 lives on: still at the limit
+    took = time.monotonic() - t0
+    assert c1.c.buf == b"", f"session 1's idle connection got {bytes(c1.c.buf)!r} " \
+                            f"{took:.1f} s after the open, with no request on it"
+    assert state == "eof", f"session 1's idle connection: {state} after {took:.1f} s"
+    assert 1.5 <= took <= 5, f"closed {took:.1f} s after the open (session timeout 2 s)"
+    c1.close()
+    assert_error(Conn(p).recv(t1, 0), 404)
+    assert Conn(p).recv_until(t2, 0, k) == (b"x" * k, False)
+
+
+def test_header_timeout_on_a_holders_connections(make_tproxy, mode, echo):
+    """--header-timeout 2, on connections a session's holder serves: an
+    idle kept-alive one is closed within ~2 s, with no byte; a request head
+    trickled a byte every 0.7 s is answered 408 within ~2 s of its first
+    byte (the clock does not start again with every byte)."""
+    p = make_tproxy(mode, ["--header-timeout", "2"])
+    c = Conn(p, timeout=10)
+    token = c.open_ok(echo.hostport)
+    c.send_ok(token, 0, b"q")
+    idle, slow = Conn(p, timeout=10), Conn(p, timeout=10)
+    assert idle.recv_ok(token, 0).body == b"q"      # both are the holder's now
+    assert slow.recv_ok(token, 0).body == b"q"
+    t_idle = time.monotonic()
+    seen = {}
+
+    def watch():
+        state = idle.c.end_state(8)
+        seen["idle"] = (state, time.monotonic() - t_idle, bytes(idle.c.buf))
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    head = raw("GET", headers=[f"Tunnel-Token: {token}"], query="?o=1")
+    t_first = time.monotonic()
+    resp = took = None
+    for i in range(8):                          # 0.7 s a byte: 5.6 s at most
+        try:
+            slow.c.send(head[i:i + 1])
+        except OSError:
+            pass                                # closed: its answer is read below
+        try:
+            resp = slow.c.response(0.7)
+        except (socket.timeout, TimeoutError):
+            continue
+        except (AssertionError, OSError) as e:
+            resp = f"{type(e).__name__}: {e}"
+        took = time.monotonic() - t_first
+        break
+    assert resp is not None, f"no answer to a head trickled for " \
+                             f"{time.monotonic() - t_first:.1f} s ({i + 1} bytes) " \
+                             f"with --header-timeout 2"
+    assert not isinstance(resp, str), f"the trickled head after {took:.1f} s: {resp}"
+    assert resp.status == 408, resp
+    assert 1.5 <= took <= 4, f"408 {took:.1f} s after the head's first byte"
+    assert_error_reply(slow.c, resp, 408)
+    watcher.join(10)
+    state, after, data = seen["idle"]
+    assert data == b"", f"the idle connection got {data!r}"
+    assert state == "eof", f"the idle kept-alive connection: {state} after {after:.1f} s"
+    assert 1.5 <= after <= 4, f"the idle connection closed after {after:.1f} s " \
+                              f"(--header-timeout 2)"
+    assert Conn(p).recv_until(token, 0, 1) == (b"q", False)
+
+
+def test_limits_count_per_tunneld_not_per_port(make_tproxy, echo):
+    """One tunneld listening on two ports, --max-sessions 3
+    --max-client-sessions 2: opens alternate between the ports; the third
+    from one client address is 503 on either port, and so is the fourth
+    from anywhere; an ended session frees its place for either port."""
+    import types
+    from conftest import free_port, listening
+    port2 = free_port()
+    p = make_tproxy("listen", ["--listen", f"127.0.0.1:{port2}",
+                               "--max-sessions", "3", "--max-client-sessions", "2"])
+    assert wait_until(lambda: listening(port2), 5), "tunneld does not listen on its 2nd port"
+    q = types.SimpleNamespace(host=p.host, port=port2)     # the same tunneld
+    kept = []
+    for proxy in (p, q):
+        c = Conn(proxy, timeout=10)
+        kept.append((c, c.open_ok(echo.hostport)))
+    for proxy, which in ((p, "first"), (q, "second")):
+        c = Conn(proxy, timeout=10)
+        r = c.open(echo.hostport)
+        assert r.status == 503, f"a 3rd session from 127.0.0.1 on the {which} port: {r}"
+        assert_busy_503(c.c, r)
+    o = ConnFrom(q, "127.0.0.2")
+    kept.append((o, o.open_ok(echo.hostport)))             # the 3rd session in all
+    for proxy, which in ((p, "first"), (q, "second")):
+        c = ConnFrom(proxy, "127.0.0.3")
+        r = c.open(echo.hostport)
+        assert r.status == 503, f"a 4th session (from .3) on the {which} port: {r}"
+        assert_busy_503(c.c, r)
+    time.sleep(0.2)
+    assert echo.accepted == 3, f"{echo.accepted} target connections for 3 sessions"
+    c, t = kept[0]                                          # from .1, on the first port
+    assert c.delete(t).status == 200
+    r = open_when_free(q, echo, 20)
+    assert r.status == 200, f"after a DELETE on the first port, an open on the second: {r}"
+
+
+def test_two_tunnelds_of_one_user_keep_their_sessions_apart(make_tproxy, mode, echo):
+    """Two tunnelds of the same uid on two ports: a session opened on the
+    first is unknown to the second (404, on a new connection and on a
+    kept-alive connection of the second's own session), and the first still
+    serves it."""
+    p1, p2 = make_tproxy(mode), make_tproxy(mode)
+    c = Conn(p1, timeout=10)
+    token = c.open_ok(echo.hostport)
+    c.send_ok(token, 0, b"instance 1 only")
+    assert c.recv_until(token, 0, 15) == (b"instance 1 only", False)
+    r = Conn(p2, timeout=10).recv(token, 0)
+    assert r.status == 404, f"the first tunneld's session through the second: {r}"
+    assert_error(r, 404)
+    d = Conn(p2, timeout=10)
+    other = d.open_ok(echo.hostport)                        # d is the second's holder's
+    d.send_ok(other, 0, b"two")
+    r = d.recv(token, 0)
+    assert r.status == 404, f"the first tunneld's session on a holder's connection " \
+                            f"of the second: {r}"
+    assert_error(r, 404)
+    r = Conn(p2, timeout=10).send(token, 15, b"!")
+    assert r.status == 404, f"a send to the first tunneld's session through the second: {r}"
+    Conn(p1).send_ok(token, 15, b"!")
+    assert Conn(p1).recv_until(token, 0, 16) == (b"instance 1 only!", False)
+    assert Conn(p2).recv_until(other, 0, 3) == (b"two", False)
+    assert c.delete(token).status == 200
+
+
+def test_a_session_whose_clients_never_read_stalls_no_other(make_tproxy, mode, echo):
+    """Session B's clients never read their answers (5 connections with a
+    4 KiB receive buffer, 60 pipelined 64 KiB GETs each): B's holder is
+    stuck writing. One of session A's connections carries a request for B;
+    A's own request on a fresh connection is still answered at once."""
+    p = make_tproxy(mode)
+    x = Conn(p, timeout=30)
+    a = x.open_ok(echo.hostport)
+    x.send_ok(a, 0, b"A")
+    y = Conn(p, timeout=10)
+    b = y.open_ok(echo.hostport)
+    y.send_ok(b, 0, os.urandom(CHUNK))
+    # B's receive buffer full, nothing acknowledged: every GET ?o=0 is 64 KiB
+    assert wait_until(lambda: len(Conn(p, timeout=10).recv_ok(b, 0).body) == CHUNK, 5, 0.05)
+    get_b = raw("GET", headers=[f"Tunnel-Token: {b}"], query="?o=0")
+    hogs = []
+    try:
+        for _ in range(5):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5)
+            s.connect((p.host, p.port))
+            hogs.append(s)
+            s.sendall(get_b * 60)
+        time.sleep(1.0)                         # B's holder is stuck writing by now
+        x.c.send(get_b)                         # A's holder hands it on to B's
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        got = one_request(p, raw("GET", headers=[f"Tunnel-Token: {a}", "Connection: close"],
+                                 query="?o=0"), timeout=5)
+        took = time.monotonic() - t0
+        assert got == (200, b"A") and took < 2, \
+            f"A's own request while B is stuck, after {took:.1f} s: {got}"
+    finally:
+        for s in hogs:
+            s.close()
