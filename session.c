@@ -64,7 +64,7 @@ static struct {
 	struct hconn c[CONNS];
 	unsigned char ring[RING];
 	char body[HTTP_BODY_MAX];
-	struct handover in, out;        /* connections on their way in and out */
+	struct handover ho;             /* a connection on its way in or out */
 } s;
 
 /* The abstract name (sun_path[0] = 0) of the session with this token id,
@@ -354,12 +354,12 @@ static void send_bytes(struct hconn *h)
  * connection with the bytes read from it. 0, or -1 with h still open. */
 static int respawn(struct hconn *h)
 {
-	s.out.client = h->client;
-	s.out.local = h->local;
-	s.out.len = h->len;
-	memcpy(s.out.buf, h->buf, h->len);
+	s.ho.client = h->client;
+	s.ho.local = h->local;
+	s.ho.len = h->len;
+	memcpy(s.ho.buf, h->buf, h->len);
 	fcntl(h->fd, F_SETFL, 0);  /* as a new connection comes */
-	if (spawn(h->fd, &s.out) < 0) {
+	if (spawn(h->fd, &s.ho) < 0) {
 		fcntl(h->fd, F_SETFL, O_NONBLOCK);
 		return -1;
 	}
@@ -372,11 +372,11 @@ static int respawn(struct hconn *h)
  * other at once would each wait for the other. */
 static void hand_on(struct hconn *h)
 {
-	s.out.client = h->client;
-	s.out.local = h->local;
-	s.out.len = h->len;
-	memcpy(s.out.buf, h->buf, h->len);
-	h->u = pass_start(s.so->scope, h->fd, h->req.token, h->req.token_len, &s.out, 0);
+	s.ho.client = h->client;
+	s.ho.local = h->local;
+	s.ho.len = h->len;
+	memcpy(s.ho.buf, h->buf, h->len);
+	h->u = pass_start(s.so->scope, h->fd, h->req.token, h->req.token_len, &s.ho, 0);
 	if (h->u < 0) {
 		fail(h, h->u == -1 ? 404 : 503);
 		return;
@@ -449,36 +449,40 @@ static struct hconn *take_handover(int u)
 	struct hconn *h = NULL, *idle = NULL;
 	int fd;
 
-	if (getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid() ||
-	    (fd = fd_recv(u, &s.in, 1000)) < 0) {
+	if (getsockopt(u, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 || cred.uid != geteuid()) {
 		close(u);
 		return NULL;
 	}
+	/* Room first (the message waits in u meanwhile): a free place, or the
+	 * longest idle kept-alive connection, moved to a fresh process. None:
+	 * 'n', and the message goes unread with u. */
 	for (int i = 0; i < CONNS && !h; i++)
 		if (s.c[i].state == C_FREE)
 			h = &s.c[i];
-	/* Full: make room by moving the longest idle kept-alive connection
-	 * to a fresh process. */
 	for (int i = 0; i < CONNS; i++)
 		if (s.c[i].state == C_HEAD && s.c[i].len == 0 &&
 		    (!idle || s.c[i].t < idle->t))
 			idle = &s.c[i];
+	if (!h && idle && respawn(idle) < 0)
+		conn_close(idle);
 	h = h ? h : idle;
-	if (send(u, h ? "y" : "n", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1 || !h) {
+	fd = h ? fd_recv(u, &s.ho, 1000) : -1;
+	if (fd < 0 || send(u, "y", 1, MSG_DONTWAIT | MSG_NOSIGNAL) != 1) {
+		if (!h)
+			(void)!send(u, "n", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 		close(u);
-		close(fd);  /* the sender answers, or has shut the connection */
+		if (fd >= 0)
+			close(fd);  /* the sender answers, or has shut the connection */
 		return NULL;
 	}
 	close(u);
-	if (h->state != C_FREE && respawn(h) < 0)
-		conn_close(h);
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	h->fd = fd;
 	h->state = C_HEAD;
-	h->client = s.in.client;
-	h->local = s.in.local;
-	h->len = s.in.len;
-	memcpy(h->buf, s.in.buf, h->len);
+	h->client = s.ho.client;
+	h->local = s.ho.local;
+	h->len = s.ho.len;
+	memcpy(h->buf, s.ho.buf, h->len);
 	h->t = now_ms();
 	return h;
 }
@@ -739,8 +743,9 @@ int session_places(const struct session_opts *so, const struct endpoint *client)
 	return 0;
 }
 
-const char *session_hold(const struct session_opts *so, int target, const struct handover *first,
-			 int close_after, struct relay_stats *st)
+const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
+			 const struct endpoint *local, const char *rest, size_t restlen, int close_after,
+			 struct relay_stats *st)
 {
 	const char *why;
 	struct hconn *h = &s.c[0];
@@ -754,10 +759,10 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	if ((h->fd = take_client()) < 0)
 		return "session-failed";
 	h->state = C_HEAD;
-	h->client = first->client;
-	h->local = first->local;
-	h->len = first->len;
-	memcpy(h->buf, first->buf, h->len);
+	h->client = *client;
+	h->local = *local;
+	h->len = restlen < sizeof h->buf ? restlen : sizeof h->buf;
+	memcpy(h->buf, rest, h->len);
 	h->req.close = close_after;
 	h->t = now_ms();
 	if (make_token() < 0) {

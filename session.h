@@ -38,11 +38,12 @@ int session_places(const struct session_opts *so, const struct endpoint *client)
 
 /* Become the holder of a new session on the connected target: answer the
  * open on fd 0/1 with the token (closing after it when close_after), then
- * serve that connection (first: who, and the bytes read after the open)
- * and those handed over until the session ends. Then its kept-alive
- * connections go to fresh processes. Returns why it ended (NULL: closed by
- * the client), with the bytes moved each way in st. */
-const char *session_hold(const struct session_opts *so, int target, const struct handover *first,
-			 int close_after, struct relay_stats *st);
+ * serve that connection (from client, to local; rest: the bytes read after
+ * the open) and those handed over until the session ends. Then its
+ * kept-alive connections go to fresh processes. Returns why it ended
+ * (NULL: closed by the client), with the bytes moved each way in st. */
+const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
+			 const struct endpoint *local, const char *rest, size_t restlen, int close_after,
+			 struct relay_stats *st);
 
 #endif

@@ -519,13 +519,13 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 	serve_request(c);
 }
 
-/* The handover of this connection: who, and the bytes from skip on. */
-static void handover_of(const struct conn *c, struct handover *ho, size_t skip)
+/* The handover of this connection: who, and the bytes read. */
+static void handover_of(const struct conn *c, struct handover *ho)
 {
 	ho->client = c->client;
 	ho->local = c->local;
-	ho->len = c->len - skip;
-	memcpy(ho->buf, c->buf + skip, ho->len);
+	ho->len = c->len;
+	memcpy(ho->buf, c->buf, ho->len);
 }
 
 /* A TLS connection cannot be handed to a session holder: this process
@@ -538,7 +538,7 @@ static void __attribute__((noreturn)) split_tls(struct conn *c)
 	struct relay_stats st = { 0 };
 	int sp[2];
 
-	handover_of(c, &ho, 0);
+	handover_of(c, &ho);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		reply_and_exit(c, 503, "socketpair-failed", 0);
 	signal(SIGCHLD, SIG_IGN);  /* in inetd mode spawn() forks */
@@ -566,7 +566,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	if (CONFIG_TLS && c->tls)
 		split_tls(c);
 	if (c->req.token) {
-		handover_of(c, &ho, 0);
+		handover_of(c, &ho);
 		int r = session_pass(so.scope, c->req.token, c->req.token_len, &ho);
 
 		if (r == 0)
@@ -601,8 +601,8 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	fd = open_target(c, q);
 	c->answered = 1;
 	c->status = 200;
-	handover_of(c, &ho, end);
-	c->reason = session_hold(&so, fd, &ho, c->req.close, &c->st);
+	c->reason = session_hold(&so, fd, &c->client, &c->local, c->buf + end, c->len - end,
+				 c->req.close, &c->st);
 	log_conn(c);
 	exit(0);
 }

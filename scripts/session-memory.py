@@ -132,7 +132,7 @@ def run(mode):
                 break
             except OSError:
                 time.sleep(0.05)
-        base = tunneld_pids(p.pid)
+        base = [p.pid] if mode == "listen" else []   # the listener
         conns = [open_session(port, target) for _ in range(N)]
         time.sleep(0.5)
         pids = tunneld_pids(p.pid)
