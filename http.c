@@ -250,7 +250,7 @@ static int parse_request_line(const char *l, size_t n, const char *path, struct 
 		return 505;
 	if (vlen != 8 || v[6] != '.' || !is_digit(v[7]))
 		return 400;
-	req->close = v[7] == '0';  /* HTTP/1.0: closes unless keep-alive */
+	req->close = req->http10 = v[7] == '0';  /* HTTP/1.0: closes unless keep-alive */
 	mlen = (size_t)(sp1 - l);
 	if (mlen == 7 && !memcmp(l, "CONNECT", 7)) {
 		req->method = HTTP_CONNECT;

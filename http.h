@@ -22,7 +22,8 @@ struct request {
 	int clen_seen;
 	unsigned long long off;   /* ?o=N */
 	int fin;                  /* ?fin */
-	int close;                /* Connection: close */
+	int close;                /* Connection: close, or HTTP/1.0 without keep-alive */
+	int http10;               /* HTTP/1.0: a kept connection is said so */
 };
 
 /* Length of the request head through its blank line, or 0 if buf does not

@@ -102,7 +102,7 @@ static int pass_start(const char *scope, int fd, const char *token, size_t token
 	long long deadline = now_ms() + full_ms;
 	int u, r = -1;
 
-	if (!is_token(token, token_len) || strlen(scope) > 24)
+	if (!is_token(token, token_len) || strlen(scope) > 47)
 		return -1;
 	sl = unix_name(&sa, scope, token);
 	u = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -205,7 +205,7 @@ static void conn_close(struct hconn *h)
 static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 		  const void *b1, size_t n1, const void *b2, size_t n2)
 {
-	char head[512], extra[160];
+	char head[512], extra[192];
 	int ok = status == 200, close_it = !ok || h->req.close;
 	size_t hl;
 	struct iovec iov[3];
@@ -216,6 +216,8 @@ static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Offset: %llu\r\n", off);
 	if (eof)
 		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Eof: 1\r\n");
+	if (!close_it && h->req.http10)  /* HTTP/1.0 closes unless told (RFC 9112 §9.3) */
+		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Connection: keep-alive\r\n");
 	if (status == 405)
 		snprintf(extra + xl, sizeof extra - (size_t)xl, "Allow: CONNECT, GET, POST, DELETE\r\n");
 	if (!ok)
@@ -744,8 +746,8 @@ int session_places(const struct session_opts *so, const struct endpoint *client)
 }
 
 const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
-			 const struct endpoint *local, const char *rest, size_t restlen, int close_after,
-			 struct relay_stats *st)
+			 const struct endpoint *local, const char *rest, size_t restlen,
+			 const struct request *open, struct relay_stats *st)
 {
 	const char *why;
 	struct hconn *h = &s.c[0];
@@ -763,7 +765,8 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	h->local = *local;
 	h->len = restlen < sizeof h->buf ? restlen : sizeof h->buf;
 	memcpy(h->buf, rest, h->len);
-	h->req.close = close_after;
+	h->req.close = open->close;  /* how the open's answer keeps the connection */
+	h->req.http10 = open->http10;
 	h->t = now_ms();
 	if (make_token() < 0) {
 		logmsg(LOG_ERR, "session: %s", strerror(errno));

@@ -2,6 +2,7 @@
 #define SESSION_H
 #include <stddef.h>
 
+#include "http.h"
 #include "net.h"
 #include "relay.h"
 #include "spawn.h"
@@ -37,13 +38,14 @@ int session_pass(const char *scope, const char *token, size_t token_len, const s
 int session_places(const struct session_opts *so, const struct endpoint *client);
 
 /* Become the holder of a new session on the connected target: answer the
- * open on fd 0/1 with the token (closing after it when close_after), then
+ * open request on fd 0/1 with the token (keeping the connection as it
+ * asks), then
  * serve that connection (from client, to local; rest: the bytes read after
  * the open) and those handed over until the session ends. Then its
  * kept-alive connections go to fresh processes. Returns why it ended
  * (NULL: closed by the client), with the bytes moved each way in st. */
 const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
-			 const struct endpoint *local, const char *rest, size_t restlen, int close_after,
-			 struct relay_stats *st);
+			 const struct endpoint *local, const char *rest, size_t restlen,
+			 const struct request *open, struct relay_stats *st);
 
 #endif

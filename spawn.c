@@ -129,6 +129,8 @@ static void __attribute__((noreturn)) reexec(int msg, int err)
 		dup2(null, 1);
 		if (fstat(2, &st) == 0 && S_ISSOCK(st.st_mode))
 			dup2(null, 2);
+		if (null > 2)
+			close(null);
 	}
 	if (dup2(msg, HANDED_FD) == HANDED_FD && fcntl(HANDED_FD, F_SETFD, 0) == 0)
 		execv("/proc/self/exe", av);

@@ -1223,8 +1223,15 @@ static void on_child(int sig)
 static void __attribute__((noreturn)) serve_local(struct tun *t)
 {
 	struct sigaction sa = { 0 };
-	char err[300];
-	int lfd = net_listen(t->listen, err, sizeof err), live = 0;
+	char err[300], spec[32];
+	int lfd, live = 0;
+
+	/* A bare port is this machine's own (as ssh -L): an address widens it. */
+	if (!strchr(t->listen, ':') && strlen(t->listen) < 8) {
+		snprintf(spec, sizeof spec, "127.0.0.1:%s", t->listen);
+		t->listen = spec;
+	}
+	lfd = net_listen(t->listen, err, sizeof err);
 
 	if (lfd < 0)
 		usage_error("--listen %s", err);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,7 +59,7 @@ struct opts {
 	int verbose;
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
 	int nown;                        /* 0: inetd mode */
-	pid_t listener;                  /* with --listen or LISTEN_FDS */
+	char scope[24];                  /* this tunneld among others of its user */
 };
 
 struct conn {
@@ -474,16 +475,17 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 
 #if CONFIG_HTTP_TUNNEL
 /* Which tunneld this is, for the names of its sessions and places (so that
- * two tunnelds of one user keep apart): the listener, whatever its ports;
- * in inetd mode, the port the client reached. */
+ * two tunnelds of one user keep apart, in one container or two): with a
+ * listener, a random name it drew at start, whatever its ports; in inetd
+ * mode, the port the client reached and the options tunneld was started
+ * with (two services on one port are one tunneld only when alike). */
 static const char *scope_of(const struct conn *c)
 {
-	static char scope[24];
+	static char scope[48];
 
 	if (c->o->nown)
-		snprintf(scope, sizeof scope, "l%ld", (long)c->o->listener);
-	else
-		snprintf(scope, sizeof scope, "p%u", c->local.port);
+		return c->o->scope;
+	snprintf(scope, sizeof scope, "p%u-%s", c->local.port, c->o->scope);
 	return scope;
 }
 
@@ -602,7 +604,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	c->answered = 1;
 	c->status = 200;
 	c->reason = session_hold(&so, fd, &c->client, &c->local, c->buf + end, c->len - end,
-				 c->req.close, &c->st);
+				 &c->req, &c->st);
 	log_conn(c);
 	exit(0);
 }
@@ -782,6 +784,30 @@ static int inherited_listeners(int *fds)
 	return (int)n;
 }
 
+/* FNV-1a of the arguments after argv[0]: tells configurations apart (not
+ * a secret: the names it goes into are listed for everyone). */
+static unsigned fnv1a(int argc, char **argv)
+{
+	unsigned h = 2166136261u;
+
+	for (int i = 1; i < argc; i++)
+		for (const char *p = argv[i]; ; p++) {
+			h = (h ^ (unsigned char)*p) * 16777619u;
+			if (!*p)
+				break;
+		}
+	return h;
+}
+
+/* Whether descriptors a and b are one socket. */
+static int same_socket(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && S_ISSOCK(sa.st_mode) &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static const char usage[] =
 	"Usage: tunneld [OPTION]...\n"
 	"An HTTP CONNECT proxy. Without --listen it serves the one connection on\n"
@@ -957,6 +983,7 @@ int main(int argc, char **argv)
 	struct stat sb;
 	int fds[LISTEN_MAX], nfds = 0;
 	const char *listen_only = NULL;
+	unsigned long long rnd[1];
 	char err[256];
 
 	/* Until --log is known, messages go to stderr unless it is a socket:
@@ -972,7 +999,14 @@ int main(int argc, char **argv)
 		argc--;
 	}
 	parse_options(argc, argv, &o, &listen_only);
+	/* Under busybox inetd fd 2 is the client's socket too: no log text may
+	 * reach a client, whatever --log says. */
+	int stderr_is_client = o.log == LOG_TO_STDERR && same_socket(0, 2);
+	if (stderr_is_client)
+		o.log = LOG_TO_SYSLOG;
 	log_open(o.log, o.verbose);
+	if (stderr_is_client)
+		logmsg(LOG_WARNING, "--log stderr: standard error is the client's socket; logging to syslog");
 
 	if (!o.nlisten)
 		nfds = inherited_listeners(fds);
@@ -1007,6 +1041,8 @@ int main(int argc, char **argv)
 		o.own_ports[i] = ep.port;
 	}
 	o.nown = nfds;  /* from here on, 0 means inetd mode */
+	if (!nfds)
+		snprintf(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
 	if (!nfds && CONFIG_HTTP_TUNNEL && o.tunnel_path) {
 		static struct handover ho;
 
@@ -1021,7 +1057,11 @@ int main(int argc, char **argv)
 		serve(&o, NULL);
 	if (o.user)
 		drop_privileges(o.user);
-	o.listener = getpid();
+	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+		logmsg(LOG_ERR, "getrandom: %s", strerror(errno));
+		return 1;
+	}
+	snprintf(o.scope, sizeof o.scope, "l%016llx", rnd[0]);
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
 	serve_listeners(fds, nfds, &o);
 }

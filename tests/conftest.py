@@ -306,9 +306,9 @@ class Proxy:
     LISTEN_FDS=1, as for a systemd unit with Accept=no)."""
 
     def __init__(self, workdir, netfiles, mode="listen", acl=LOOPBACK_ACL, args=(),
-                 host="127.0.0.1", wrap=()):
+                 host="127.0.0.1", wrap=(), port=None):
         self.mode, self.host = mode, host
-        self.port = free_port(host)
+        self.port = port or free_port(host)
         hostport = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"tunneld-{mode}-{self.port}.log"
@@ -565,11 +565,12 @@ def mode(request):
 
 @pytest.fixture
 def make_proxy(tmp_path, netfiles):
-    """Factory: make_proxy(mode, acl=..., args=[...], host=..., wrap=[...]) -> Proxy."""
+    """Factory: make_proxy(mode, acl=..., args=[...], host=..., wrap=[...],
+    port=...) -> Proxy."""
     started = []
 
-    def make(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1", wrap=()):
-        p = Proxy(tmp_path, netfiles, mode, acl, args, host, wrap)
+    def make(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1", wrap=(), port=None):
+        p = Proxy(tmp_path, netfiles, mode, acl, args, host, wrap, port)
         started.append(p)
         return p
     yield make

@@ -165,13 +165,15 @@ def test_oversized_rules_refused_or_applied_whole(tmp_path, netfiles, echo, kind
         proc.wait(3)
 
 
+@pytest.mark.parametrize("log", [[], ["--log", "stderr"]], ids=["syslog", "log-stderr"])
 @pytest.mark.parametrize("case", ["tunnel", "bad-request", "broken-rules"])
-def test_inetd_stderr_on_socket_only_protocol_reaches_client(tmp_path, netfiles, echo, case):
+def test_inetd_stderr_on_socket_only_protocol_reaches_client(tmp_path, netfiles, echo, case, log):
     """Under busybox inetd fd 2 is the client too: with the default --log
-    syslog (and no syslog daemon here) no diagnostic may reach the client."""
+    syslog (and no syslog daemon here), and even when told --log stderr, no
+    diagnostic may reach the client."""
     acl = tmp_path / "rules"
     acl.write_text("allow to 127.0.0.0/8\ndeny\n" if case != "broken-rules" else "allow frm x\n")
-    client, proc = spawn_inetd(netfiles, ["-v", "--acl", str(acl)], stderr_is_client=True)
+    client, proc = spawn_inetd(netfiles, [*log, "-v", "--acl", str(acl)], stderr_is_client=True)
     if case == "tunnel":
         client.send(connect_head(echo.hostport) + b"only this")
         client.sock.shutdown(socket.SHUT_WR)

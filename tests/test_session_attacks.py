@@ -101,16 +101,16 @@ def listening_names():
     return out
 
 
-def session_name(proxy, token):
-    """The abstract name of token's session: tunneld/UID/SCOPE/ID, SCOPE
-    the listener's pid (l) or, in inetd mode, the port (p) (PROTOCOL.md)."""
-    scope = f"l{proxy.pid}" if proxy.mode == "listen" else f"p{proxy.port}"
-    return f"tunneld/{os.geteuid()}/{scope}/{token[:16]}"
+def session_name(live, token):
+    """The abstract name token's session has, or would have, in the tunneld
+    that holds the session of `live` (a token open now): tunneld/UID/SCOPE/ID
+    with SCOPE as /proc/net/unix shows it for live (PROTOCOL.md)."""
+    return live_name(live).rsplit("/", 1)[0] + "/" + token[:16]
 
 
 def holder_pids(proxy, token):
     """The pids holding the listening socket of token's session."""
-    inodes = listening_names().get("@" + session_name(proxy, token), set())
+    inodes = listening_names().get("@" + live_name(token), set())
     links = {f"socket:[{i}]" for i in inodes}
     pids = set()
     for entry in os.listdir("/proc"):
@@ -441,15 +441,17 @@ def test_other_uid_squatting_a_session_name_gets_nothing(make_tproxy, mode, make
     if which == "ended":
         c = Conn(p, timeout=10)
         token = c.open_ok(target.hostport)
-        assert "@" + session_name(p, token) in listening_names(), \
-            f"@{session_name(p, token)} not in /proc/net/unix while the session lives"
+        name = session_name(live, token)
+        assert "@" + name in listening_names(), \
+            f"@{name} not in /proc/net/unix while the session lives"
         assert c.recv_until(token, 0, 29)[0] == b"private bytes of the session\n"
         assert c.delete(token).status == 200
-        assert wait_until(lambda: "@" + session_name(p, token) not in listening_names(), 3), \
+        assert wait_until(lambda: "@" + name not in listening_names(), 3), \
             "the ended session's name is still bound"
     else:
         token = os.urandom(24).hex()
-    proc, events = start_squatter(session_name(p, token), tmp_path / "squatter.jsonl")
+        name = session_name(live, token)   # the scope is read off a live session
+    proc, events = start_squatter(name, tmp_path / "squatter.jsonl")
     try:
         problems = []
         # a request with the token on a new connection
@@ -500,14 +502,17 @@ def test_max_conns_counts_every_process(make_tproxy, make_target, how):
 
     def one(i):
         try:
-            c = Conn(p, timeout=25)
             if i % 2:
                 with via_holder:
+                    # connected once it may send: a connection that stays
+                    # silent for --header-timeout is rightly answered 408
+                    c = Conn(p, timeout=25)
                     r = c.recv(a, 0)        # handed to the holder of a, or a 503
                     if r.status == 200:
                         assert r.body == b"a", r
                         r = c.open(target.hostport)
             else:
+                c = Conn(p, timeout=25)
                 r = c.open(target.hostport)
             if r.status == 503:
                 assert_error(r, 503)
@@ -599,7 +604,7 @@ def test_max_sessions(make_tproxy, mode, echo, how):
         window = 0.5        # "at once": ~100 ms, with room for a busy machine
     else:
         pids = holder_pids(p, tokens[0])
-        assert pids, f"no process holds @{session_name(p, tokens[0])}"
+        assert pids, f"no process holds the session of {tokens[0][:16]}"
         for pid in pids:
             kill_pid(pid, signal.SIGKILL)
         window = 1.5
@@ -689,7 +694,8 @@ def test_connection_close_and_http10(make_tproxy, mode, echo, case):
         r = c.request(raw("POST", version, headers, body))
         token = token_of(r)
     if case == "open-1.0-keep-alive":
-        assert (r.header("Connection") or "").lower() != "close", r
+        # an HTTP/1.0 client keeps the connection when told so (RFC 9112 §9.3)
+        assert (r.header("Connection") or "").lower() == "keep-alive", r
         r = c.request(raw("POST", "1.0", [f"Tunnel-Token: {token}", "Connection: keep-alive"],
                           b"data", "?o=0"), timeout=10)
         assert r.status == 200 and r.header("Tunnel-Offset") == "4", \
@@ -1016,12 +1022,36 @@ def test_limits_count_per_tunneld_not_per_port(make_tproxy, echo):
     assert r.status == 200, f"after a DELETE on the first port, an open on the second: {r}"
 
 
-def test_two_tunnelds_of_one_user_keep_their_sessions_apart(make_tproxy, mode, echo):
-    """Two tunnelds of the same uid on two ports: a session opened on the
-    first is unknown to the second (404, on a new connection and on a
-    kept-alive connection of the second's own session), and the first still
-    serves it."""
-    p1, p2 = make_tproxy(mode), make_tproxy(mode)
+TWO_TUNNELDS = [("listen", "ports"), ("inetd", "ports"),
+                # each the pid 1 of its own pid namespace (two containers
+                # sharing the host's network): the same pid, other tunnelds
+                ("listen", "pid-namespaces"),
+                # inetd services of one port on two addresses, set up apart
+                ("inetd", "one-port-two-addresses")]
+
+
+@pytest.mark.parametrize("mode,apart", TWO_TUNNELDS, ids=[f"{m}-{a}" for m, a in TWO_TUNNELDS])
+def test_two_tunnelds_of_one_user_keep_their_sessions_apart(make_tproxy, mode, apart, echo):
+    """Two tunnelds of the same uid: a session opened on the first is
+    unknown to the second (404, on a new connection and on a kept-alive
+    connection of the second's own session), and the first still serves
+    it."""
+    if apart == "ports":
+        p1, p2 = make_tproxy(mode), make_tproxy(mode)
+    elif apart == "pid-namespaces":
+        wrap = ["unshare", "--pid", "--fork", "--kill-child"]
+        p1, p2 = make_tproxy(mode, wrap=wrap), make_tproxy(mode, wrap=wrap)
+    else:
+        p1 = make_tproxy(mode, ["--realm", "one"])
+        p2 = make_tproxy(mode, ["--realm", "two"], host="127.0.0.2", port=p1.port)
+
+        def up():
+            try:
+                socket.create_connection((p2.host, p2.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        assert wait_until(up, 5), "the second inetd service did not come up"
     c = Conn(p1, timeout=10)
     token = c.open_ok(echo.hostport)
     c.send_ok(token, 0, b"instance 1 only")
@@ -1042,6 +1072,22 @@ def test_two_tunnelds_of_one_user_keep_their_sessions_apart(make_tproxy, mode, e
     assert Conn(p1).recv_until(token, 0, 16) == (b"instance 1 only!", False)
     assert Conn(p2).recv_until(other, 0, 3) == (b"two", False)
     assert c.delete(token).status == 200
+
+
+def test_reexecuted_holders_leak_no_descriptor(make_tproxy, echo):
+    """inetd mode: opens one after another on one kept-alive connection each
+    make a holder exec'd anew by the last; every one holds as many
+    descriptors as the first such (none carried down the chain)."""
+    p = make_tproxy("inetd")
+    c = Conn(p, timeout=10)
+    tokens = [c.open_ok(echo.hostport) for _ in range(7)]
+    counts = []
+    for t in tokens[1:-1]:          # the last holds c besides: one more
+        (pid,) = holder_pids(p, t)
+        counts.append(len(os.listdir(f"/proc/{pid}/fd")))
+    assert len(set(counts)) == 1, f"descriptors of holders exec'd one after another: {counts}"
+    for t in tokens:
+        assert Conn(p).delete(t).status == 200
 
 
 def test_a_session_whose_clients_never_read_stalls_no_other(make_tproxy, mode, echo):

@@ -325,6 +325,27 @@ def keyed_source_sink(size):
     return handler
 
 
+def test_listen_bare_port_is_loopback_only(tunnel_bin, make_proxy, echo):
+    """--listen PORT listens on 127.0.0.1 alone, as ssh -L does: another
+    address of this host (127.0.0.2 here) is refused."""
+    server = tunnel_server(make_proxy, "listen")
+    port = free_port()
+    proc = subprocess.Popen([tunnel_bin, "--listen", str(port), server.url, echo.hostport],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env_with())
+    try:
+        assert wait_until(lambda: listening(port) or proc.poll() is not None, 5) \
+            and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            c.sendall(b"ping")
+            assert c.recv(4) == b"ping"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", port), timeout=5).close()
+    finally:
+        kill_pid(proc.pid)
+        proc.wait(5)
+
+
 @pytest.mark.parametrize("via", ["direct", "squid"])
 def test_listen_10_concurrent(tunnel_bin, tserver, make_target, request, via):
     """Ten sessions at once; through squid they share its pooled connections
