@@ -222,6 +222,39 @@ static void log_name(char *out, size_t max, const unsigned char *s, size_t n)
 	out[o] = 0;
 }
 
+/* What checking a password against hash costs, roughly in microseconds of
+ * one core: bcrypt doubles with each step of its cost, SHA crypt grows with
+ * its rounds (5000 unless the hash says). Only the order matters. */
+static unsigned long long hash_cost(const char *hash)
+{
+	unsigned long long rounds = 5000;
+
+	if (hash[1] == '2') {  /* "$2b$NN$"; anything else fails at once */
+		int c = hash[4] >= '0' && hash[4] <= '3' && hash[5] >= '0' && hash[5] <= '9' ?
+			(hash[4] - '0') * 10 + (hash[5] - '0') : 0;
+
+		return c >= 4 && c <= 31 ? (1ULL << c) * 60 : 0;
+	}
+	if (!strncmp(hash + 3, "rounds=", 7)) {
+		rounds = 0;
+		for (const char *d = hash + 10; *d >= '0' && *d <= '9' && rounds < 1000000000; d++)
+			rounds = rounds * 10 + (unsigned long long)(*d - '0');
+	}
+	return rounds * (hash[1] == '6' ? 10 : 6) / 10;
+}
+
+/* The hash an unknown user is checked against: the costliest in the file,
+ * so that no user's name answers faster than any other's. */
+static const char *costliest(const struct auth *a)
+{
+	const char *worst = "$5$x$";
+
+	for (int k = 0; k < a->nusers; k++)
+		if (hash_cost(a->users[k].hash) > hash_cost(worst))
+			worst = a->users[k].hash;
+	return worst;
+}
+
 const char *auth_check(const struct auth *a, const char *value, size_t len,
 		       char logname[AUTH_LOGNAME_MAX])
 {
@@ -251,9 +284,9 @@ const char *auth_check(const struct auth *a, const char *value, size_t len,
 			user = a->users[k].user;
 			hash = a->users[k].hash;
 		}
-	/* An unknown user is checked against a real hash all the same, so the
-	 * time taken does not tell which user names exist. */
-	r = hash_with((char *)colon + 1, hash ? hash : a->nusers ? a->users[0].hash : "$5$x$");
+	/* An unknown user is checked against a real hash all the same, the
+	 * costliest, so the time taken does not tell which user names exist. */
+	r = hash_with((char *)colon + 1, hash ? hash : costliest(a));
 	ok = hash && r && r[0] == '$' && ct_equal(r, hash);
 	explicit_bzero(dec, sizeof dec);
 	return ok ? user : NULL;

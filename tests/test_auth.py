@@ -353,6 +353,16 @@ def children_cpu(pid):
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
+def refusals_cpu(p, echo, user, rounds=4):
+    """CPU seconds of the connection processes that refuse `rounds` wrong
+    passwords for user (each reaped before the next request)."""
+    t0 = children_cpu(p.pid)
+    for _ in range(rounds):
+        expect_407(p, connect_head(echo.hostport, basic_auth(user, "wrong")))
+        assert wait_until(lambda: not p.workers(), 10), "a connection process did not end"
+    return children_cpu(p.pid) - t0
+
+
 def test_unknown_user_costs_the_same_hash_work(make_proxy, make_users, echo):
     """A bcrypt cost-10 hash takes tens of milliseconds: an unknown user must
     cost no less work than a known one with a wrong password. Counted in CPU
@@ -361,18 +371,23 @@ def test_unknown_user_costs_the_same_hash_work(make_proxy, make_users, echo):
     wall clock."""
     p = auth_proxy(make_proxy, make_users, "listen",
                    f"alice:{htpasswd_hash('alice', 'secret', '-B', '-C', '10')}\n")
-
-    def cpu(user, rounds=4):
-        t0 = children_cpu(p.pid)
-        for _ in range(rounds):
-            expect_407(p, connect_head(echo.hostport, basic_auth(user, "wrong")))
-            assert wait_until(lambda: not p.workers(), 10), "a connection process did not end"
-        return children_cpu(p.pid) - t0
-
-    known = cpu("alice")
-    unknown = cpu("nobody-here")
+    known = refusals_cpu(p, echo, "alice")
+    unknown = refusals_cpu(p, echo, "nobody-here")
     assert known > 0.04, f"4 bcrypt cost-10 checks took {known:.3f} s of CPU: is the hash checked?"
     assert unknown > known * 0.6, f"unknown user {unknown:.3f} s of CPU, known user {known:.3f} s"
+
+
+def test_unknown_user_costs_the_costliest_hash(make_proxy, make_users, echo):
+    """With hashes of mixed cost (a SHA-256 crypt line first, a bcrypt
+    cost-10 one after), an unknown user costs what the costliest known one
+    does, not the first line's: no timing tells a real name from another."""
+    p = auth_proxy(make_proxy, make_users, "listen",
+                   f"fast:{openssl_hash('secret', '-5')}\n"
+                   f"slow:{htpasswd_hash('slow', 'secret', '-B', '-C', '10')}\n")
+    slow, fast, unknown = (refusals_cpu(p, echo, u) for u in ("slow", "fast", "nobody-here"))
+    assert slow > 0.04 and slow > 3 * fast, f"slow {slow:.3f} s, fast {fast:.3f} s of CPU"
+    assert unknown > slow * 0.6, f"unknown user {unknown:.3f} s of CPU, the costliest " \
+                                 f"known one {slow:.3f} s"
 
 
 # --------------------------------------------------------------------------
