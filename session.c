@@ -790,8 +790,10 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	explicit_bzero(s.token, sizeof s.token);
 	s.up = NULL;
 	for (int i = 0; i < CONNS; i++) {
-		/* The other holder answers at once: it is in its loop, or ends
-		 * with its name closed first, which ends our wait as well. */
+		/* The other holder answers within a turn of its loop (whose
+		 * writes wait at most WRITE_MS), or ends with its name closed
+		 * first, which ends this wait too. After 2 s the connection is
+		 * shut: never two answers, and the client repeats. */
 		if (s.c[i].state == C_PASSING) {
 			struct pollfd p = { s.c[i].u, POLLIN, 0 };
 
