@@ -630,7 +630,9 @@ static void serve_buffered(struct hconn *h)
 
 	while (!s.closed && !s.told && h->state == C_HEAD && (hl = http_head_end(h->buf, h->len)))
 		request(h, hl);
-	if (h->state == C_HEAD && h->len == sizeof h->buf)
+	/* Full without a whole head: too large. (Full with one, after the
+	 * session's end, the request goes on in a fresh process.) */
+	if (h->state == C_HEAD && h->len == sizeof h->buf && !http_head_end(h->buf, h->len))
 		fail(h, 431);
 }
 

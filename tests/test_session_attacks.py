@@ -1074,6 +1074,33 @@ def test_two_tunnelds_of_one_user_keep_their_sessions_apart(make_tproxy, mode, a
     assert c.delete(token).status == 200
 
 
+def test_a_full_request_met_as_its_holder_ends_goes_on(make_tproxy, mode, echo):
+    """Holder A reads, in one turn, its session's DELETE on one connection
+    and on another a send for session B whose head and first body bytes
+    fill the connection's buffer: the send is not "too large" (431) but goes
+    on to B's holder with the rest of the connection, once A has ended."""
+    p = make_tproxy(mode)
+    x = Conn(p, timeout=15)
+    a = x.open_ok(echo.hostport)
+    x.send_ok(a, 0, b"a")
+    y = Conn(p, timeout=15)
+    assert y.recv_until(a, 0, 1) == (b"a", False)       # y: now A's holder's too
+    b = Conn(p).open_ok(echo.hostport)
+    (pid_a,) = holder_pids(p, a)
+    body = os.urandom(CHUNK)
+    os.kill(pid_a, signal.SIGSTOP)
+    try:
+        x.c.send(raw("DELETE", headers=[f"Tunnel-Token: {a}"]))
+        y.c.send(raw("POST", headers=[f"Tunnel-Token: {b}"], body=body, query="?o=0"))
+        time.sleep(0.3)                                 # both wait for A, whole
+    finally:
+        os.kill(pid_a, signal.SIGCONT)
+    assert x.c.response(10).status == 200
+    r = y.c.response(10)
+    assert r.status == 200 and r.header("Tunnel-Offset") == str(CHUNK), r
+    assert Conn(p).recv_until(b, 0, CHUNK) == (body, False)
+
+
 def test_reexecuted_holders_leak_no_descriptor(make_tproxy, echo):
     """inetd mode: opens one after another on one kept-alive connection each
     make a holder exec'd anew by the last; every one holds as many
