@@ -22,7 +22,7 @@ include mbedtls.mk
 include fuzz.mk
 include bench.mk
 
-CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c
+CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c sandbox.c
 TUNNEL_SERVER_SRCS = session.c spawn.c
 SRCS = $(CORE_SRCS)
 ifeq ($(CONFIG_HTTP_TUNNEL),1)
@@ -93,7 +93,8 @@ tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) | deps-static
 
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
-MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0
+MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0 \
+	-DCONFIG_SANDBOX=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 # One feature off at a time, for the checks of each alone.
@@ -156,7 +157,9 @@ check-valgrind: tunneld
 		head -40 $$(find build/valgrind -type f -size +0); exit 1; fi; \
 		echo "check-valgrind: $$(ls build/valgrind | wc -l) processes, no error"
 
-TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni
+TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox
+tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c $(HDRS)
+	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sandbox.c sandbox.c log.c
 tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_http.c http.c
 tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)

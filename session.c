@@ -25,6 +25,7 @@
 #include "http.h"
 #include "log.h"
 #include "session.h"
+#include "sandbox.h"
 #include "spawn.h"
 
 #define RING 65536           /* bytes read from the target, not yet acknowledged */
@@ -604,11 +605,12 @@ static int make_token(void)
 }
 
 /* fd 0/1 become /dev/null, and fd 2 too when it is the client's socket
- * (inetd): the connection now lives in s.c[0] only. */
+ * (inetd): the connection now lives in s.c[0] only. Read-only, as the
+ * sandbox opens files: a stray write there fails, and reaches nobody. */
 static int take_client(void)
 {
 	struct stat a, b;
-	int fd = fcntl(0, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDWR);
+	int fd = fcntl(0, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDONLY);
 
 	if (fd < 0 || null < 0)
 		return -1;
@@ -758,7 +760,7 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	s.target = target;
 	for (int i = 0; i < CONNS; i++)
 		s.c[i].fd = -1;
-	signal(SIGCHLD, SIG_IGN);  /* the processes spawn() starts reap themselves */
+	signal(SIGCHLD, SIG_IGN);  /* inetd mode's spawner, should it end first */
 	fcntl(target, F_SETFL, O_NONBLOCK);
 	if ((h->fd = take_client()) < 0)
 		return "session-failed";
@@ -775,6 +777,8 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 		fail(h, 503);
 		return "session-failed";
 	}
+	/* Named and connected: from here on only unix sockets come and go. */
+	sandbox_enter(SANDBOX_SESSION);
 	s.token[SESSION_TOKEN_LEN] = '\n';
 	answer(h, 200, ~0ULL, 0, s.token, SESSION_TOKEN_LEN + 1, 0, 0);
 	s.token[SESSION_TOKEN_LEN] = 0;

@@ -3,30 +3,26 @@
  *
  * A process that served one session or request must never serve another
  * one from the state it kept: a request it does not own goes to a process
- * that starts clean. With --listen that is a fork of the listener, which
- * has served nothing and counts every process against --max-conns; in inetd
- * mode there is no such parent, so the process re-executes tunneld, which
- * starts with a fresh address space and reads its files anew. */
+ * that starts clean, a fork of one that has served nothing. With --listen
+ * that is the listener, which counts every process against --max-conns; in
+ * inetd mode, a spawner the connection's process forked before it read a
+ * byte of the request (tunneld.c), the processes it starts counting
+ * themselves. Either way no process that reads requests ever needs fork or
+ * exec, and its sandbox forbids both. */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "spawn.h"
 
-#define HANDED_FD 3            /* where an exec'd process finds its message */
 #define HEAD (offsetof(struct handover, buf))
 
-static int chan = -1;          /* the listener's channel, or -1: re-exec */
-static int spawn_argc;
-static char **spawn_argv;
+static int chan = -1;          /* to the listener or the spawner */
 
 static int wait_for(int fd, short events, int timeout_ms)
 {
@@ -102,83 +98,14 @@ int fd_recv(int u, struct handover *ho, int timeout_ms)
 	return fd;
 }
 
-void spawn_init(int c, int argc, char **argv)
+void spawn_init(int c)
 {
 	chan = c;
-	spawn_argc = argc;
-	spawn_argv = argv;
-}
-
-/* The child of spawn() in inetd mode: nothing of the parent's stays open
- * but the message (every other descriptor is close-on-exec); fd 0 to 2 are
- * /dev/null until the connection arrives, so no diagnostic reaches a
- * client's socket. */
-static void __attribute__((noreturn)) reexec(int msg, int err)
-{
-	char *av[spawn_argc + 2];
-	struct stat st;
-	int null = open("/dev/null", O_RDWR);
-
-	av[0] = spawn_argv[0];
-	av[1] = "--handed";  /* first, where main() looks for it */
-	for (int i = 1; i <= spawn_argc; i++)  /* through argv's NULL */
-		av[i + 1] = spawn_argv[i];
-	signal(SIGCHLD, SIG_DFL);
-	if (null >= 0) {
-		dup2(null, 0);
-		dup2(null, 1);
-		if (fstat(2, &st) == 0 && S_ISSOCK(st.st_mode))
-			dup2(null, 2);
-		if (null > 2)
-			close(null);
-	}
-	if (dup2(msg, HANDED_FD) == HANDED_FD && fcntl(HANDED_FD, F_SETFD, 0) == 0)
-		execv("/proc/self/exe", av);
-	(void)!write(err, &errno, sizeof errno);
-	_exit(127);
 }
 
 int spawn(int fd, const struct handover *ho)
 {
-	int sp[2], ep[2], e;
-	pid_t pid;
-	ssize_t n;
-
-	if (chan >= 0)
-		return fd_send(chan, fd, ho, 2000);
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
-		return -1;
-	if (pipe2(ep, O_CLOEXEC) < 0) {
-		close(sp[0]);
-		close(sp[1]);
-		return -1;
-	}
-	pid = fd_send(sp[0], fd, ho, 0) < 0 ? -1 : fork();
-	if (pid == 0)
-		reexec(sp[1], ep[1]);
-	close(sp[0]);
-	close(sp[1]);
-	close(ep[1]);
-	/* Nothing to read: the exec happened. An errno: it did not. */
-	do
-		n = read(ep[0], &e, sizeof e);
-	while (n < 0 && errno == EINTR);
-	close(ep[0]);
-	return pid < 0 || n != 0 ? -1 : 0;
-}
-
-int spawn_received(struct handover *ho)
-{
-	int fd = fd_recv(HANDED_FD, ho, 1000);
-
-	close(HANDED_FD);
-	if (fd < 0)
-		return -1;
-	if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
-		return -1;
-	if (fd > 1)
-		close(fd);
-	return 0;
+	return chan >= 0 ? fd_send(chan, fd, ho, 2000) : -1;
 }
 
 int place_take(const char *scope, const char *kind, int max)

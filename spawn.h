@@ -26,19 +26,14 @@ int fd_send(int u, int fd, const struct handover *ho, int timeout_ms);
  * (nothing, or a malformed message, whose descriptors are closed). */
 int fd_recv(int u, struct handover *ho, int timeout_ms);
 
-/* Where fresh processes come from: with chan >= 0 (tunneld --listen or
- * LISTEN_FDS), the listener, asked over its channel; else (inetd mode) a
- * fork that re-executes this program with argv and "--handed". */
-void spawn_init(int chan, int argc, char **argv);
+/* Where fresh processes come from: the listener (tunneld --listen or
+ * LISTEN_FDS) or, in inetd mode, the spawner, asked over chan. */
+void spawn_init(int chan);
 
 /* Have a fresh process, started from a clean state, serve connection fd
  * from ho on. 0 when it is on its way (the caller closes its fd), -1 when
  * none could be had (the caller answers 503). */
 int spawn(int fd, const struct handover *ho);
-
-/* In a process started by spawn() in inetd mode: the connection it was
- * handed, now on fd 0/1, with ho filled in. 0 or -1. */
-int spawn_received(struct handover *ho);
 
 /* Take one of max places of a kind ("s", "c", ...) of the tunneld named by
  * scope: the first free abstract unix socket name "tunneld/UID/SCOPE/KIND/K",
@@ -49,8 +44,7 @@ int place_take(const char *scope, const char *kind, int max);
 #else
 /* Only the GET/POST tunnel moves connections: compiled out with it. */
 static inline int fd_recv(int u, struct handover *ho, int t) { (void)u; (void)ho; (void)t; return -1; }
-static inline void spawn_init(int c, int argc, char **argv) { (void)c; (void)argc; (void)argv; }
-static inline int spawn_received(struct handover *ho) { (void)ho; return -1; }
+static inline void spawn_init(int c) { (void)c; }
 static inline int place_take(const char *scope, const char *kind, int max)
 {
 	(void)scope;

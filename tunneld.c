@@ -31,6 +31,7 @@
 #include "log.h"
 #include "net.h"
 #include "relay.h"
+#include "sandbox.h"
 #include "session.h"
 #include "sni.h"
 #include "spawn.h"
@@ -54,7 +55,6 @@ struct opts {
 	const char *tunnel_path;         /* --http-tunnel, or NULL */
 	int connect_timeout, header_timeout, idle_timeout, max_conns, session_timeout;
 	int max_sessions, max_client;    /* GET/POST tunnel sessions at once */
-	int handed;                      /* --handed: started by spawn() (inetd mode) */
 	enum log_sink log;
 	int verbose;
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
@@ -419,6 +419,7 @@ static void __attribute__((noreturn)) serve_request(struct conn *c)
 	authenticate(c, &q);
 
 	fd = open_target(c, &q);
+	sandbox_enter(SANDBOX_RELAY);
 	if (!c->answered)
 		answer_200(c);
 	c->status = 200;
@@ -433,6 +434,47 @@ static void __attribute__((noreturn)) serve_request(struct conn *c)
 	reply_and_exit(c, 200, why, 0);
 }
 
+/* Whether descriptors a and b are one socket. */
+static int same_socket(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && S_ISSOCK(sa.st_mode) &&
+	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* The answer when no process can be had: what the client sent is read
+ * first, since closing on unread bytes would reset the connection, answer
+ * and all. */
+static void answer_busy(int fd)
+{
+	char msg[256], sink[4096];
+	size_t n = http_answer(msg, sizeof msg, 503, "", 0, 1);
+
+	for (int k = 0; k < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
+		;
+	(void)!send(fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	shutdown(fd, SHUT_WR);
+}
+
+/* --user: the user's groups and ids, for good. 0, or -1 logged. */
+static int drop_privileges(const char *name)
+{
+	struct passwd *pw = getpwnam(name);
+
+	if (!pw) {
+		logmsg(LOG_ERR, "--user %s: no such user", name);
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		logmsg(LOG_ERR, "--user %s: %s", name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void start_spawner(const struct opts *o);
+
 static void serve(const struct opts *o, const struct sockaddr *peer)
 {
 	struct conn *c = &conn;
@@ -440,6 +482,7 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 	socklen_t sl = sizeof ss;
 	char err[256];
 	const char *why;
+	int bad = 0;
 
 	c->o = o;
 	c->start = now_ms();
@@ -454,22 +497,31 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 		ep_from_sockaddr(&c->local, (struct sockaddr *)&ss);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* In inetd mode the key and the rules are read per connection. */
-	if (CONFIG_TLS && o->cert) {
-		if (!o->nown && tls_server_init(o->cert, o->key, err, sizeof err) < 0) {
+	/* In inetd mode the key and the rules are read per connection, and
+	 * then what reads no more files drops its privileges. */
+	if (!o->nown && CONFIG_TLS && o->cert && tls_server_init(o->cert, o->key, err, sizeof err) < 0) {
+		logmsg(LOG_ERR, "%s", err);
+		reply_and_exit(c, 0, "bad-tls-files", EXIT_CONFIG);
+	}
+	if (!o->nown && ((bad = load_config(o, err, sizeof err) < 0) ||
+			 (o->user && drop_privileges(o->user) < 0))) {
+		if (bad)
 			logmsg(LOG_ERR, "%s", err);
-			reply_and_exit(c, 0, "bad-tls-files", EXIT_CONFIG);
-		}
+		bad = 1;
+	}
+	if (!o->nown && !bad && CONFIG_HTTP_TUNNEL && o->tunnel_path)
+		start_spawner(o);
+	/* From here on the client's bytes are read (a ClientHello first). */
+	sandbox_enter(SANDBOX_REQUEST);
+	if (CONFIG_TLS && o->cert) {
 		/* Records go out whole, not held back for the peer's ACK. */
 		setsockopt(1, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		if (tls_accept(o->header_timeout * 1000, &why) < 0)
 			reply_and_exit(c, 0, why, 0);
 		c->tls = 1;
 	}
-	if (!o->nown && (load_config(o, err, sizeof err) < 0)) {
-		logmsg(LOG_ERR, "%s", err);
+	if (bad)
 		reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
-	}
 	serve_request(c);
 }
 
@@ -492,8 +544,8 @@ static const char *scope_of(const struct conn *c)
 /* A connection handed over with the bytes read from it (a request that a
  * session holder does not serve, a kept-alive connection that outlived its
  * session, the plain side of a TLS connection), served from a clean state
- * as if it were new. It never speaks TLS. In inetd mode this process was
- * exec'd for it (--handed) and counts itself against --max-conns. */
+ * as if it were new. It never speaks TLS. In inetd mode this process is a
+ * child of the spawner and counts itself against --max-conns. */
 static void __attribute__((noreturn)) serve_kept(const struct opts *o, const struct handover *ho)
 {
 	struct conn *c = &conn;
@@ -518,7 +570,92 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 			reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
 		}
 	}
+	sandbox_enter(SANDBOX_REQUEST);  /* in inetd mode, no more fork */
 	serve_request(c);
+}
+
+/* inetd mode has no listener to fork fresh processes: the connection's
+ * process forks a spawner before it reads a byte of the request (and before
+ * its sandbox forbids fork), whose children have served nothing. They are
+ * the processes of every later request of this connection's sessions, and
+ * ask it in turn over a channel of their own (kids); it ends once the
+ * connection's process and every child have. */
+static void __attribute__((noreturn)) spawner(const struct opts *o, int u, int kids[2])
+{
+	static struct handover ho;
+	struct pollfd p[2] = { { u, POLLIN, 0 }, { kids[0], POLLIN, 0 } };
+	int null = open("/dev/null", O_RDONLY), live = 0;
+
+	/* The client's connection ends with the process that serves it. */
+	if (same_socket(0, 2))
+		dup2(null, 2);
+	dup2(null, 0);
+	dup2(null, 1);
+	sandbox_enter(SANDBOX_SPAWNER);
+	for (;;) {
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			live--;
+		if (p[0].fd < 0 && !live)
+			_exit(0);
+		/* A second at most: a child's end is seen by waitpid() above. */
+		if (poll(p, 2, 1000) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			int fd = p[i].revents ? fd_recv(p[i].fd, &ho, 0) : -1;
+			pid_t pid;
+
+			if (fd < 0) {
+				if (i == 0 && p[0].revents & (POLLHUP | POLLERR)) {
+					close(u);
+					p[0].fd = -1;
+				}
+				continue;
+			}
+			pid = fork();
+			if (pid == 0) {
+				if (p[0].fd >= 0)
+					close(u);
+				close(kids[0]);
+				spawn_init(kids[1]);
+				dup2(fd, 0);
+				dup2(fd, 1);
+				if (fd > 1)
+					close(fd);
+				serve_kept(o, &ho);
+			}
+			if (pid > 0)
+				live++;
+			else if (ho.len)
+				answer_busy(fd);
+			close(fd);
+		}
+	}
+}
+
+static void start_spawner(const struct opts *o)
+{
+	int sp[2], kids[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		return;  /* spawn() then fails, and the request is answered 503 */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, kids) < 0) {
+		close(sp[0]);
+		close(sp[1]);
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(sp[0]);
+		spawner(o, sp[1], kids);
+	}
+	close(sp[1]);
+	close(kids[0]);
+	close(kids[1]);
+	if (pid < 0)
+		close(sp[0]);
+	else
+		spawn_init(sp[0]);
 }
 
 /* The handover of this connection: who, and the bytes read. */
@@ -543,10 +680,10 @@ static void __attribute__((noreturn)) split_tls(struct conn *c)
 	handover_of(c, &ho);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		reply_and_exit(c, 503, "socketpair-failed", 0);
-	signal(SIGCHLD, SIG_IGN);  /* in inetd mode spawn() forks */
 	if (spawn(sp[1], &ho) < 0)
 		reply_and_exit(c, 503, "spawn-failed", 0);
 	close(sp[1]);
+	sandbox_enter(SANDBOX_RELAY);
 	relay(0, 1, sp[0], c->o->idle_timeout * 1000, &tls_io, &st);
 	exit(0);
 }
@@ -610,6 +747,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 }
 #else
 static void serve_tunnel(struct conn *c, struct acl_query *q) { (void)c; (void)q; }
+static void start_spawner(const struct opts *o) { (void)o; }
 static void __attribute__((noreturn)) serve_kept(const struct opts *o, const struct handover *ho)
 {
 	(void)o;
@@ -621,20 +759,6 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 static void on_child(int sig)
 {
 	(void)sig;
-}
-
-/* The answer when no process can be had: what the client sent is read
- * first, since closing on unread bytes would reset the connection, answer
- * and all. */
-static void answer_busy(int fd)
-{
-	char msg[256], sink[4096];
-	size_t n = http_answer(msg, sizeof msg, 503, "", 0, 1);
-
-	for (int k = 0; k < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
-		;
-	(void)!send(fd, msg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	shutdown(fd, SHUT_WR);
 }
 
 /* A child of the listener serving one connection, fd: the listener's
@@ -682,7 +806,7 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 			exit(1);
 		}
 		fcntl(chan[0], F_SETFL, O_NONBLOCK);
-		spawn_init(chan[1], 0, NULL);
+		spawn_init(chan[1]);
 	}
 
 	for (;;) {
@@ -748,19 +872,6 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 	}
 }
 
-static void drop_privileges(const char *name)
-{
-	struct passwd *pw = getpwnam(name);
-
-	if (!pw) {
-		logmsg(LOG_ERR, "--user %s: no such user", name);
-		exit(EXIT_USAGE);
-	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		logmsg(LOG_ERR, "--user %s: %s", name, strerror(errno));
-		exit(1);
-	}
-}
 
 /* systemd socket activation with Accept=no: LISTEN_FDS sockets from fd 3. */
 static int inherited_listeners(int *fds)
@@ -799,15 +910,6 @@ static unsigned fnv1a(int argc, char **argv)
 	return h;
 }
 
-/* Whether descriptors a and b are one socket. */
-static int same_socket(int a, int b)
-{
-	struct stat sa, sb;
-
-	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && S_ISSOCK(sa.st_mode) &&
-	       sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 static const char usage[] =
 	"Usage: tunneld [OPTION]...\n"
 	"An HTTP CONNECT proxy. Without --listen it serves the one connection on\n"
@@ -830,7 +932,8 @@ static const char usage[] =
 	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
 	"      --max-conns N         processes at once (default 256); in inetd mode,\n"
 	"                            those tunneld starts itself\n"
-	"      --user NAME           with --listen: run as NAME after binding\n"
+	"      --user NAME           run as NAME once the files are read (and, with\n"
+	"                            --listen, the ports bound)\n"
 	"      --log syslog|stderr   where log lines go (default syslog)\n"
 	"  -v, --verbose             also log each address tried and rule matched\n"
 	"      --hash-password       read a password on stdin, print its hash for --users\n"
@@ -865,9 +968,8 @@ static int number(const char *opt, const char *s, long min, long max)
 	return (int)v;
 }
 
-/* The command line into o; --help, --version and --hash-password end here.
- * *listen_only names an option that needs --listen, if one was given. */
-static void parse_options(int argc, char **argv, struct opts *o, const char **listen_only)
+/* The command line into o; --help, --version and --hash-password end here. */
+static void parse_options(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 		{ "listen", required_argument, 0, 'l' },
@@ -919,10 +1021,7 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		case 2: o->header_timeout = number("--header-timeout", optarg, 1, 3600); break;
 		case 3: o->idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
 		case 4: o->max_conns = number("--max-conns", optarg, 1, 65536); break;
-		case 5:
-			o->user = optarg;
-			*listen_only = "--user";
-			break;
+		case 5: o->user = optarg; break;
 		case 6:
 			if (!strcmp(optarg, "syslog"))
 				o->log = LOG_TO_SYSLOG;
@@ -934,10 +1033,10 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 		case 'v': o->verbose = 1; break;
 		case 'V':
 			/* The features compiled in, for scripts and tests. */
-			printf("tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel)\n", VERSION,
+			printf("tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox)\n", VERSION,
 			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
 			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
-			       CONFIG_HTTP_TUNNEL ? '+' : '-');
+			       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-');
 			exit(0);
 		case 'h': fputs(usage, stdout); exit(0);
 		case ':': usage_error("%s needs a value", argv[optind - 1]);
@@ -949,10 +1048,8 @@ static void parse_options(int argc, char **argv, struct opts *o, const char **li
 }
 
 /* Options that cannot work together or in this build: a usage error. */
-static void check_options(const struct opts *o, const char *listen_only, int nfds)
+static void check_options(const struct opts *o)
 {
-	if (listen_only && !nfds)
-		usage_error("%s works with --listen only", listen_only);
 	if (!CONFIG_AUTH && o->users_path)
 		usage_error("%s", "--users: this tunneld was built without authentication (CONFIG_AUTH)");
 	/* Printable ASCII without '"' and '\\': it goes inside a quoted string. */
@@ -982,7 +1079,6 @@ int main(int argc, char **argv)
 	static struct auth auth;
 	struct stat sb;
 	int fds[LISTEN_MAX], nfds = 0;
-	const char *listen_only = NULL;
 	unsigned long long rnd[1];
 	char err[256];
 
@@ -990,15 +1086,7 @@ int main(int argc, char **argv)
 	 * in inetd mode it is the client's connection. */
 	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
 	log_open(o.log, 0);
-	/* Not an option: the mark of a process re-executed by spawn() in
-	 * inetd mode, which finds its connection on fd 3. */
-	if (argc > 1 && !strcmp(argv[1], "--handed")) {
-		o.handed = 1;
-		argv[1] = argv[0];
-		argv++;
-		argc--;
-	}
-	parse_options(argc, argv, &o, &listen_only);
+	parse_options(argc, argv, &o);
 	/* Under busybox inetd fd 2 is the client's socket too: no log text may
 	 * reach a client, whatever --log says. */
 	int stderr_is_client = o.log == LOG_TO_STDERR && same_socket(0, 2);
@@ -1010,7 +1098,7 @@ int main(int argc, char **argv)
 
 	if (!o.nlisten)
 		nfds = inherited_listeners(fds);
-	check_options(&o, listen_only, o.nlisten + nfds);
+	check_options(&o);
 	o.acl = &acl;
 	o.auth = o.users_path ? &auth : NULL;
 	/* Serving many connections, the files are read once, and before
@@ -1043,20 +1131,12 @@ int main(int argc, char **argv)
 	o.nown = nfds;  /* from here on, 0 means inetd mode */
 	if (!nfds)
 		snprintf(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
-	if (!nfds && CONFIG_HTTP_TUNNEL && o.tunnel_path) {
-		static struct handover ho;
-
-		spawn_init(-1, argc, argv);
-		if (o.handed) {
-			if (spawn_received(&ho) < 0)
-				return 1;
-			serve_kept(&o, &ho);
-		}
-	}
+	if (!o.user && geteuid() == 0)
+		logmsg(LOG_WARNING, "running as root: --user NAME would drop root after the files are read");
 	if (!nfds)
 		serve(&o, NULL);
-	if (o.user)
-		drop_privileges(o.user);
+	if (o.user && drop_privileges(o.user) < 0)
+		return EXIT_USAGE;
 	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
 		logmsg(LOG_ERR, "getrandom: %s", strerror(errno));
 		return 1;

@@ -758,7 +758,7 @@ def tunneld_min():
 # --------------------------------------------------------------------------
 # features: a test marked needs("tls") is skipped against a binary built
 # without TLS (the all-off build runs the suite too). `tunneld --version`
-# lists what is compiled in: "(+auth +tls +ipv6 +splice +http-tunnel)".
+# lists what is compiled in: "(+auth +tls +ipv6 +splice +http-tunnel +sandbox)".
 
 @functools.lru_cache(maxsize=None)
 def binary_features():

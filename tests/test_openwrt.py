@@ -255,7 +255,7 @@ def config_in_symbols():
 
 def test_config_in_symbols_are_kconfig_symbols():
     syms = config_in_symbols()
-    assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE",
+    assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE", "TUNNELD_SANDBOX",
                     "TUNNELD_HTTP_TUNNEL"]
     kconfig = re.findall(r"^config (\w+)", (REPO / "Kconfig").read_text(), re.M)
     assert {s.removeprefix("TUNNELD_") for s in syms} <= set(kconfig)
@@ -295,7 +295,7 @@ def test_compile_without_tls(source_tree):
     assert not (source_tree / "build").exists(), "fetched or built a library"
     v = subprocess.run([str(source_tree / "tunneld"), "--version"], capture_output=True,
                        text=True, check=True, timeout=10).stdout
-    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel)"
+    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel -sandbox)"
 
 
 def test_compile_with_tls_links_system_mbedtls(source_tree):

@@ -1,0 +1,412 @@
+/* The syscall sandbox: seccomp-bpf allow-lists, one per stage of a
+ * connection's process (sandbox.h), built at run time from the C library's
+ * syscall numbers for the CPU it was compiled for.
+ *
+ * The kernel ABI's few constants are spelt here rather than taken from
+ * <linux/seccomp.h>, <linux/filter.h> and <linux/audit.h>: musl toolchains
+ * (Debian's musl-gcc, ours for routers) have no kernel headers, and these
+ * numbers never change. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sandbox.h"
+
+#if CONFIG_SANDBOX
+
+/* The architecture a filter checks first: another ABI of the same CPU
+ * (i386 on x86_64, say) numbers its system calls differently. */
+#if defined(__x86_64__) && !defined(__ILP32__)
+#define ARCH 0xc000003eu        /* AUDIT_ARCH_X86_64 */
+#elif defined(__aarch64__) && !defined(__AARCH64EB__)
+#define ARCH 0xc00000b7u        /* AUDIT_ARCH_AARCH64 */
+#elif defined(__arm__) && defined(__ARM_EABI__) && !defined(__ARMEB__)
+#define ARCH 0x40000028u        /* AUDIT_ARCH_ARM */
+#elif defined(__mips__) && defined(_ABIO32) && _MIPS_SIM == _ABIO32
+#ifdef __MIPSEL__
+#define ARCH 0x40000008u        /* AUDIT_ARCH_MIPSEL */
+#else
+#define ARCH 0x00000008u        /* AUDIT_ARCH_MIPS */
+#endif
+#elif defined(__i386__)
+#define ARCH 0x40000003u        /* AUDIT_ARCH_I386 */
+#elif defined(__riscv) && __riscv_xlen == 64
+#define ARCH 0xc00000f3u        /* AUDIT_ARCH_RISCV64 */
+#endif
+
+#ifndef ARCH
+int sandbox_enter(enum sandbox_stage st)
+{
+	(void)st;
+	return -1;  /* a CPU whose numbers are not checked here */
+}
+#else
+
+/* struct sock_filter, and the classic BPF instructions a filter needs. */
+struct insn {
+	uint16_t code;
+	uint8_t jt, jf;
+	uint32_t k;
+};
+struct prog {
+	unsigned short len;
+	struct insn *insns;
+};
+#define LD_ABS  0x20            /* BPF_LD | BPF_W | BPF_ABS */
+#define JEQ     0x15            /* BPF_JMP | BPF_JEQ | BPF_K */
+#define JSET    0x45            /* BPF_JMP | BPF_JSET | BPF_K */
+#define AND     0x54            /* BPF_ALU | BPF_AND | BPF_K */
+#define RET     0x06            /* BPF_RET | BPF_K */
+#define ALLOW   0x7fff0000u     /* SECCOMP_RET_ALLOW */
+#ifdef SANDBOX_DEBUG
+#define DENY    0x00030000u     /* SECCOMP_RET_TRAP: SIGSYS, logged below */
+#else
+#define DENY    0x80000000u     /* SECCOMP_RET_KILL_PROCESS */
+#endif
+#define MODE_FILTER 2           /* SECCOMP_MODE_FILTER */
+/* struct seccomp_data: nr, arch, then 64-bit arguments from offset 16,
+ * whose low half comes last on a big-endian CPU. */
+#define OFF_NR   0
+#define OFF_ARCH 4
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define OFF_ARG(i) (16 + 8 * (i) + 4)
+#else
+#define OFF_ARG(i) (16 + 8 * (i))
+#endif
+#define X32_BIT 0x40000000u
+
+/* Socket kinds per stage: a family, and the types it may have (bit T for
+ * type T, SOCK_NONBLOCK and SOCK_CLOEXEC aside). */
+struct kind {
+	int family;
+	unsigned types;
+};
+#define T(t) (1u << (t))
+
+/* Every stage: moving bytes on the descriptors it has, time, memory,
+ * signals, the end; and a datagram socket to /dev/log should the syslog
+ * daemon have restarted (log.c). Names differ between CPUs: the 32-bit
+ * ones have 64-bit variants (and musl calls the time64 ones), aarch64 has
+ * no poll(2) nor fstat(2). */
+static const int common_any[] = {
+	SYS_read, SYS_write, SYS_readv, SYS_writev, SYS_close, SYS_sendto, SYS_recvfrom,
+	SYS_shutdown, SYS_setsockopt, SYS_getsockopt, SYS_getsockname, SYS_getpeername,
+	SYS_connect, SYS_getrandom, SYS_getpid, SYS_gettid, SYS_getuid, SYS_geteuid,
+	SYS_getgid, SYS_getegid, SYS_exit, SYS_exit_group,
+	SYS_rt_sigreturn, SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_brk, SYS_munmap,
+	SYS_mremap, SYS_madvise, SYS_fcntl, SYS_ppoll, SYS_clock_gettime, SYS_restart_syscall,
+	SYS_statx,
+#ifdef SYS_fstat
+	SYS_fstat,
+#endif
+#ifdef SYS_newfstatat
+	SYS_newfstatat,
+#endif
+#ifdef SYS_fstat64
+	SYS_fstat64, SYS_fstatat64,
+#endif
+#ifdef SYS_fcntl64
+	SYS_fcntl64,
+#endif
+#ifdef SYS_poll
+	SYS_poll,
+#endif
+#ifdef SYS_ppoll_time64
+	SYS_ppoll_time64,
+#endif
+#ifdef SYS_clock_gettime64
+	SYS_clock_gettime64,
+#endif
+#ifdef SYS_gettimeofday
+	SYS_gettimeofday,
+#endif
+#ifdef SYS_sigreturn
+	SYS_sigreturn,
+#endif
+#if defined(SYS_send) && defined(SYS_recv)
+	SYS_send, SYS_recv,
+#endif
+};
+
+/* The relay: splice(2) through a pipe (relay.c). */
+static const int relay_any[] = { SYS_pipe2, SYS_splice };
+static const struct kind relay_kinds[] = { { AF_UNIX, T(SOCK_DGRAM) } };
+
+/* A session holder: its clients come and go over unix sockets (handed
+ * over, handed on, sent for a fresh process). */
+static const int session_any[] = { SYS_accept4, SYS_sendmsg, SYS_recvmsg };
+static const struct kind session_kinds[] = {
+	{ AF_UNIX, T(SOCK_DGRAM) | T(SOCK_SEQPACKET) },
+};
+
+/* A request: the files are read, but name lookup reads its own (resolv.conf,
+ * hosts, nsswitch.conf) and with glibc maps the NSS modules it names: the
+ * one stage that may map code. Sockets to connect out, to look up names,
+ * to read this host's addresses (netlink), to reach and name sessions. */
+static const int request_any[] = {
+	SYS_lseek, SYS_bind, SYS_listen, SYS_accept4, SYS_socketpair, SYS_sendmsg,
+	SYS_recvmsg, SYS_sendmmsg, SYS_dup3, SYS_setitimer, SYS_uname, SYS_pipe2, SYS_splice,
+	SYS_mprotect,
+#ifdef SYS_mmap
+	SYS_mmap,
+#endif
+#ifdef SYS_mmap2
+	SYS_mmap2,
+#endif
+#ifdef SYS__llseek
+	SYS__llseek,
+#endif
+#ifdef SYS_dup2
+	SYS_dup2,
+#endif
+#ifdef SYS_alarm
+	SYS_alarm,
+#endif
+};
+static const struct kind request_kinds[] = {
+	{ AF_UNIX, T(SOCK_STREAM) | T(SOCK_DGRAM) | T(SOCK_SEQPACKET) },
+	{ AF_INET, T(SOCK_STREAM) | T(SOCK_DGRAM) },
+	{ AF_INET6, T(SOCK_STREAM) | T(SOCK_DGRAM) },
+	{ AF_NETLINK, T(SOCK_RAW) | T(SOCK_DGRAM) },
+};
+
+/* What a stage allows beyond common_any, and with which arguments. */
+enum {
+	S_FILES = 1,    /* open/openat with no write access, no creation;
+			   ioctl(FIONREAD) */
+	S_EXEC = 2,     /* mmap/mprotect with PROT_EXEC (else never) */
+	S_FORK = 4,     /* fork, clone as a plain fork, wait4 */
+	S_STAGE = 8,    /* prctl: only what installs a further stage */
+};
+static const struct stage {
+	const int *any;
+	int nany;
+	const struct kind *kinds;
+	int nkinds;
+	int flags;
+} stages[] = {
+#define STAGE(a, k, f) { a, sizeof a / sizeof *a, k, sizeof k / sizeof *k, f }
+	[SANDBOX_REQUEST] = STAGE(request_any, request_kinds, S_FILES | S_EXEC | S_STAGE),
+	/* inetd mode's spawner (tunneld.c): a request's calls, and fork */
+	[SANDBOX_SPAWNER] = STAGE(request_any, request_kinds, S_FILES | S_EXEC | S_STAGE | S_FORK),
+	[SANDBOX_SESSION] = STAGE(session_any, session_kinds, 0),
+	[SANDBOX_RELAY] = STAGE(relay_any, relay_kinds, 0),
+};
+
+#define PROG_MAX 512
+static struct insn prog[PROG_MAX];
+static int plen;
+
+static void emit(uint16_t code, uint32_t k, uint8_t jt, uint8_t jf)
+{
+	if (plen < PROG_MAX)
+		prog[plen++] = (struct insn){ code, jt, jf, k };
+	else
+		plen++;  /* counted: too long, and never installed */
+}
+
+/* Allow if the argument, under mask, is one of vals; else deny. */
+static void emit_arg_in(int arg, uint32_t mask, const uint32_t *vals, int n)
+{
+	emit(LD_ABS, OFF_ARG(arg), 0, 0);
+	if (mask != ~0u)
+		emit(AND, mask, 0, 0);
+	for (int i = 0; i < n; i++) {
+		emit(JEQ, vals[i], 0, 1);
+		emit(RET, ALLOW, 0, 0);
+	}
+	emit(RET, DENY, 0, 0);
+}
+
+/* Allow if the argument has none of bits; else deny. */
+static void emit_arg_none(int arg, uint32_t bits)
+{
+	emit(LD_ABS, OFF_ARG(arg), 0, 0);
+	emit(JSET, bits, 0, 1);
+	emit(RET, DENY, 0, 0);
+	emit(RET, ALLOW, 0, 0);
+}
+
+/* socket(family, type, protocol): a kind of the stage's. */
+static void emit_socket(const struct kind *k, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint32_t types[8];
+		int nt = 0;
+
+		for (int t = 0; t < 8; t++)
+			if (k[i].types & T(t))
+				types[nt++] = (uint32_t)t;
+		emit(LD_ABS, OFF_ARG(0), 0, 0);
+		emit(JEQ, (uint32_t)k[i].family, 0, (uint8_t)(3 + 2 * nt));
+		emit_arg_in(1, 0xf, types, nt);
+	}
+	emit(RET, DENY, 0, 0);
+}
+
+/* A system call allowed when its argument checks, emitted by what. */
+static void emit_call(int nr, void (*what)(const void *), const void *arg)
+{
+	int at = plen;
+
+	emit(JEQ, (uint32_t)nr, 0, 0);
+	if (what) {
+		what(arg);
+		emit(LD_ABS, OFF_NR, 0, 0);  /* the checks loaded A: have the number again */
+	} else {
+		emit(RET, ALLOW, 0, 0);
+	}
+	if (at < PROG_MAX)
+		prog[at].jf = (uint8_t)(plen - at - 2 + !what);
+	if (plen - at > 255)
+		plen = PROG_MAX + 1;
+}
+
+static void rdonly_1(const void *a) { (void)a; emit_arg_none(1, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
+static void rdonly_2(const void *a) { (void)a; emit_arg_none(2, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
+static void noexec(const void *a) { (void)a; emit_arg_none(2, PROT_EXEC); }
+static void forks(const void *a)
+{
+	(void)a;
+	emit_arg_none(0, CLONE_VM | CLONE_THREAD | CLONE_FS | CLONE_FILES | CLONE_SIGHAND |
+			 CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID);
+}
+static void stage_prctl(const void *a)
+{
+	static const uint32_t ops[] = { PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP };
+
+	(void)a;
+	emit_arg_in(0, ~0u, ops, 2);
+}
+/* glibc's pthread_once and locks, single-threaded: wait and wake only. */
+static void futex_ops(const void *a)
+{
+	static const uint32_t ops[] = { 0, 1 };  /* FUTEX_WAIT, FUTEX_WAKE */
+
+	(void)a;
+	emit_arg_in(1, 0x7f, ops, 2);  /* FUTEX_PRIVATE_FLAG aside */
+}
+/* glibc's resolver asks how long an answer is, and nothing else. */
+static void fionread(const void *a)
+{
+	static const uint32_t ops[] = { FIONREAD };
+
+	(void)a;
+	emit_arg_in(1, ~0u, ops, 1);
+}
+static void sockets(const void *a)
+{
+	const struct stage *s = a;
+
+	emit_socket(s->kinds, s->nkinds);
+}
+
+/* The filter: the right ABI, then each system call the stage allows. */
+static int build(enum sandbox_stage st)
+{
+	const struct stage *s = &stages[st];
+
+	plen = 0;
+	emit(LD_ABS, OFF_ARCH, 0, 0);
+	emit(JEQ, ARCH, 1, 0);
+	emit(RET, DENY, 0, 0);
+	emit(LD_ABS, OFF_NR, 0, 0);
+#ifdef __x86_64__
+	emit(JSET, X32_BIT, 0, 1);  /* the x32 ABI: same arch, other numbers */
+	emit(RET, DENY, 0, 0);
+#endif
+	for (size_t i = 0; i < sizeof common_any / sizeof *common_any; i++)
+		emit_call(common_any[i], NULL, NULL);
+	for (int i = 0; i < s->nany; i++)
+		emit_call(s->any[i], NULL, NULL);
+	emit_call(SYS_socket, sockets, s);
+#ifdef SYS_futex
+	emit_call(SYS_futex, futex_ops, NULL);
+#endif
+#ifdef SYS_futex_time64
+	emit_call(SYS_futex_time64, futex_ops, NULL);
+#endif
+	if (s->flags & S_FILES) {
+		emit_call(SYS_ioctl, fionread, NULL);
+		emit_call(SYS_openat, rdonly_2, NULL);
+#ifdef SYS_open
+		emit_call(SYS_open, rdonly_1, NULL);
+#endif
+	}
+	if (!(s->flags & S_EXEC)) {
+		emit_call(SYS_mprotect, noexec, NULL);
+#ifdef SYS_mmap
+		emit_call(SYS_mmap, noexec, NULL);
+#endif
+#ifdef SYS_mmap2
+		emit_call(SYS_mmap2, noexec, NULL);
+#endif
+	}
+	if (s->flags & S_STAGE)
+		emit_call(SYS_prctl, stage_prctl, NULL);
+	if (s->flags & S_FORK) {
+		emit_call(SYS_clone, forks, NULL);
+		emit_call(SYS_set_robust_list, NULL, NULL);  /* glibc's child, first */
+		emit_call(SYS_wait4, NULL, NULL);
+#ifdef SYS_fork
+		emit_call(SYS_fork, NULL, NULL);
+#endif
+	}
+	emit(RET, DENY, 0, 0);
+	return plen <= PROG_MAX ? 0 : -1;
+}
+
+#ifdef SANDBOX_DEBUG
+/* A development aid (make CFLAGS+='-DSANDBOX_DEBUG="FILE"'): the refused
+ * call's number appended to FILE before dying, instead of only in the
+ * kernel's audit log. */
+static int debug_fd = -1;
+
+static void on_sigsys(int sig, siginfo_t *si, void *uc)
+{
+	char line[64];
+	int n = snprintf(line, sizeof line, "%ld: system call %d refused\n", (long)getpid(),
+			 si->si_syscall);
+
+	(void)uc;
+	(void)!write(debug_fd, line, (size_t)n);
+	_exit(128 + sig);
+}
+#endif
+
+int sandbox_enter(enum sandbox_stage st)
+{
+	struct prog p = { 0, prog };
+
+	if (build(st) < 0) {
+		logmsg(LOG_ERR, "sandbox: filter too long");
+		return -1;
+	}
+	p.len = (unsigned short)plen;
+#ifdef SANDBOX_DEBUG
+	struct sigaction sa = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	sigaction(SIGSYS, &sa, NULL);
+	if (debug_fd < 0)
+		debug_fd = open(SANDBOX_DEBUG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+#endif
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    prctl(PR_SET_SECCOMP, MODE_FILTER, &p, 0, 0) < 0) {
+		logmsg(LOG_DEBUG, "sandbox: not installed: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+#endif
+#endif  /* CONFIG_SANDBOX */

@@ -1,0 +1,144 @@
+/* The syscall sandbox: each case forks, installs stages, makes one system
+ * call and tells whether the process lived through it or was killed. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "sandbox.h"
+
+enum { LIVES, KILLED };
+
+static void do_write(void) { (void)!write(1, "", 0); }
+static void do_read_file(void) { close(open("/dev/null", O_RDONLY)); }
+static void do_write_file(void) { close(open("/dev/null", O_WRONLY)); }
+static void do_create(void) { close(open("/tmp/tunneld-sandbox-create", O_RDONLY | O_CREAT, 0600)); }
+static void do_tcp(void) { close(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); }
+static void do_udp6(void) { close(socket(AF_INET6, SOCK_DGRAM, 0)); }
+static void do_raw(void) { close(socket(AF_INET, SOCK_RAW, 1)); }
+static void do_packet(void) { close(socket(17 /* AF_PACKET */, SOCK_DGRAM, 0)); }
+static void do_netlink(void) { close(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, 0)); }
+static void do_unix_stream(void) { close(socket(AF_UNIX, SOCK_STREAM, 0)); }
+static void do_unix_dgram(void) { close(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)); }
+static void do_unix_seq(void) { close(socket(AF_UNIX, SOCK_SEQPACKET, 0)); }
+static void do_accept(void) { (void)accept4(-1, NULL, NULL, 0); }
+static void do_exec(void)
+{
+	char *av[] = { "true", NULL };
+
+	execv("/bin/true", av);
+}
+static void do_fork(void)
+{
+	if (fork() == 0)
+		_exit(0);  /* reaped by init: the spawner never waits either */
+}
+static void do_map(void)
+{
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	munmap(m, 4096);
+}
+static void do_map_exec(void)
+{
+	void *m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	munmap(m, 4096);
+}
+static void do_prctl_seccomp(void) { (void)prctl(PR_SET_SECCOMP, 2, NULL, 0, 0); }
+static void do_ptrace(void) { (void)syscall(SYS_ptrace, 0, 0, 0, 0); }
+static void do_kill(void) { (void)kill(getppid(), 0); }
+#ifdef __x86_64__
+static void do_x32(void) { (void)syscall(0x40000000 | SYS_getpid); }
+#endif
+
+static const struct {
+	const char *what;
+	int stages[3];  /* installed in turn; -1 ends */
+	void (*call)(void);
+	int expect;
+} cases[] = {
+#define R SANDBOX_REQUEST
+#define S SANDBOX_SESSION
+#define L SANDBOX_RELAY
+#define P SANDBOX_SPAWNER
+	{ "request: write", { R, -1 }, do_write, LIVES },
+	{ "request: open read-only", { R, -1 }, do_read_file, LIVES },
+	{ "request: open for writing", { R, -1 }, do_write_file, KILLED },
+	{ "request: open O_CREAT", { R, -1 }, do_create, KILLED },
+	{ "request: TCP socket", { R, -1 }, do_tcp, LIVES },
+	{ "request: UDP6 socket", { R, -1 }, do_udp6, LIVES },
+	{ "request: netlink socket", { R, -1 }, do_netlink, LIVES },
+	{ "request: unix stream", { R, -1 }, do_unix_stream, LIVES },
+	{ "request: raw socket", { R, -1 }, do_raw, KILLED },
+	{ "request: packet socket", { R, -1 }, do_packet, KILLED },
+	{ "request: exec", { R, -1 }, do_exec, KILLED },
+	{ "request: fork", { R, -1 }, do_fork, KILLED },
+	{ "request: ptrace", { R, -1 }, do_ptrace, KILLED },
+	{ "request: kill", { R, -1 }, do_kill, KILLED },
+	{ "request: next stage", { R, -1 }, do_prctl_seccomp, LIVES },
+#ifdef __x86_64__
+	{ "request: x32 ABI", { R, -1 }, do_x32, KILLED },
+#endif
+	{ "spawner: fork", { P, -1 }, do_fork, LIVES },
+	{ "spawner: exec", { P, -1 }, do_exec, KILLED },
+	{ "spawner, request: fork", { P, R, -1 }, do_fork, KILLED },
+	{ "session: unix seqpacket", { R, S, -1 }, do_unix_seq, LIVES },
+	{ "session: accept", { R, S, -1 }, do_accept, LIVES },
+	{ "session: TCP socket", { R, S, -1 }, do_tcp, KILLED },
+	{ "session: open", { R, S, -1 }, do_read_file, KILLED },
+	{ "session: map code", { R, S, -1 }, do_map_exec, KILLED },
+	{ "relay: write", { R, L, -1 }, do_write, LIVES },
+	{ "relay: map data", { R, L, -1 }, do_map, LIVES },
+	{ "relay: map code", { R, L, -1 }, do_map_exec, KILLED },
+	{ "relay: log socket", { R, L, -1 }, do_unix_dgram, LIVES },
+	{ "relay: unix stream", { R, L, -1 }, do_unix_stream, KILLED },
+	{ "relay: TCP socket", { R, L, -1 }, do_tcp, KILLED },
+	{ "relay: open", { R, L, -1 }, do_read_file, KILLED },
+	{ "relay: accept", { R, L, -1 }, do_accept, KILLED },
+	{ "relay: next stage", { R, L, -1 }, do_prctl_seccomp, KILLED },
+	{ "relay alone: TCP socket", { L, -1 }, do_tcp, KILLED },
+};
+
+/* LIVES, KILLED, or -1 when a stage would not install. */
+static int outcome(int k)
+{
+	int status;
+	pid_t p = fork();
+
+	if (p == 0) {
+		for (int i = 0; i < 3 && cases[k].stages[i] >= 0; i++)
+			if (sandbox_enter((enum sandbox_stage)cases[k].stages[i]) < 0)
+				_exit(3);
+		cases[k].call();
+		_exit(0);
+	}
+	if (p < 0 || waitpid(p, &status, 0) != p)
+		return -1;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return LIVES;
+	/* Killed by the kernel; SANDBOX_DEBUG builds exit 128 + SIGSYS. */
+	if ((WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) ||
+	    (WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGSYS))
+		return KILLED;
+	return -1;
+}
+
+int main(void)
+{
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		int got = outcome((int)k);
+
+		CHECK(got == cases[k].expect, "%s: %s, expected %s", cases[k].what,
+		      got == LIVES ? "lives" : got == KILLED ? "killed" : "no sandbox",
+		      cases[k].expect == LIVES ? "lives" : "killed");
+	}
+	unlink("/tmp/tunneld-sandbox-create");
+	return tally("test_sandbox");
+}
