@@ -1,4 +1,5 @@
-/* Addresses, outgoing connects with a deadline, listening sockets. */
+/* Addresses, outgoing connects with a deadline (Happy Eyeballs for a name's
+ * addresses), listening sockets. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -77,42 +78,122 @@ const char *ep_str(const struct endpoint *ep, char buf[ADDRSTR_MAX])
 
 int net_connect(const struct endpoint *ep, int timeout_ms)
 {
+	struct race r = { .ep = { *ep }, .n = 1 };
+
+	return net_race(&r, now_ms() + timeout_ms, NULL, NULL);
+}
+
+/* RFC 8305 §4: A1 B1 A2 B2 ..., A the first address's family, the rest of
+ * the longer list last; the order within a family is the resolver's. */
+static void interleave(struct endpoint *ep, int n)
+{
+	struct endpoint a[RACE_MAX], b[RACE_MAX];
+	int na = 0, nb = 0, k = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (ep[i].ip.family == ep[0].ip.family)
+			a[na++] = ep[i];
+		else
+			b[nb++] = ep[i];
+	}
+	for (int i = 0; i < na || i < nb; i++) {
+		if (i < na)
+			ep[k++] = a[i];
+		if (i < nb)
+			ep[k++] = b[i];
+	}
+}
+
+/* A non-blocking socket with its connect under way (or done), or -1. */
+static int attempt(const struct endpoint *ep)
+{
 	struct sockaddr_storage ss;
 	socklen_t len = ep_to_sockaddr(ep, &ss);
-	struct pollfd pfd;
-	int fd, err = 0, r;
-	socklen_t elen = sizeof err;
+	int fd, err;
 
 	fd = socket(ep->ip.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&ss, len) == 0)
-		goto done;
-	if (errno != EINPROGRESS)
-		goto fail;
-	pfd.fd = fd;
-	pfd.events = POLLOUT;
-	do
-		r = poll(&pfd, 1, timeout_ms);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		errno = ETIMEDOUT;
-	if (r <= 0)
-		goto fail;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-		goto fail;
-	if (err) {
-		errno = err;
-		goto fail;
-	}
-done:
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	return fd;
-fail:
+	if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS)
+		return fd;
 	err = errno;
 	close(fd);
 	errno = err;
 	return -1;
+}
+
+/* One poll() set holds every attempt under way: at[k] is the address of
+ * p[k]. A finished attempt leaves the set by taking the last one's place. */
+int net_race(struct race *r, long long deadline,
+	     int (*allow)(void *arg, const struct endpoint *ep), void *arg)
+{
+	struct pollfd p[RACE_MAX];
+	int at[RACE_MAX], np = 0, next = 0, fd = -1, err = EHOSTUNREACH;
+	long long now, start_next = 0;  /* when the next attempt may start */
+
+	interleave(r->ep, r->n);
+	for (int i = 0; i < r->n; i++)
+		r->err[i] = -1;
+	r->won = -1;
+	while (fd < 0) {
+		now = now_ms();
+		if (next < r->n && now >= start_next && now < deadline) {
+			int i = next++;
+
+			if (allow && !allow(arg, &r->ep[i]))
+				continue;
+			if ((p[np].fd = attempt(&r->ep[i])) < 0) {
+				err = r->err[i] = errno;
+				continue;
+			}
+			p[np].events = POLLOUT;
+			at[np++] = i;
+			start_next = now_ms() + 250;  /* RFC 8305 §5: Connection Attempt Delay */
+			continue;
+		}
+		if (!np && next == r->n)
+			break;
+		if (now >= deadline) {
+			err = ETIMEDOUT;
+			break;
+		}
+		long long until = next < r->n && start_next < deadline ? start_next : deadline;
+
+		if (poll(p, (nfds_t)np, (int)(until - now)) < 0 && errno != EINTR) {
+			err = errno;
+			break;
+		}
+		for (int k = 0; k < np && fd < 0;) {
+			int e = 0;
+			socklen_t elen = sizeof e;
+
+			if (!p[k].revents) {
+				k++;
+				continue;
+			}
+			if (getsockopt(p[k].fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
+				e = errno;
+			r->err[at[k]] = e;
+			if (!e) {
+				fd = p[k].fd;
+				r->won = at[k];
+			} else {
+				close(p[k].fd);
+				start_next = 0;  /* a failure starts the next at once */
+				err = e;
+			}
+			p[k] = p[--np];
+			at[k] = at[np];
+		}
+	}
+	for (int k = 0; k < np; k++) {
+		close(p[k].fd);
+		r->err[at[k]] = fd < 0 ? ETIMEDOUT : ECANCELED;
+	}
+	if (fd < 0) {
+		errno = err;
+		return -1;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
 }
 
 int net_is_local(const struct endpoint *ep)

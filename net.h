@@ -26,6 +26,29 @@ const char *ep_str(const struct endpoint *ep, char buf[ADDRSTR_MAX]);
  * socket, or -1 with errno (ETIMEDOUT when the time ran out). */
 int net_connect(const struct endpoint *ep, int timeout_ms);
 
+/* Addresses one race holds: sockets open at once at most. */
+#define RACE_MAX 16
+
+/* The addresses of one name, raced as RFC 8305 says (net_race()), and
+ * after the race what became of each: -1 never tried, 0 connected, else
+ * the errno (ETIMEDOUT: still pending at the deadline, ECANCELED: another
+ * won first). */
+struct race {
+	struct endpoint ep[RACE_MAX];
+	int err[RACE_MAX];
+	int n, won;
+};
+
+/* Connect to the first of r->ep[0..n) to answer, before deadline (now_ms()).
+ * The list is reordered with families alternating, the first address's
+ * family first; attempts start 250 ms apart, or at once when the last one
+ * failed, each only if allow(arg, ep) says so (NULL: every address). The
+ * others are closed. Returns the blocking socket, r->won its index; or -1
+ * with errno ETIMEDOUT when the deadline came first, else the last
+ * attempt's error (EHOSTUNREACH: none was allowed). */
+int net_race(struct race *r, long long deadline,
+	     int (*allow)(void *arg, const struct endpoint *ep), void *arg);
+
 /* Whether ep is an address of this host (bind test). */
 int net_is_local(const struct endpoint *ep);
 

@@ -42,7 +42,6 @@
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 #define LISTEN_MAX 16
-#define ADDRS_MAX 16    /* resolved addresses tried per request */
 
 struct opts {
 	const char *listen[LISTEN_MAX];
@@ -278,7 +277,7 @@ static void dns_alarm(int sig)
 	siglongjmp(conn.dns_jmp, 1);
 }
 
-static struct addrinfo *resolve(struct conn *c)
+static struct addrinfo *resolve(struct conn *c, long long deadline)
 {
 	struct addrinfo hints = { 0 }, *res = NULL;
 	int r;
@@ -304,7 +303,10 @@ static struct addrinfo *resolve(struct conn *c)
 	if (sigsetjmp(c->dns_jmp, 1))
 		reply_and_exit(c, 504, "dns-timeout", 0);
 	signal(SIGALRM, dns_alarm);
-	alarm((unsigned)c->o->connect_timeout);
+	/* Whole seconds, rounded up: the lookup is the first step of the
+	 * connect phase, so this overshoots the deadline by no more than the
+	 * microseconds since it was set. */
+	alarm((unsigned)((deadline - now_ms() + 999) / 1000));
 	r = getaddrinfo(c->req.host, NULL, &hints, &res);
 	alarm(0);
 	signal(SIGALRM, SIG_DFL);
@@ -313,50 +315,77 @@ static struct addrinfo *resolve(struct conn *c)
 	return res;
 }
 
-/* Try each resolved address the rules allow, in order; connect only to an
- * address that was checked. Returns the connected socket. */
+/* What open_target() checks before each connect attempt, and counts. */
+struct pick {
+	struct conn *c;
+	struct acl_query *q;
+	int tried, loop;
+};
+
+/* The loop check and the rules, before an attempt starts: an address they
+ * deny is never connected to. */
+static int pick_addr(void *arg, const struct endpoint *ep)
+{
+	struct pick *pk = arg;
+	char s[ADDRSTR_MAX];
+	int line, verdict;
+
+	if (is_loop(pk->c, ep)) {
+		pk->loop = 1;
+		return 0;
+	}
+	pk->q->addr = &ep->ip;
+	verdict = acl_check(pk->c->o->acl, pk->q, &line);
+	if (verdict == ACL_NEED_HELLO) {
+		read_hello(pk->c, pk->q);
+		verdict = acl_check(pk->c->o->acl, pk->q, &line);
+	}
+	if (verdict != ACL_ALLOW) {
+		logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep_str(ep, s), line);
+		return 0;
+	}
+	logmsg(LOG_DEBUG, "%s: connecting", ep_str(ep, s));
+	pk->tried++;
+	return 1;
+}
+
+/* Race the resolved addresses the rules allow (net_race(): RFC 8305, at
+ * most RACE_MAX). One deadline, --connect-timeout from here, bounds the
+ * lookup and every attempt together. Returns the connected socket. */
 static int open_target(struct conn *c, struct acl_query *q)
 {
-	struct addrinfo *res = resolve(c), *ai;
-	int fd = -1, tried = 0, timedout = 0, loop = 0, seen = 0, line, verdict;
+	long long deadline = now_ms() + c->o->connect_timeout * 1000LL;
+	struct addrinfo *res = resolve(c, deadline), *ai;
+	struct race r = { .n = 0 };
+	struct pick pk = { c, q, 0, 0 };
+	char s[ADDRSTR_MAX];
+	int fd, err;
 
-	for (ai = res; ai && fd < 0 && seen < ADDRS_MAX; ai = ai->ai_next, seen++) {
-		struct endpoint ep;
-		char s[ADDRSTR_MAX];
-
-		ep_from_sockaddr(&ep, ai->ai_addr);
-		ep.port = c->req.port;
-		if (!tried)
-			c->target = ep;
-		if (is_loop(c, &ep)) {
-			loop = 1;
-			continue;
-		}
-		q->addr = &ep.ip;
-		verdict = acl_check(c->o->acl, q, &line);
-		if (verdict == ACL_NEED_HELLO) {
-			read_hello(c, q);
-			verdict = acl_check(c->o->acl, q, &line);
-		}
-		if (verdict != ACL_ALLOW) {
-			logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep_str(&ep, s), line);
-			continue;
-		}
-		tried++;
-		c->target = ep;
-		fd = net_connect(&ep, c->o->connect_timeout * 1000);
-		if (fd < 0) {
-			timedout |= errno == ETIMEDOUT;
-			logmsg(LOG_DEBUG, "%s: %s", ep_str(&ep, s), strerror(errno));
-		}
+	for (ai = res; ai && r.n < RACE_MAX; ai = ai->ai_next) {
+		ep_from_sockaddr(&r.ep[r.n], ai->ai_addr);
+		r.ep[r.n++].port = c->req.port;
 	}
 	if (!c->req.literal)
 		freeaddrinfo(res);
-	if (fd >= 0)
+	fd = net_race(&r, deadline, pick_addr, &pk);
+	err = errno;
+	c->target = r.ep[0];
+	for (int i = 0; i < r.n; i++) {
+		if (r.err[i] < 0)
+			continue;
+		c->target = r.ep[i];  /* the last one tried, unless one won */
+		logmsg(LOG_DEBUG, "%s: %s", ep_str(&r.ep[i], s),
+		       r.err[i] ? strerror(r.err[i]) : "connected");
+	}
+	if (fd >= 0) {
+		c->target = r.ep[r.won];
 		return fd;
-	if (!tried)
-		reply_and_exit(c, 403, loop ? "loop" : "denied", 0);
-	reply_and_exit(c, timedout ? 504 : 502, timedout ? "connect-timeout" : "connect-failed", 0);
+	}
+	if (err == ETIMEDOUT)
+		reply_and_exit(c, 504, "connect-timeout", 0);
+	if (!pk.tried)
+		reply_and_exit(c, 403, pk.loop ? "loop" : "denied", 0);
+	reply_and_exit(c, 502, "connect-failed", 0);
 }
 
 /* The rule and credential files: read once with --listen, for every

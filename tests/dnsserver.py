@@ -36,6 +36,9 @@ ZONE = {
     "mixed.test": {"A": ["127.0.0.2", "127.0.0.1"]},
     # what a real resolver answers for "localhost." (RFC 6761)
     "localhost": {"A": ["127.0.0.1"], "AAAA": ["::1"]},
+    # test_connect.py: ::1 sorts first; sixteen addresses for one name
+    "v6-first.test": {"AAAA": ["::1"], "A": ["127.0.0.1"]},
+    "silent16.test": {"A": [f"127.0.0.{i}" for i in range(10, 26)]},
     "nx.test": NXDOMAIN,
     "slow.test": DROP,
 }
