@@ -120,6 +120,11 @@ $(CROSS_DIR)/tunnel-$(1)-notls: $$(CROSS_TUNNEL_SRCS) $$(HDRS) | deps-cross $$(C
 $(CROSS_DIR)/tunneld-$(1)-min: $$(CORE_SRCS) $$(HDRS) | deps-cross $$(CROSS_PRE_$(1))
 	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(MIN_DEFS) -o $$@ $$(CORE_SRCS)
 	@$$(call cross_size,$$@)
+# The sandbox's filters, run through the unit test's interpreter: the CPU's
+# numbers, architecture word and argument layout (qemu-user cannot filter).
+$(CROSS_DIR)/test_sandbox-$(1): tests/unit/test_sandbox.c sandbox.c log.c $$(HDRS) \
+		| deps-cross $$(CROSS_PRE_$(1))
+	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -I. -o $$@ tests/unit/test_sandbox.c log.c
 CROSS_BINS_$(1) = $$(addprefix $(CROSS_DIR)/,tunneld-$(1) tunneld-$(1)-notls tunneld-$(1)-min \
 	tunnel-$(1) tunnel-$(1)-notls)
 cross-$(1): $$(CROSS_BINS_$(1))
@@ -176,7 +181,8 @@ deps-cross:
 # build through the tests of what it refuses and the client. Not here:
 # test_faults.py (its descriptor and process limits leave qemu-user itself
 # no room: the wrapper's shell and qemu need descriptors, qemu a thread),
-# test_load.py (its timings are not an emulator's), the launcher tests
+# test_load.py (its timings are not an emulator's), test_sandbox.py
+# (qemu-user installs no seccomp filter), the launcher tests
 # (inetd, tcpserver, OpenWrt's procd) and test_docs.py, test_kconfig.py,
 # test_openwrt.py (they build, or read files). Each ARCH has its own test
 # DNS address, so that `make -j3 check-cross` runs them at once.
@@ -188,8 +194,10 @@ CROSS_TEST_DNS_armhf ?= 127.0.0.91
 CROSS_TEST_DNS_mipsel ?= 127.0.0.92
 CROSS_TEST_DNS_mips ?= 127.0.0.93
 define cross_check
-check-cross-$(1): deps $$(CROSS_BINS_$(1)) $$(patsubst $(CROSS_DIR)/%,$(CROSS_DIR)/run-%,$$(CROSS_BINS_$(1)))
-	@rc=0; for v in "" -notls; do \
+check-cross-$(1): deps $$(CROSS_BINS_$(1)) $$(patsubst $(CROSS_DIR)/%,$(CROSS_DIR)/run-%,$$(CROSS_BINS_$(1))) \
+		$(CROSS_DIR)/test_sandbox-$(1)
+	@rc=0; $(CROSS_QEMU_$(1)) $(CROSS_DIR)/test_sandbox-$(1) --no-kernel || rc=1; \
+	for v in "" -notls; do \
 		tests='$$(CROSS_TESTS)'; [ -z "$$$$v" ] || tests='$$(CROSS_NOTLS_TESTS)'; \
 		echo "check-cross: $(1)$$$$v (qemu: $(CROSS_QEMU_$(1)))"; \
 		TUNNELD_TEST_DNS=$$(CROSS_TEST_DNS_$(1)) TUNNELD=$(CROSS_DIR)/run-tunneld-$(1)$$$$v \
