@@ -7,6 +7,18 @@ CC ?= cc
 CFLAGS ?= -Os -g
 WERROR ?= $(if $(CI),-Werror)
 XCFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR)
+# Hardening, on every build of tunneld and tunnel (host, static, cross) and
+# on the libraries linked into them: stack canaries, glibc's checked string
+# and memory calls (musl has no _FORTIFY_SOURCE: there it does nothing),
+# a read-only GOT after start-up, and a position-independent executable,
+# -static-pie for the static builds. HARDEN= builds as before (no PIE when
+# -fPIE is not in it). Fortify needs -O1 or more: a CFLAGS of -O0 wants HARDEN=.
+HARDEN ?= -fstack-protector-strong -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2 -fPIE \
+	-Wl,-z,relro,-z,now
+HARDEN_CC = $(filter-out -Wl%,$(HARDEN))
+HARDEN_PIE = $(if $(filter -fPIE,$(HARDEN)),-pie)
+HARDEN_STATIC = $(if $(filter -fPIE,$(HARDEN)),-static-pie,-static)
+HOST_FLAGS = $(CFLAGS) $(XCFLAGS) $(HARDEN) $(HARDEN_PIE)
 PYTHON ?= /usr/bin/python3
 
 all: tunneld
@@ -28,7 +40,13 @@ SRCS = $(CORE_SRCS)
 ifeq ($(CONFIG_HTTP_TUNNEL),1)
 SRCS += $(TUNNEL_SERVER_SRCS)
 endif
-HDRS = $(wildcard *.h) config.h
+HDRS = $(wildcard *.h) config.h $(HARDEN_STAMP)
+# The hardening flags last used, rewritten when they change, so that a
+# different HARDEN rebuilds every binary (and nothing else does).
+HARDEN_STAMP = build/harden.flags
+$(HARDEN_STAMP): harden-force
+	@mkdir -p $(@D)
+	@echo '$(HARDEN)' | cmp -s - $@ || echo '$(HARDEN)' > $@
 ifeq ($(CONFIG_AUTH),1)
 SRCS += auth.c
 HOST_LIBS += -lcrypt
@@ -43,12 +61,13 @@ $(MUSL_SRC)/src/crypt/%.c:
 # Fetched sources, not intermediates: make must not delete them.
 .PRECIOUS: $(MUSL_SRC)/src/crypt/%.c
 # Their code, their warnings: compiled as musl compiles it, not with ours.
-build/musl-crypt/%.o: $(MUSL_SRC)/src/crypt/%.c | deps-static
+build/musl-crypt/%.o: $(MUSL_SRC)/src/crypt/%.c Makefile | deps-static
 	@mkdir -p $(@D)
-	musl-gcc -Os -w -ffunction-sections -fdata-sections -c -o $@ $<
+	musl-gcc -Os -w -ffunction-sections -fdata-sections $(HARDEN_CC) -c -o $@ $<
 endif
-# SYSTEM_MBEDTLS=1 links the system's mbedTLS 3.6 (OpenWrt's libmbedtls)
-# instead of building one with the project's config.
+# SYSTEM_MBEDTLS=1 links the system's mbedTLS (OpenWrt's libmbedtls), 3.6.6
+# or newer (tls.c stops the build on an older one), instead of building one
+# with the project's config.
 ifeq ($(SYSTEM_MBEDTLS),1)
 MBEDTLS_HOST_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
 MBEDTLS_CFLAGS = -DTUNNELD_SYSTEM_MBEDTLS
@@ -62,13 +81,37 @@ endif
 
 # Linked beside and renamed: a running tunneld keeps its old file.
 tunneld: $(SRCS) $(HDRS) $(filter %.a,$(HOST_LIBS))
-	$(CC) $(CFLAGS) $(XCFLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(SRCS) $(HOST_LIBS) && mv $@.new $@
+	$(CC) $(HOST_FLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(SRCS) $(HOST_LIBS) && mv $@.new $@
 
 # A static, stripped musl binary: what goes on a router.
-STATIC_FLAGS = -Os -static $(XCFLAGS) -ffunction-sections -fdata-sections -Wl,--gc-sections -s
+STATIC_FLAGS = -Os $(HARDEN_STATIC) $(XCFLAGS) $(HARDEN) -ffunction-sections -fdata-sections \
+	-Wl,--gc-sections
+# Linked unstripped into build/debug (symbols for a router's crash, and
+# for tests/test_hardening.py), then stripped beside the Makefile.
+DEBUG_DIR = build/debug
+static_strip = strip -o $@ $(DEBUG_DIR)/$@
+# The static link goes through a copy of musl-gcc's specs that knows
+# -static-pie: Debian's (musl 1.2.3) always starts a program with Scrt1.o,
+# where a static PIE needs rcrt1.o (which musl-dev ships), and passes ld no
+# -pie. musl 1.2.5's own specs do both, as this copy then does.
+MUSL_GCC ?= gcc
+MUSL_SPECS = build/musl-gcc.specs
+MUSL_CC = $(MUSL_GCC) -specs $(CURDIR)/$(MUSL_SPECS)
+$(MUSL_SPECS): | deps-static
+	@mkdir -p $(@D)
+	@spec=$$(sed -n 's/.*-specs "\([^"]*\)".*/\1/p' "$$(command -v musl-gcc)"); \
+	if grep -q static-pie "$$spec"; then cp "$$spec" $@.tmp; else sed \
+		-e 's|%{!shared: *\([^ }]*\)/Scrt1\.o}|%{shared:;static-pie:\1/rcrt1.o;:\1/Scrt1.o}|' \
+		-e 's|%{static:-static}|& %{static-pie:-static -pie --no-dynamic-linker -z text}|' \
+		"$$spec" > $@.tmp; fi; \
+	grep -q 'static-pie:[^ ]*rcrt1\.o' $@.tmp || { rm -f $@.tmp; \
+		echo "$@: no static-pie start file in $$spec: build with HARDEN=" >&2; exit 1; }; \
+	mv $@.tmp $@
 static: tunneld-static
-tunneld-static: $(SRCS) $(HDRS) $(MUSL_LIBS) | deps-static
-	musl-gcc $(STATIC_FLAGS) $(TLS_CFLAGS) $(MUSL_DEFS) -o $@ $(SRCS) $(MUSL_LIBS)
+tunneld-static: $(SRCS) $(HDRS) $(MUSL_LIBS) $(MUSL_SPECS) | deps-static
+	@mkdir -p $(DEBUG_DIR)
+	$(MUSL_CC) $(STATIC_FLAGS) $(TLS_CFLAGS) $(MUSL_DEFS) -o $(DEBUG_DIR)/$@ $(SRCS) $(MUSL_LIBS)
+	$(static_strip)
 	@ls -l $@ | awk '{ print "tunneld-static: " $$5 " bytes" }'
 $(filter %.a,$(MUSL_LIBS)): | deps-static
 
@@ -86,9 +129,11 @@ static: tunnel-static
 install: install-tunnel
 endif
 tunnel: $(TUNNEL_SRCS) $(HDRS) $(filter %.a,$(TUNNEL_HOST_LIBS))
-	$(CC) $(CFLAGS) $(XCFLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(TUNNEL_SRCS) $(TUNNEL_HOST_LIBS) && mv $@.new $@
-tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) | deps-static
-	musl-gcc $(STATIC_FLAGS) $(TLS_CFLAGS) -o $@ $(TUNNEL_SRCS) $(TUNNEL_MUSL_LIBS)
+	$(CC) $(HOST_FLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(TUNNEL_SRCS) $(TUNNEL_HOST_LIBS) && mv $@.new $@
+tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) $(MUSL_SPECS) | deps-static
+	@mkdir -p $(DEBUG_DIR)
+	$(MUSL_CC) $(STATIC_FLAGS) $(TLS_CFLAGS) -o $(DEBUG_DIR)/$@ $(TUNNEL_SRCS) $(TUNNEL_MUSL_LIBS)
+	$(static_strip)
 	@ls -l $@ | awk '{ print "tunnel-static: " $$5 " bytes" }'
 
 # Every feature off: the smallest router build, and proof that each
@@ -96,16 +141,18 @@ tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) | deps-static
 MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0 \
 	-DCONFIG_SANDBOX=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
+	$(CC) $(HOST_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 # One feature off at a time, for the checks of each alone.
 tunneld-noauth: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
-	$(CC) $(CFLAGS) $(XCFLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 \
+	$(CC) $(HOST_FLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 \
 		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) tls.c $(MBEDTLS_HOST_LIBS)
 tunneld-notls: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -DCONFIG_HTTP_TUNNEL=1 -o $@ \
+	$(CC) $(HOST_FLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -DCONFIG_HTTP_TUNNEL=1 -o $@ \
 		$(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c -lcrypt
-tunneld-min-static: $(CORE_SRCS) $(HDRS) | deps-static
-	musl-gcc $(STATIC_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
+tunneld-min-static: $(CORE_SRCS) $(HDRS) $(MUSL_SPECS) | deps-static
+	@mkdir -p $(DEBUG_DIR)
+	$(MUSL_CC) $(STATIC_FLAGS) $(MIN_DEFS) -o $(DEBUG_DIR)/$@ $(CORE_SRCS)
+	$(static_strip)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
 
 # Cross builds for armhf, mipsel and mips, tested under qemu-user (make cross, check-cross).
@@ -130,6 +177,10 @@ run: tunneld
 # The sanitizer builds: AddressSanitizer and UBSan, every report fatal and
 # logged under build/asan, where check-asan looks for them after the
 # end-to-end tests. No leak check: a one-connection process ends with exit().
+# No HARDEN here, nor in fuzz.mk: ASan's redzones check the stack and every
+# buffer better than canaries and fortify, whose checked calls would hide
+# the copies from ASan's interceptors; these builds are PIE by the compiler's
+# default.
 SAN_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 SAN_ENV = ASAN_OPTIONS=log_path=$(CURDIR)/build/asan/asan:detect_leaks=0 \
 	UBSAN_OPTIONS=log_path=$(CURDIR)/build/asan/ubsan:print_stacktrace=1
@@ -161,11 +212,11 @@ TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/u
 tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c $(HDRS)
 	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c
 tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_http.c http.c
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c
 tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 
 # What the tests use, installed when missing (Debian). The servers among
 # them (squid, sshd, openbsd-inetd) are only started by the tests, on
@@ -241,6 +292,8 @@ clean:
 	rm -f tunneld tunneld.new tunneld-static tunneld-min tunneld-min-static \
 		tunneld-noauth tunneld-notls tunnel tunnel.new tunnel-static tunneld-asan tunnel-asan \
 		config.h config.mk $(TEST_BINS)
+	rm -rf $(DEBUG_DIR) $(MUSL_SPECS) $(HARDEN_STAMP)
 
-.PHONY: all static run deps deps-static deps-kconfig menuconfig defconfig oldconfig \
+harden-force:
+.PHONY: harden-force all static run deps deps-static deps-kconfig menuconfig defconfig oldconfig \
 	check check-asan check-valgrind install install-tunnel clean

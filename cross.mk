@@ -48,11 +48,11 @@ cross_musl_specs = $(CURDIR)/$(CROSS_DIR)/musl-$(1)/lib/musl-gcc.specs
 CROSS_CC_armhf = arm-linux-gnueabihf-gcc -specs $(call cross_musl_specs,armhf)
 CROSS_CC_mipsel = mipsel-linux-gnu-gcc -specs $(call cross_musl_specs,mipsel)
 CROSS_CC_mips = mips-linux-gnu-gcc
-CROSS_CC_x86_64 = musl-gcc
+CROSS_CC_x86_64 = $(MUSL_CC)
 CROSS_PRE_armhf = $(CROSS_DIR)/musl-armhf/lib/libc.a
 CROSS_PRE_mipsel = $(CROSS_DIR)/musl-mipsel/lib/libc.a
 CROSS_PRE_mips =
-CROSS_PRE_x86_64 = deps-static
+CROSS_PRE_x86_64 = deps-static $(MUSL_SPECS)
 CROSS_MBEDTLS_x86_64 = $(MBEDTLS_MUSL_LIBS)
 
 # The default features, by the -D hooks of config.h; sources named, not
@@ -63,6 +63,20 @@ CROSS_TUNNELD_SRCS = $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c
 CROSS_TUNNEL_SRCS = $(filter-out tls.c,$(TUNNEL_SRCS))
 CROSS_CRYPT_NAMES = crypt_blowfish.o crypt_sha256.o crypt_sha512.o
 MUSL_SRC ?= build/musl-src
+
+# The static link: a static PIE (HARDEN_STATIC) where the C library has one.
+# Debian's glibc for mips ships no rcrt1.o, the start file of a static PIE
+# ("ld: cannot find rcrt1.o"): that build is static, not PIE (with RELRO,
+# BIND_NOW, canaries and fortify still).
+CROSS_STATIC_FLAGS_armhf = $(STATIC_FLAGS)
+CROSS_STATIC_FLAGS_mipsel = $(STATIC_FLAGS)
+CROSS_STATIC_FLAGS_mips = $(subst -static-pie,-static,$(STATIC_FLAGS))
+CROSS_STATIC_FLAGS_x86_64 = $(STATIC_FLAGS)
+# Linked unstripped into build/cross/debug, then stripped (as `make static`).
+CROSS_STRIP_armhf = $(CROSS_TRIPLET_armhf)-strip
+CROSS_STRIP_mipsel = $(CROSS_TRIPLET_mipsel)-strip
+CROSS_STRIP_mips = $(CROSS_TRIPLET_mips)-strip
+CROSS_STRIP_x86_64 = strip
 
 cross_size = ls -l $(1) | awk '{ print "$(1): " $$5 " bytes" }'
 
@@ -76,6 +90,9 @@ $(foreach a,$(CROSS_ARCHES),$(eval $(MBEDTLS_$(a)_LIBS) build/mbedtls-$(a)/cflag
 
 # musl for ARCH: configured out of the source tree, installed (headers,
 # libc.a, crt files and a specs file for the cross gcc) in build/cross/musl-ARCH.
+# Position-independent, for a static PIE, and with HARDEN's stack
+# protector (musl leaves it out where its start-up code cannot have it).
+CROSS_MUSL_CFLAGS = -Os $(filter -f%,$(HARDEN))
 $(MUSL_SRC)/configure:
 	sh scripts/debian-src.sh musl $(MUSL_SRC)
 .PRECIOUS: $(MUSL_SRC)/configure
@@ -84,9 +101,9 @@ $(CROSS_DIR)/musl-%/lib/libc.a: $(MUSL_SRC)/configure | deps-cross
 	mkdir -p $(CROSS_DIR)/musl-$*-obj
 	@echo "  MUSL    $(CROSS_DIR)/musl-$* (log: $(CROSS_DIR)/musl-$*-obj/build.log)"
 	@cd $(CROSS_DIR)/musl-$*-obj && { $(CURDIR)/$(MUSL_SRC)/configure \
-		--target=$(CROSS_TRIPLET_$*) CC=$(CROSS_TRIPLET_$*)-gcc CFLAGS=-Os \
+		--target=$(CROSS_TRIPLET_$*) CC=$(CROSS_TRIPLET_$*)-gcc CFLAGS='$(CROSS_MUSL_CFLAGS)' \
 		--prefix=$(CURDIR)/$(CROSS_DIR)/musl-$* --disable-shared --enable-wrapper=gcc && \
-		$(MAKE) CC=$(CROSS_TRIPLET_$*)-gcc CFLAGS=-Os install; } > build.log 2>&1 || \
+		$(MAKE) CC=$(CROSS_TRIPLET_$*)-gcc CFLAGS='$(CROSS_MUSL_CFLAGS)' install; } > build.log 2>&1 || \
 		{ tail -30 build.log; exit 1; }
 	@test -f $(call cross_musl_specs,$*)
 
@@ -95,30 +112,40 @@ $(addprefix $(MUSL_SRC)/src/crypt/,$(CROSS_CRYPT_NAMES:.o=.c)): | $(MUSL_SRC)/co
 
 # Per ARCH: musl's crypt files and the five binaries.
 define cross_arch
-$(CROSS_DIR)/crypt-$(1)/%.o: $$(MUSL_SRC)/src/crypt/%.c | deps-cross $$(CROSS_PRE_$(1))
+$(CROSS_DIR)/crypt-$(1)/%.o: $$(MUSL_SRC)/src/crypt/%.c Makefile | deps-cross $$(CROSS_PRE_$(1))
 	@mkdir -p $$(@D)
-	$$(CROSS_CC_$(1)) -Os -w -ffunction-sections -fdata-sections -c -o $$@ $$<
+	$$(CROSS_CC_$(1)) -Os -w -ffunction-sections -fdata-sections $$(HARDEN_CC) -c -o $$@ $$<
 CROSS_CRYPT_$(1) = $$(addprefix $(CROSS_DIR)/crypt-$(1)/,$$(CROSS_CRYPT_NAMES))
 $(CROSS_DIR)/tunneld-$(1): $$(CROSS_TUNNELD_SRCS) tls.c $$(HDRS) $$(CROSS_CRYPT_$(1)) \
 		$$(CROSS_MBEDTLS_$(1)) | deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -DCONFIG_TLS=1 $$(MBEDTLS_CFLAGS) -o $$@ \
+	@mkdir -p $(CROSS_DIR)/debug
+	$$(CROSS_CC_$(1)) $$(CROSS_STATIC_FLAGS_$(1)) $$(CROSS_DEFS) -DCONFIG_TLS=1 $$(MBEDTLS_CFLAGS) -o $(CROSS_DIR)/debug/$$(@F) \
 		$$(CROSS_TUNNELD_SRCS) tls.c $$(CROSS_CRYPT_$(1)) $$(CROSS_MBEDTLS_$(1))
+	$$(CROSS_STRIP_$(1)) -o $$@ $(CROSS_DIR)/debug/$$(@F)
 	@$$(call cross_size,$$@)
 $(CROSS_DIR)/tunneld-$(1)-notls: $$(CROSS_TUNNELD_SRCS) $$(HDRS) $$(CROSS_CRYPT_$(1)) \
 		| deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -DCONFIG_TLS=0 -o $$@ \
+	@mkdir -p $(CROSS_DIR)/debug
+	$$(CROSS_CC_$(1)) $$(CROSS_STATIC_FLAGS_$(1)) $$(CROSS_DEFS) -DCONFIG_TLS=0 -o $(CROSS_DIR)/debug/$$(@F) \
 		$$(CROSS_TUNNELD_SRCS) $$(CROSS_CRYPT_$(1))
+	$$(CROSS_STRIP_$(1)) -o $$@ $(CROSS_DIR)/debug/$$(@F)
 	@$$(call cross_size,$$@)
 $(CROSS_DIR)/tunnel-$(1): $$(CROSS_TUNNEL_SRCS) tls.c $$(HDRS) $$(CROSS_MBEDTLS_$(1)) \
 		| deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -DCONFIG_TLS=1 $$(MBEDTLS_CFLAGS) -o $$@ \
+	@mkdir -p $(CROSS_DIR)/debug
+	$$(CROSS_CC_$(1)) $$(CROSS_STATIC_FLAGS_$(1)) $$(CROSS_DEFS) -DCONFIG_TLS=1 $$(MBEDTLS_CFLAGS) -o $(CROSS_DIR)/debug/$$(@F) \
 		$$(CROSS_TUNNEL_SRCS) tls.c $$(CROSS_MBEDTLS_$(1))
+	$$(CROSS_STRIP_$(1)) -o $$@ $(CROSS_DIR)/debug/$$(@F)
 	@$$(call cross_size,$$@)
 $(CROSS_DIR)/tunnel-$(1)-notls: $$(CROSS_TUNNEL_SRCS) $$(HDRS) | deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -DCONFIG_TLS=0 -o $$@ $$(CROSS_TUNNEL_SRCS)
+	@mkdir -p $(CROSS_DIR)/debug
+	$$(CROSS_CC_$(1)) $$(CROSS_STATIC_FLAGS_$(1)) $$(CROSS_DEFS) -DCONFIG_TLS=0 -o $(CROSS_DIR)/debug/$$(@F) $$(CROSS_TUNNEL_SRCS)
+	$$(CROSS_STRIP_$(1)) -o $$@ $(CROSS_DIR)/debug/$$(@F)
 	@$$(call cross_size,$$@)
 $(CROSS_DIR)/tunneld-$(1)-min: $$(CORE_SRCS) $$(HDRS) | deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(MIN_DEFS) -o $$@ $$(CORE_SRCS)
+	@mkdir -p $(CROSS_DIR)/debug
+	$$(CROSS_CC_$(1)) $$(CROSS_STATIC_FLAGS_$(1)) $$(MIN_DEFS) -o $(CROSS_DIR)/debug/$$(@F) $$(CORE_SRCS)
+	$$(CROSS_STRIP_$(1)) -o $$@ $(CROSS_DIR)/debug/$$(@F)
 	@$$(call cross_size,$$@)
 # The sandbox's filters, run through the unit test's interpreter: the CPU's
 # numbers, architecture word and argument layout (qemu-user cannot filter).

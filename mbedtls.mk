@@ -32,7 +32,9 @@ MBEDTLS_TOP := $(patsubst %/,%,$(dir $(MBEDTLS_MK)))
 
 MBEDTLS_SRC ?= build/mbedtls-src
 MBEDTLS_MUSL_CC ?= musl-gcc
-MBEDTLS_OPT ?= -Os -ffunction-sections -fdata-sections
+# The includer's HARDEN compile flags (stack protector, fortify, -fPIE: a
+# static PIE links only position-independent objects); none when alone.
+MBEDTLS_OPT ?= -Os -ffunction-sections -fdata-sections $(filter-out -Wl%,$(HARDEN))
 MBEDTLS_AR ?= ar
 MBEDTLS_HOST_DIR = build/mbedtls-host
 MBEDTLS_MUSL_DIR = build/mbedtls-musl

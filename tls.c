@@ -8,6 +8,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* First, so that an older library stops the build here, not in a header. */
+#include <mbedtls/version.h>
+/* Before 3.6 the TLS 1.3 and PSA calls below do not exist; 3.6.0 to 3.6.5
+ * have no call that reseeds PSA's random generator (psa_random_reseed),
+ * and do not reseed it after fork() by themselves (CVE-2026-25835). */
+#if !defined(MBEDTLS_VERSION_NUMBER) || MBEDTLS_VERSION_NUMBER < 0x03060600
+#pragma message "found mbedTLS " MBEDTLS_VERSION_STRING
+#error "tunneld needs mbedTLS 3.6.6 or newer (3.6: TLS 1.3 and PSA; 3.6.6: a reseed after fork)"
+#endif
+
 #include <mbedtls/net_sockets.h>  /* the error codes only: NET_C is off */
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -30,6 +40,37 @@ static mbedtls_pk_context key;
 static mbedtls_ssl_context ssl;
 static mbedtls_ssl_config cconf;   /* the client side's */
 static mbedtls_x509_crt ca;
+
+/* The process whose psa_crypto_init() seeded PSA's random generator. A
+ * process forked from it (a --listen worker, each of tunnel's) starts with
+ * a copy of that state, and two handshakes would then share their
+ * "random" numbers: randoms, ECDHE key shares, signature nonces. Each
+ * process reseeds it from fresh entropy before its first handshake.
+ * mbedTLS 3.6.6 also reseeds by itself when it notices the new pid (where it
+ * knows the platform as Unix-like); this does not depend on that. */
+static pid_t seeded_pid;
+
+/* Start the crypto library, or reseed it in a forked process. 0 or -1. */
+static int crypto_start(void)
+{
+	pid_t pid = getpid();
+	psa_status_t st;
+
+	if (psa_crypto_init() != PSA_SUCCESS)
+		return -1;
+	if (!seeded_pid)
+		seeded_pid = pid;
+	if (seeded_pid == pid)
+		return 0;
+	/* The pid as personalisation, as the library's own documentation
+	 * asks of a forked process; the entropy is getrandom()'s.
+	 * NOT_SUPPORTED: an external generator, which has no state here. */
+	st = psa_random_reseed((const uint8_t *)&pid, sizeof pid);
+	if (st != PSA_SUCCESS && st != PSA_ERROR_NOT_SUPPORTED)
+		return -1;
+	seeded_pid = pid;
+	return 0;
+}
 
 /* The sockets the bio callbacks use: fd 0 reads and fd 1 writes, as inetd
  * hands them to the server; tls_connect() sets both to its socket. */
@@ -61,7 +102,7 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 {
 	int r;
 
-	if (psa_crypto_init() != PSA_SUCCESS) {
+	if (crypto_start() < 0) {
 		snprintf(err, errlen, "TLS: the crypto library did not start");
 		return -1;
 	}
@@ -112,7 +153,7 @@ int tls_accept(int timeout_ms, const char **why)
 	int r;
 
 	mbedtls_ssl_init(&ssl);
-	if (mbedtls_ssl_setup(&ssl, &conf)) {
+	if (crypto_start() < 0 || mbedtls_ssl_setup(&ssl, &conf)) {
 		*why = "tls-setup";
 		return -1;
 	}
@@ -172,7 +213,7 @@ int tls_client_init(const char *cafile, char *err, size_t errlen)
 {
 	int r;
 
-	if (psa_crypto_init() != PSA_SUCCESS) {
+	if (crypto_start() < 0) {
 		snprintf(err, errlen, "TLS: the crypto library did not start");
 		return -1;
 	}
@@ -217,9 +258,8 @@ int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errl
 	long long deadline = now_ms() + timeout_ms;
 	int r;
 
-	/* Once per process; after a fork the library reseeds its generator
-	 * by itself (3.6.6), and this is only a check. */
-	if (psa_crypto_init() != PSA_SUCCESS) {
+	/* Reseeded in a process forked since the last handshake. */
+	if (crypto_start() < 0) {
 		snprintf(err, errlen, "the crypto library did not start");
 		return -1;
 	}
