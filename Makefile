@@ -210,7 +210,7 @@ check-valgrind: tunneld
 
 TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox
 tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c $(HDRS)
-	$(CC) $(CFLAGS) $(XCFLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c
 tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c
 tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)

@@ -151,7 +151,7 @@ $(CROSS_DIR)/tunneld-$(1)-min: $$(CORE_SRCS) $$(HDRS) | deps-cross $$(CROSS_PRE_
 # numbers, architecture word and argument layout (qemu-user cannot filter).
 $(CROSS_DIR)/test_sandbox-$(1): tests/unit/test_sandbox.c sandbox.c log.c $$(HDRS) \
 		| deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -I. -o $$@ tests/unit/test_sandbox.c log.c
+	$$(CROSS_CC_$(1)) $$(CROSS_STATIC_FLAGS_$(1)) $$(CROSS_DEFS) -I. -o $$@ tests/unit/test_sandbox.c log.c
 CROSS_BINS_$(1) = $$(addprefix $(CROSS_DIR)/,tunneld-$(1) tunneld-$(1)-notls tunneld-$(1)-min \
 	tunnel-$(1) tunnel-$(1)-notls)
 cross-$(1): $$(CROSS_BINS_$(1))

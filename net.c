@@ -270,7 +270,7 @@ int net_listen(const char *spec, char *err, size_t errlen)
 	if (ep.ip.family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, host[0] ? &one : &zero, sizeof one);
 	len = ep_to_sockaddr(&ep, &ss);
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
 		snprintf(err, errlen, "%s: %s", spec, strerror(errno));
 		close(fd);
 		return -1;

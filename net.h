@@ -53,7 +53,8 @@ int net_race(struct race *r, long long deadline,
 int net_is_local(const struct endpoint *ep);
 
 /* Parse "[ADDR:]PORT" ("3128", "127.0.0.1:3128", "[::1]:3128") and return a
- * listening socket, or -1 with a message in err. */
+ * bound socket, for the caller to listen(2) on once ready, or -1 with a
+ * message in err. */
 int net_listen(const char *spec, char *err, size_t errlen);
 
 /* Milliseconds on a monotonic clock. */

@@ -1232,7 +1232,11 @@ static void __attribute__((noreturn)) serve_local(struct tun *t)
 		t->listen = spec;
 	}
 	lfd = net_listen(t->listen, err, sizeof err);
-
+	if (lfd >= 0 && listen(lfd, 128) < 0) {
+		snprintf(err, sizeof err, "%s: %s", t->listen, strerror(errno));
+		close(lfd);
+		lfd = -1;
+	}
 	if (lfd < 0)
 		usage_error("--listen %s", err);
 	sa.sa_handler = on_child;  /* no SA_RESTART: accept() returns to reap */

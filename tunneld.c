@@ -1166,6 +1166,13 @@ int main(int argc, char **argv)
 		serve(&o, NULL);
 	if (o.user && drop_privileges(o.user) < 0)
 		return EXIT_USAGE;
+	/* Connections come once tunneld is what serves them: privileges
+	 * dropped (binding a port below 1024 needed them). */
+	for (int i = 0; i < o.nlisten; i++)
+		if (listen(fds[nfds - o.nlisten + i], 128) < 0) {
+			logmsg(LOG_ERR, "--listen %s: %s", o.listen[i], strerror(errno));
+			return EXIT_USAGE;
+		}
 	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
 		logmsg(LOG_ERR, "getrandom: %s", strerror(errno));
 		return 1;
