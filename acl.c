@@ -2,6 +2,8 @@
  * hold decides, none holds: deny. Evaluated once per (name, resolved
  * address) pair, so a name never vouches for the address it resolves to. */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,10 +12,13 @@
 #include "file.h"
 
 enum { C_FROM, C_TO, C_PORT, C_USER, C_TLS, C_SNI };
-enum { I_CIDR, I_NAME, I_SUFFIX, I_ANY, I_PORT, I_USER };
+enum { I_CIDR, I_NAME, I_SUFFIX, I_ANY, I_PORT, I_USER, I_SELF };
 
+/* "self" last: the lists before it decide most addresses without a
+ * look at the interfaces. */
 const char acl_builtin[] =
-	"deny to 127.0.0.0/8,::1,0.0.0.0/8,::,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8\n"
+	"deny to 127.0.0.0/8,::1,0.0.0.0/8,::,169.254.0.0/16,fe80::/10,224.0.0.0/4,ff00::/8,"
+	"self\n"
 	"allow port 443\n"
 	"deny\n";
 
@@ -139,6 +144,8 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 	case C_TO:
 		if (!strcmp(s, "*")) {
 			it->kind = I_ANY;
+		} else if (!strcmp(s, "self")) {
+			it->kind = I_SELF;  /* a host named so is written "self." */
 		} else if (!strncmp(s, "*.", 2) && is_name(s + 2)) {
 			it->kind = I_SUFFIX;
 			it->name = s + 2;
@@ -293,6 +300,97 @@ static int cidr_match(const struct acl_item *it, const struct ip *ip)
 	return !bits || !((ip->a[i] ^ it->ip.a[i]) & (0xff00 >> bits));
 }
 
+/* The IPv4 address an IPv6 one carries, in v4; 0 if it carries none.
+ * IPv4-mapped ::ffff:0:0/96 is IPv4 already (net.c). */
+static int embedded_v4(const struct ip *ip, struct ip *v4)
+{
+	static const unsigned char zero[12], nat64[12] = { 0, 0x64, 0xff, 0x9b },
+				   nat64_local[6] = { 0, 0x64, 0xff, 0x9b, 0, 1 };
+	const unsigned char *a;
+
+	if (!ip || ip->family != AF_INET6)
+		return 0;
+	a = ip->a;
+	if (!memcmp(a, zero, 12)) {
+		/* IPv4-compatible ::a.b.c.d (RFC 4291 §2.5.5.1); :: and ::1 are not. */
+		if (!a[12] && !a[13] && !a[14] && a[15] <= 1)
+			return 0;
+		memcpy(v4->a, a + 12, 4);
+	} else if (!memcmp(a, nat64, 12)) {
+		memcpy(v4->a, a + 12, 4);  /* NAT64 64:ff9b::/96 (RFC 6052) */
+	} else if (!memcmp(a, nat64_local, 6)) {
+		/* Local-use NAT64 64:ff9b:1::/48 (RFC 8215) in RFC 6052's /48
+		 * layout: 16 bits, the u octet (bits 64..71), 16 bits. */
+		v4->a[0] = a[6], v4->a[1] = a[7], v4->a[2] = a[9], v4->a[3] = a[10];
+	} else if (a[0] == 0x20 && a[1] == 0x02) {
+		memcpy(v4->a, a + 2, 4);   /* 6to4 2002:V4ADDR::/48 (RFC 3056) */
+	} else {
+		return 0;
+	}
+	v4->family = AF_INET;
+	return 1;
+}
+
+/* One check's target: the address as it is (to[0]), the IPv4 address it
+ * carries (to[1], or NULL), and which of them are this host's own. */
+struct check {
+	const struct acl_query *q;
+	const struct ip *to[2];
+	struct ip v4;
+	int self;  /* bit i: to[i] is ours; -1 not looked up yet, -2 failed */
+};
+
+/* A prefix length from an IPv4 netmask: its leading one bits. */
+static unsigned mask_len(const struct sockaddr *sa)
+{
+	const unsigned char *m = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+	unsigned n = 0, i;
+
+	for (i = 0; i < 4 && m[i] == 0xff; i++)
+		n += 8;
+	for (unsigned b = i < 4 ? m[i] : 0; b & 0x80; b = b << 1 & 0xff)
+		n++;
+	return n;
+}
+
+/* Which of to[] are this host's own: an address of one of its interfaces,
+ * anything in a loopback interface's IPv4 prefix (Linux answers all of
+ * 127.0.0.0/8 on lo; an IPv6 prefix there is routed, not local), or
+ * unspecified (a connect there reaches this host).
+ * Read afresh for each check, so an address that came later (DHCP)
+ * counts: getifaddrs() is one netlink dump of links and one of addresses. */
+static int self_lookup(const struct ip *const to[2])
+{
+	static const unsigned char zero[16];
+	struct ifaddrs *ifs, *i;
+	int bits = 0;
+
+	for (int k = 0; k < 2; k++)
+		if (to[k] && !memcmp(to[k]->a, zero, to[k]->family == AF_INET ? 4 : 16))
+			bits |= 1 << k;
+	if (getifaddrs(&ifs) < 0)
+		return -2;
+	for (i = ifs; i; i = i->ifa_next) {
+		struct acl_item it = { .kind = I_CIDR };
+		struct endpoint ep;
+
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		ep_from_sockaddr(&ep, i->ifa_addr);
+		it.ip = ep.ip;
+		it.prefix = ep.ip.family == AF_INET ? 32 : 128;
+		if (ep.ip.family == AF_INET && (i->ifa_flags & IFF_LOOPBACK) &&
+		    i->ifa_netmask && i->ifa_netmask->sa_family == AF_INET)
+			it.prefix = (unsigned char)mask_len(i->ifa_netmask);
+		for (int k = 0; k < 2; k++)
+			if (cidr_match(&it, to[k]))
+				bits |= 1 << k;
+	}
+	freeifaddrs(ifs);
+	return bits;
+}
+
 /* Names compare case-insensitively and without a trailing dot. */
 static int name_match(const struct acl_item *it, const struct acl_query *q)
 {
@@ -305,10 +403,16 @@ static int name_match(const struct acl_item *it, const struct acl_query *q)
 	return hn > pn + 1 && q->host[hn - pn - 1] == '.' && ieq(q->host + hn - pn, it->name, pn);
 }
 
-static int item_match(const struct acl_item *it, int type, const struct acl_query *q)
+static int item_match(const struct acl_item *it, int type, struct check *ck, int form)
 {
+	const struct acl_query *q = ck->q;
+
 	switch (it->kind) {
-	case I_CIDR:   return cidr_match(it, type == C_FROM ? q->client : q->addr);
+	case I_CIDR:   return cidr_match(it, type == C_FROM ? q->client : ck->to[form]);
+	case I_SELF:
+		if (ck->self == -1)
+			ck->self = self_lookup(ck->to);
+		return ck->self >= 0 && ck->self >> form & 1;
 	case I_ANY:    return 1;
 	case I_NAME:
 	case I_SUFFIX: return name_match(it, q);
@@ -317,32 +421,64 @@ static int item_match(const struct acl_item *it, int type, const struct acl_quer
 	}
 }
 
-/* 1 holds, 0 does not, -1 cannot tell yet (the ClientHello is unread). */
-static int cond_match(const struct acl *a, const struct acl_cond *c, const struct acl_query *q)
+/* 1 holds, 0 does not, -1 cannot tell yet (the ClientHello is unread).
+ * An SNI that equals an address literal never passes tls-sni (RFC 6066
+ * §3 allows no literal in HostName); a host that is not q->literal is
+ * never one (http.c refuses other numeric spellings). */
+static int cond_match(const struct acl *a, const struct acl_cond *c, struct check *ck, int form)
 {
+	const struct acl_query *q = ck->q;
+
 	if (c->type == C_TLS || c->type == C_SNI)
-		return q->tls < 0 ? -1 : q->tls && (c->type == C_TLS || q->sni_match);
+		return q->tls < 0 ? -1 : q->tls && (c->type == C_TLS || (q->sni_match && !q->literal));
 	for (int i = c->first; i < c->first + c->count; i++)
-		if (item_match(&a->items[i], c->type, q))
+		if (item_match(&a->items[i], c->type, ck, form))
 			return 1;
 	return 0;
 }
 
+/* Whether all of a rule's conditions hold for to[form]: 1, 0, or -1 when
+ * they hold but for a ClientHello not read yet. */
+static int rule_match(const struct acl *a, const struct acl_rule *rule, struct check *ck,
+		      int form)
+{
+	int m, unknown = 0;
+
+	for (int c = rule->first; c < rule->first + rule->count; c++) {
+		if (!(m = cond_match(a, &a->conds[c], ck, form)))
+			return 0;
+		unknown |= m < 0;
+	}
+	return unknown ? -1 : 1;
+}
+
+/* A deny holds for the address as it is or for the IPv4 address it
+ * carries, an allow only for the address as it is: an embedded address
+ * can deny more, never allow more. */
 int acl_check(const struct acl *a, const struct acl_query *q, int *line)
 {
+	struct check ck = { q, { q->addr, NULL }, { 0 }, -1 };
+
+	if (embedded_v4(q->addr, &ck.v4))
+		ck.to[1] = &ck.v4;
 	for (int r = 0; r < a->nrules; r++) {
 		const struct acl_rule *rule = &a->rules[r];
-		int c, m, unknown = 0;
+		int m = rule_match(a, rule, &ck, 0);
 
-		for (c = rule->first; c < rule->first + rule->count; c++) {
-			if (!(m = cond_match(a, &a->conds[c], q)))
-				break;
-			unknown |= m < 0;
+		if (m != 1 && !rule->allow && ck.to[1]) {
+			int m4 = rule_match(a, rule, &ck, 1);
+
+			m = m4 == 1 ? 1 : m ? m : m4;  /* holds, else may hold */
 		}
-		if (c < rule->first + rule->count)
+		/* The interfaces could not be read: stop, as for any error. */
+		if (ck.self == -2) {
+			*line = rule->line;
+			return ACL_DENY;
+		}
+		if (!m)
 			continue;
 		*line = rule->line;
-		if (unknown)
+		if (m < 0)
 			return ACL_NEED_HELLO;
 		return rule->allow ? ACL_ALLOW : ACL_DENY;
 	}

@@ -50,7 +50,8 @@ struct acl_query {
 	const char *user;         /* NULL until authenticated */
 	int tls;                  /* the client's first bytes are a ClientHello;
 				     -1: not read yet */
-	int sni_match;            /* ... whose SNI equals host */
+	int sni_match;            /* ... whose SNI equals host (tls-sni
+				     also needs host not to be literal) */
 };
 
 /* ACL_NEED_HELLO: the deciding rule tests "tls" or "tls-sni" and the query
@@ -67,7 +68,9 @@ int acl_parse(struct acl *acl, const char *text, size_t len, const char *name,
 /* Read and parse a rule file. 0 or -1 with err set. */
 int acl_load(struct acl *acl, const char *path, char *err, size_t errlen);
 /* ACL_ALLOW, ACL_DENY or ACL_NEED_HELLO; *line is the deciding rule's line,
- * 0 if none held. */
+ * 0 if none held. A deny also holds for the IPv4 address that q->addr
+ * carries (NAT64, 6to4, compatible). Reaching a "self" item reads the
+ * interfaces once (getifaddrs: an AF_NETLINK socket and malloc). */
 int acl_check(const struct acl *acl, const struct acl_query *q, int *line);
 
 #endif

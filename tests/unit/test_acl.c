@@ -49,6 +49,50 @@ static const struct {
 	{ builtin, "10.0.0.2", "example.com", "239.255.255.255", 443, 0, 0, 0, ACL_DENY },
 	{ builtin, "10.0.0.2", "example.com", "ff02::1", 443, 0, 0, 0, ACL_DENY },
 	{ builtin, "10.0.0.2", "example.com", "2001:db8::1", 443, 0, 0, 0, ACL_ALLOW },
+	/* IPv6 forms that carry a denied IPv4 address: compatible, NAT64
+	 * (RFC 6052 /96 and the /48 layout of RFC 8215's 64:ff9b:1::), 6to4 */
+	{ builtin, "10.0.0.2", "h", "::127.0.0.1", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "::169.254.169.254", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "64:ff9b::7f00:1", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "64:ff9b::a9fe:a9fe", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "64:ff9b:1:7f00:0:100::", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "64:ff9b:1:a9fe:a9:fe00::", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "64:ff9b:1:a9fe:ffa9:fe00:1:2", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "2002:7f00:1::", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "2002:a9fe:a9fe:1::1", 443, 0, 0, 0, ACL_DENY },
+	{ builtin, "10.0.0.2", "h", "64:ff9b::808:808", 443, 0, 0, 0, ACL_ALLOW },
+	{ builtin, "10.0.0.2", "h", "64:ff9b:1:808:8:800::", 443, 0, 0, 0, ACL_ALLOW },
+	{ builtin, "10.0.0.2", "h", "2002:808:808::1", 443, 0, 0, 0, ACL_ALLOW },
+	{ builtin, "10.0.0.2", "h", "64:ff9b::7f00:1", 80, 0, 0, 0, ACL_DENY },
+	/* a deny holds through either form, an allow only as the address is */
+	{ "deny to 169.254.0.0/16\nallow\n", 0, "h", "64:ff9b::a9fe:a9fe", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to 169.254.0.0/16\nallow\n", 0, "h", "64:ff9b::a00:1", 1, 0, 0, 0, ACL_ALLOW },
+	{ "deny to 169.254.0.0/16\nallow to 64:ff9b::/96\n", 0, "h", "64:ff9b::a9fe:1", 1, 0, 0, 0,
+	  ACL_DENY },
+	{ "allow to 64:ff9b::/96\ndeny to 169.254.0.0/16\n", 0, "h", "64:ff9b::a9fe:1", 1, 0, 0, 0,
+	  ACL_ALLOW },  /* the first rule decides: an explicit allow of the prefix */
+	{ "allow to 10.0.0.0/8\ndeny\n", 0, "h", "64:ff9b::a00:1", 1, 0, 0, 0, ACL_DENY },
+	{ "allow to 10.0.0.0/8\ndeny\n", 0, "h", "2002:a00:1::", 1, 0, 0, 0, ACL_DENY },
+	{ "allow to 10.0.0.0/8\ndeny\n", 0, "h", "::10.0.0.1", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to 10.0.0.0/8 port 22\nallow\n", 0, "h", "::10.0.0.1", 22, 0, 0, 0, ACL_DENY },
+	{ "deny to 10.0.0.0/8 port 22\nallow\n", 0, "h", "::10.0.0.1", 23, 0, 0, 0, ACL_ALLOW },
+	{ "deny to 0.0.0.0/8\nallow\n", 0, "h", "::1", 1, 0, 0, 0, ACL_ALLOW },
+	{ "deny to 0.0.0.0/8\nallow\n", 0, "h", "::", 1, 0, 0, 0, ACL_ALLOW },
+	{ "deny to 0.0.0.0/8\nallow\n", 0, "h", "::2", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to 0.0.0.0/8\nallow\n", 0, "h", "64:ff9a::2", 1, 0, 0, 0, ACL_ALLOW },
+	/* self: this host's addresses, all of lo's 127.0.0.0/8, unspecified */
+	{ "deny to self\nallow\n", 0, "h", "127.0.0.1", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to self\nallow\n", 0, "h", "127.1.2.3", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to self\nallow\n", 0, "h", "::1", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to self\nallow\n", 0, "h", "0.0.0.0", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to self\nallow\n", 0, "h", "::", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to self\nallow\n", 0, "h", "64:ff9b::7f00:1", 1, 0, 0, 0, ACL_DENY },
+	{ "deny to self\nallow\n", 0, "h", "192.0.2.199", 1, 0, 0, 0, ACL_ALLOW },
+	{ "deny to self\nallow\n", 0, "h", "2001:db8::1", 1, 0, 0, 0, ACL_ALLOW },
+	{ "allow to self\ndeny\n", 0, "h", "127.0.0.1", 1, 0, 0, 0, ACL_ALLOW },
+	{ "allow to self\ndeny\n", 0, "h", "64:ff9b::7f00:1", 1, 0, 0, 0, ACL_DENY },
+	{ "allow to self.\ndeny\n", 0, "self", "192.0.2.199", 1, 0, 0, 0, ACL_ALLOW },
+	{ "allow to self\ndeny\n", 0, "self", "192.0.2.199", 1, 0, 0, 0, ACL_DENY },
 	/* CIDR edges */
 	{ "allow to 10.0.0.0/8\n", 0, "h", "10.255.0.1", 1, 0, 0, 0, ACL_ALLOW },
 	{ "allow to 10.0.0.0/8\n", 0, "h", "11.0.0.1", 1, 0, 0, 0, ACL_DENY },
@@ -106,6 +150,10 @@ static const struct {
 	{ "allow tls-sni\n", 0, "h", "1.1.1.1", 1, 0, 1, 1, ACL_ALLOW },
 	{ "allow tls-sni\n", 0, "h", "1.1.1.1", 1, 0, 1, 0, ACL_DENY },
 	{ "allow tls-sni\n", 0, "h", "1.1.1.1", 1, 0, 0, 1, ACL_DENY },
+	/* an address literal is never a server name (RFC 6066 §3) */
+	{ "allow tls-sni\n", 0, "1.1.1.1", "1.1.1.1", 1, 0, 1, 1, ACL_DENY },
+	{ "allow tls-sni\n", 0, "::1", "::1", 1, 0, 1, 1, ACL_DENY },
+	{ "allow tls\n", 0, "1.1.1.1", "1.1.1.1", 1, 0, 1, 1, ACL_ALLOW },
 };
 
 static const struct {
@@ -135,6 +183,7 @@ static const struct {
 	{ "allow port 0x16\n", "t:1:" },
 	{ "allow port 22-\n", "t:1:" },
 	{ "allow from example.com\n", "t:1: 'example.com' is not an address or CIDR" },
+	{ "allow from self\n", "t:1: 'self' is not an address or CIDR" },
 	{ "allow user a:b\n", "t:1:" },
 	{ "\n\n# c\nallow port 1\ndeny to\n", "t:5:" },
 };
