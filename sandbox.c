@@ -153,12 +153,14 @@ static const struct kind session_kinds[] = {
 
 /* A request: the files are read, but name lookup reads its own (resolv.conf,
  * hosts, nsswitch.conf) and with glibc maps the NSS modules it names: the
- * one stage that may map code. Sockets to connect out, to look up names,
- * to read this host's addresses (netlink), to reach and name sessions. */
+ * one stage that may map code (and sorts 128 answers or more with qsort(),
+ * which asks sysinfo(2) how much memory there is). Sockets to connect out,
+ * to look up names, to read this host's addresses (netlink), to reach and
+ * name sessions. */
 static const int request_any[] = {
 	SYS_lseek, SYS_bind, SYS_listen, SYS_accept4, SYS_socketpair, SYS_sendmsg,
 	SYS_recvmsg, SYS_sendmmsg, SYS_dup3, SYS_setitimer, SYS_uname, SYS_pipe2, SYS_splice,
-	SYS_mprotect,
+	SYS_mprotect, SYS_sysinfo,
 #ifdef SYS_mmap
 	SYS_mmap,
 #endif

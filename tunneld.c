@@ -495,6 +495,10 @@ static int drop_privileges(const char *name)
 		logmsg(LOG_ERR, "--user %s: no such user", name);
 		return -1;
 	}
+	/* Started as that user already (by an inetd that dropped root): so be. */
+	if (geteuid() && getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
+	    getgid() == pw->pw_gid && getegid() == pw->pw_gid)
+		return 0;
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		logmsg(LOG_ERR, "--user %s: %s", name, strerror(errno));
 		return -1;
@@ -532,11 +536,13 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 		logmsg(LOG_ERR, "%s", err);
 		reply_and_exit(c, 0, "bad-tls-files", EXIT_CONFIG);
 	}
-	if (!o->nown && ((bad = load_config(o, err, sizeof err) < 0) ||
-			 (o->user && drop_privileges(o->user) < 0))) {
-		if (bad)
-			logmsg(LOG_ERR, "%s", err);
-		bad = 1;
+	if (!o->nown && (bad = load_config(o, err, sizeof err) < 0))
+		logmsg(LOG_ERR, "%s", err);
+	/* Never a byte of the client's as root: no handshake, and without
+	 * TLS the 500 goes out from the sandbox. */
+	if (!o->nown && o->user && drop_privileges(o->user) < 0) {
+		sandbox_enter(SANDBOX_REQUEST);
+		reply_and_exit(c, o->cert ? 0 : 500, "bad-user", EXIT_CONFIG);
 	}
 	if (!o->nown && !bad && CONFIG_HTTP_TUNNEL && o->tunnel_path)
 		start_spawner(o);
@@ -574,11 +580,11 @@ static const char *scope_of(const struct conn *c)
  * session holder does not serve, a kept-alive connection that outlived its
  * session, the plain side of a TLS connection), served from a clean state
  * as if it were new. It never speaks TLS. In inetd mode this process is a
- * child of the spawner and counts itself against --max-conns. */
+ * child of the spawner, which read the files before --user dropped the
+ * right to, and it counts itself against --max-conns. */
 static void __attribute__((noreturn)) serve_kept(const struct opts *o, const struct handover *ho)
 {
 	struct conn *c = &conn;
-	char err[256];
 
 	c->o = o;
 	c->start = now_ms();
@@ -588,16 +594,10 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 	c->len = ho->len;
 	memcpy(c->buf, ho->buf, c->len);
 	signal(SIGPIPE, SIG_IGN);
-	if (!o->nown) {
-		if (place_take(scope_of(c), "c", o->max_conns) < 0) {
-			if (!c->len)
-				exit(0);  /* no request yet: nothing to answer */
-			reply_and_exit(c, 503, "too-many-processes", 0);
-		}
-		if (load_config(o, err, sizeof err) < 0) {
-			logmsg(LOG_ERR, "%s", err);
-			reply_and_exit(c, 500, "bad-config", EXIT_CONFIG);
-		}
+	if (!o->nown && place_take(scope_of(c), "c", o->max_conns) < 0) {
+		if (!c->len)
+			exit(0);  /* no request yet: nothing to answer */
+		reply_and_exit(c, 503, "too-many-processes", 0);
 	}
 	sandbox_enter(SANDBOX_REQUEST);  /* in inetd mode, no more fork */
 	serve_request(c);
