@@ -4,9 +4,11 @@
 #   mbedtls  3.6 LTS, what OpenWrt ships too (Debian 12 has only 2.28);
 #   musl     for its crypt(3) files: Debian's musl-dev leaves crypt out,
 #            so the static build compiles the three hash kinds tunneld
-#            accepts (bcrypt, SHA-256 and SHA-512 crypt) from musl itself.
+#            accepts (bcrypt, SHA-256 and SHA-512 crypt) from musl itself;
+#   busybox  for the tests: its inetd and syslogd run contrib/inetd.conf
+#            (busybox.mk builds them; Debian's binary package has no inetd).
 #
-# Usage: scripts/debian-src.sh mbedtls|musl DESTDIR
+# Usage: scripts/debian-src.sh mbedtls|musl|busybox DESTDIR
 #
 # Idempotent: a DESTDIR that already holds the wanted tree is left alone. Runs
 # without a terminal (CI). Root (or sudo) is needed only for what changes
@@ -19,7 +21,7 @@
 #   - dpkg-dev, installed when dpkg-source is missing.
 set -eu
 
-usage() { echo "usage: $0 mbedtls|musl DESTDIR" >&2; exit 2; }
+usage() { echo "usage: $0 mbedtls|musl|busybox DESTDIR" >&2; exit 2; }
 die() { echo "debian-src: error: $*" >&2; exit 1; }
 say() { echo "debian-src: $*" >&2; }
 
@@ -29,7 +31,7 @@ fi
 pkg=$1
 dest=${2%/}
 case $pkg in
-mbedtls|musl) ;;
+mbedtls|musl|busybox) ;;
 *) usage ;;
 esac
 
@@ -50,6 +52,10 @@ tree_version() {
 is_wanted() {
 	if [ "$pkg" = musl ]; then
 		[ -f "$1/src/crypt/crypt_sha512.c" ]
+		return
+	fi
+	if [ "$pkg" = busybox ]; then
+		[ -f "$1/networking/inetd.c" ] && [ -f "$1/sysklogd/syslogd.c" ]
 		return
 	fi
 	case $(tree_version "$1") in
@@ -102,7 +108,7 @@ if ! has_trixie_keys; then
 fi
 
 entry="# Written by tunneld's scripts/debian-src.sh: trixie's source packages,
-# for mbedTLS 3.6 and musl's crypt. Source only (deb-src): no binary package comes from here.
+# for mbedTLS 3.6, musl's crypt and busybox (tests). Source only (deb-src): no binary package comes from here.
 Types: deb-src
 URIs: http://deb.debian.org/debian
 Suites: $suite
@@ -116,8 +122,10 @@ if [ "$(cat "$list" 2>/dev/null)" != "$entry" ]; then
 fi
 
 # apt-get update only when apt does not yet know trixie's source package.
+# --only-source: PACKAGE names a source package, never a binary one (for
+# busybox, bookworm's binary package of that name would be looked up first).
 knows_source() {
-	apt-get source -qq --print-uris "$pkg/$suite" >/dev/null 2>&1
+	apt-get source -qq --only-source --print-uris "$pkg/$suite" >/dev/null 2>&1
 }
 if ! knows_source; then
 	say "apt-get update"
@@ -144,7 +152,7 @@ fi
 
 # No root needed for this one: the tree belongs to whoever runs the build.
 say "apt-get source $pkg/$suite"
-(cd "$tmp" && apt-get -q source "$pkg/$suite") ||
+(cd "$tmp" && apt-get -q source --only-source "$pkg/$suite") ||
 	die "apt-get source $pkg/$suite failed"
 
 tree=
