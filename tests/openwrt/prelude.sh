@@ -22,9 +22,10 @@ config_foreach() {
 	return 0
 }
 
-# config_get VAR SECTION OPTION [DEFAULT]
+# config_get VAR SECTION OPTION [DEFAULT]: DEFAULT when OPTION is unset or
+# empty, as functions.sh's ${...:-...} gives.
 config_get() {
-	eval "__g_v=\${CONFIG_${2}_${3}-\$4}"
+	eval "__g_v=\${CONFIG_${2}_${3}:-\$4}"
 	eval "$1=\$__g_v"
 }
 
@@ -61,8 +62,19 @@ __stub_call() {
 	printf '%s\n' "$__c_line"
 }
 
-procd_open_instance() { __stub_call procd_open_instance "$@"; }
+# procd.sh keeps the instance being built in JSON: a jail mount without
+# procd_add_jail before it in the instance is dropped there, an error here.
+__stub_jail=0
+procd_open_instance() { __stub_jail=0; __stub_call procd_open_instance "$@"; }
 procd_set_param() { __stub_call procd_set_param "$@"; }
 procd_append_param() { __stub_call procd_append_param "$@"; }
 procd_close_instance() { __stub_call procd_close_instance "$@"; }
+procd_add_jail() { __stub_jail=1; __stub_call procd_add_jail "$@"; }
+procd_add_jail_mount() {
+	if [ "$__stub_jail" != 1 ]; then
+		echo "procd_add_jail_mount $*: no procd_add_jail before it" >&2
+		exit 1
+	fi
+	__stub_call procd_add_jail_mount "$@"
+}
 procd_add_reload_trigger() { __stub_call procd_add_reload_trigger "$@"; }
