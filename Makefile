@@ -45,7 +45,7 @@ endif
 HDRS = $(wildcard *.h) config.h $(HARDEN_STAMP)
 # The hardening flags last used, rewritten when they change, so that a
 # different HARDEN rebuilds every binary (and nothing else does).
-HARDEN_STAMP = build/harden.flags
+HARDEN_STAMP = .harden.flags
 $(HARDEN_STAMP): harden-force
 	@mkdir -p $(@D)
 	@echo '$(HARDEN)' | cmp -s - $@ || echo '$(HARDEN)' > $@
@@ -227,7 +227,7 @@ DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
 	kconfig-conf:kconfig-frontends-nox squid sshd:openssh-server ssh:openssh-client \
 	inetd:openbsd-inetd tcpserver:ucspi-tcp shellcheck prlimit:util-linux haproxy \
-	setpriv:util-linux stress-ng
+	setpriv:util-linux stress-ng corkscrew proxytunnel connect-proxy proxychains4 elinks
 # xinetd conflicts with openbsd-inetd (each package is the inet-superserver):
 # the tests run it from build/xinetd, unpacked from its .deb, with the
 # libraries it links installed.
@@ -276,7 +276,9 @@ check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(F
 # installed binary ($(PREFIX)/sbin/tunneld).
 DOCDIR = $(PREFIX)/share/doc/tunneld
 EXAMPLES = inetd.conf xinetd.d/tunneld tcpserver.run tunneld.socket tunneld@.service \
-	tunneld-accept-no.socket tunneld-accept-no.service rules.example
+	tunneld-accept-no.socket tunneld-accept-no.service rules.example \
+	clients/ssh_config clients/apt.conf clients/gitconfig clients/curlrc clients/proxy.pac \
+	clients/proxychains4.conf clients/elinks.conf
 install: tunneld
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld
