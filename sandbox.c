@@ -106,7 +106,7 @@ static const int common_any[] = {
 	SYS_connect, SYS_getrandom, SYS_getpid, SYS_gettid, SYS_getuid, SYS_geteuid,
 	SYS_getgid, SYS_getegid, SYS_exit, SYS_exit_group,
 	SYS_rt_sigreturn, SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_brk, SYS_munmap,
-	SYS_mremap, SYS_madvise, SYS_fcntl, SYS_ppoll, SYS_clock_gettime, SYS_restart_syscall,
+	SYS_mremap, SYS_madvise, SYS_fcntl, SYS_ppoll, SYS_restart_syscall,
 	SYS_statx,
 #ifdef SYS_fstat
 	SYS_fstat,
@@ -125,6 +125,12 @@ static const int common_any[] = {
 #endif
 #ifdef SYS_ppoll_time64
 	SYS_ppoll_time64,
+#endif
+#ifdef SYS_clock_gettime
+	SYS_clock_gettime,
+#endif
+#ifdef SYS_clock_gettime32  /* musl's name for it on 32-bit CPUs */
+	SYS_clock_gettime32,
 #endif
 #ifdef SYS_clock_gettime64
 	SYS_clock_gettime64,
@@ -276,7 +282,9 @@ static void emit_call(int nr, void (*what)(const void *), const void *arg)
 		plen = PROG_MAX + 1;
 }
 
+#ifdef SYS_open  /* not on aarch64 nor riscv64 */
 static void rdonly_1(const void *a) { (void)a; emit_arg_none(1, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
+#endif
 static void rdonly_2(const void *a) { (void)a; emit_arg_none(2, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
 static void noexec(const void *a) { (void)a; emit_arg_none(2, PROT_EXEC); }
 static void forks(const void *a)
