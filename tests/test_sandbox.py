@@ -78,6 +78,7 @@ def test_relaying_process_is_sandboxed(make_proxy, any_mode, echo):
     c.close()
 
 
+@pytest.mark.needs("tls")
 def test_tls_process_is_sandboxed(make_proxy, mode, tls_files, echo):
     cert, key = tls_files
     p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key)])
