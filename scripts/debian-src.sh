@@ -9,13 +9,15 @@
 #            (busybox.mk builds them; Debian's binary package has no inetd).
 #
 # Usage: scripts/debian-src.sh mbedtls|musl|busybox DESTDIR
+#        scripts/debian-src.sh --mirror   (the mirror it would use)
 #
 # Idempotent: a DESTDIR that already holds the wanted tree is left alone. Runs
 # without a terminal (CI). Root (or sudo) is needed only for what changes
 # the machine, below; the download itself runs as the caller.
 # What it may change on the machine, once:
 #   - /etc/apt/sources.list.d/tunneld-trixie-src.sources, a deb-src entry
-#     only: apt gets trixie's Sources index, never its Packages, so
+#     for the mirror the machine's apt sources already use (below), only:
+#     apt gets trixie's Sources index, never its Packages, so
 #     `apt-get install` still picks bookworm's binaries;
 #   - `apt-get update`;
 #   - dpkg-dev, installed when dpkg-source is missing.
@@ -24,6 +26,52 @@ set -eu
 usage() { echo "usage: $0 mbedtls|musl|busybox DESTDIR" >&2; exit 2; }
 die() { echo "debian-src: error: $*" >&2; exit 1; }
 say() { echo "debian-src: $*" >&2; }
+
+# The mirror is the one this machine already takes its own release from:
+# the first enabled `deb` entry, one-line or deb822, whose suite is the
+# release's codename and whose components hold main. Nothing else is guessed.
+apt_dir=${DEBIAN_SRC_APT_DIR:-/etc/apt}
+codename=$(sed -n 's/^VERSION_CODENAME=//p' "${DEBIAN_SRC_OS_RELEASE:-/etc/os-release}" | tr -d '"')
+machine_mirror() {
+	for f in "$apt_dir/sources.list" "$apt_dir"/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		awk -v s="$codename" '$1 == "deb" {
+			sub(/\[[^]]*\]/, ""); $0 = $0
+			if ($3 != s) next
+			for (j = 4; j <= NF; j++) if ($j == "main") { print $2; exit }
+		}' "$f"
+	done
+	for f in "$apt_dir"/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk -v s="$codename" 'function flush() {
+			if (deb && suite && main && on && uri != "") print uri
+			deb = suite = main = 0; on = 1; uri = ""
+		}
+		BEGIN { on = 1 }
+		/^[ \t]*#/ { next }
+		/^[ \t]*$/ { flush(); next }
+		{ k = tolower($1); sub(/:$/, "", k) }
+		k == "types" { for (j = 2; j <= NF; j++) if ($j == "deb") deb = 1 }
+		k == "uris" { uri = $2 }
+		k == "suites" { for (j = 2; j <= NF; j++) if ($j == s) suite = 1 }
+		k == "components" { for (j = 2; j <= NF; j++) if ($j == "main") main = 1 }
+		k == "enabled" && tolower($2) == "no" { on = 0 }
+		END { flush() }' "$f"
+	done
+}
+first_mirror() {
+	[ -n "$codename" ] || die "/etc/os-release names no VERSION_CODENAME"
+	m=$(machine_mirror | sed -n 1p)
+	[ -n "$m" ] || die "no enabled apt source serves $codename main; add the" \
+		"machine's Debian mirror to its apt sources"
+	echo "$m"
+}
+
+# --mirror: print that mirror and stop (what the tests check).
+if [ "${1:-}" = --mirror ]; then
+	first_mirror
+	exit 0
+fi
 
 if [ $# -ne 2 ] || [ -z "$2" ]; then
 	usage
@@ -107,10 +155,14 @@ if ! has_trixie_keys; then
 		"newer debian-archive-keyring (bookworm-updates or bookworm-backports)"
 fi
 
+mirror=$(first_mirror)
+
 entry="# Written by tunneld's scripts/debian-src.sh: trixie's source packages,
-# for mbedTLS 3.6, musl's crypt and busybox (tests). Source only (deb-src): no binary package comes from here.
+# for mbedTLS 3.6, musl's crypt and busybox (tests), from the mirror the
+# machine's own apt sources name. Source only (deb-src): no binary package
+# comes from here.
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $mirror
 Suites: $suite
 Components: main
 Signed-By: $keyring"
