@@ -49,6 +49,18 @@ size_t http_head_end(const char *buf, size_t len)
 	return 0;
 }
 
+int http_not_request(const char *buf, size_t len)
+{
+	size_t i = leading_empty_line(buf, len);
+
+	if (len == 1 && buf[0] == '\r')
+		return 0;  /* the CR of an empty line */
+	for (; i < len && buf[i] != ' '; i++)
+		if (!is_tchar((unsigned char)buf[i]))
+			return 1;
+	return 0;
+}
+
 /* Next line of [*p, end) without its LF and one CR before it. */
 static int next_line(const char **p, const char *end, const char **line, size_t *n)
 {

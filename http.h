@@ -30,6 +30,11 @@ struct request {
  * hold a whole head yet. Bare LF line ends are accepted. */
 size_t http_head_end(const char *buf, size_t len);
 
+/* 1 when the len bytes that have arrived can no longer begin a request
+ * line (a method is a token: a TLS ClientHello, say, is not), so there is
+ * no need to wait for the rest. */
+int http_not_request(const char *buf, size_t len);
+
 /* Parse a whole head (as measured by http_head_end). Returns 0 for a valid
  * CONNECT or, when tunnel_path is not NULL, a GET, POST or DELETE of that
  * path; else the HTTP status to answer. */

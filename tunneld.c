@@ -201,7 +201,8 @@ static void answer_200(struct conn *c)
 }
 
 /* Read until the head is complete: 431 when it does not fit, 408 when it
- * is not all there within the header timeout. */
+ * is not all there within the header timeout, 400 as soon as it cannot be
+ * a request (a TLS client on a plain port gets its answer at once). */
 static void read_head(struct conn *c)
 {
 	long long deadline = c->start + c->o->header_timeout * 1000LL;
@@ -221,6 +222,8 @@ static void read_head(struct conn *c)
 		if (n <= 0)
 			reply_and_exit(c, 0, n ? "client-error" : "client-closed", 0);
 		c->len += (size_t)n;
+		if (http_not_request(c->buf, c->len))
+			reply_and_exit(c, 400, c->buf[0] == 0x16 ? "tls-on-plain-port" : "bad-request", 0);
 	}
 }
 

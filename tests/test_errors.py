@@ -203,6 +203,20 @@ def test_408_slow_drip_counts_whole_head(make_proxy, mode):
     assert elapsed <= 2.5, f"408 only after {elapsed:.1f}s"
 
 
+@pytest.mark.parametrize("first", [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GE\x00T / HTTP/1.1"],
+                         ids=["tls-hello", "nul-in-method"])
+def test_what_cannot_be_a_request_is_answered_at_once(make_proxy, mode, first):
+    """Bytes that cannot begin a request line (a TLS client on a plain port)
+    get their 400 as they arrive, not after --header-timeout (60 s here)."""
+    p = make_proxy(mode, args=["--header-timeout", "60"])
+    c = Client(p.host, p.port, timeout=20)
+    c.send(first)
+    resp = c.response(timeout=20)
+    assert_error_reply(c, resp, 400)
+    reason = "tls-on-plain-port" if first[0] == 0x16 else "bad-request"
+    assert p.wait_log(lambda f: f.get("status") == "400")["reason"] == reason
+
+
 def test_header_timeout_silent_client_closed(make_proxy, mode):
     p = make_proxy(mode, args=["--header-timeout", "1"])
     c = Client(p.host, p.port, timeout=4)

@@ -16,6 +16,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (end > size)
 		abort();
 	if (end) {
+		/* The early refusal never refuses a head the parser accepts (once
+		 * it refuses a prefix it refuses every longer one). */
+		if (http_not_request(p, end) && (http_parse(p, end, NULL, &req) == 0 ||
+						 http_parse(p, end, "/t", &req) == 0))
+			abort();
 		if (http_parse(p, end, NULL, &req) == 0 && (req.method != HTTP_CONNECT ||
 		    strlen(req.host) > HOST_MAX + 1 || !req.port || req.port > 65535))
 			abort();

@@ -275,6 +275,41 @@ static void test_head_end(void)
 	}
 }
 
+/* Bytes that cannot begin a request are refused early; no prefix of a
+ * head that parses (or of a tunnel request) ever is. */
+static void test_not_request(void)
+{
+	static const struct { const char *s; size_t len; int no; } pre[] = {
+		{ R("\x16\x03\x01\x02\x00\x01"), 1 },  /* a TLS ClientHello */
+		{ R("\x16"), 1 },
+		{ R("GE\0"), 1 },
+		{ R("CON(ECT"), 1 },
+		{ R("\r\n\r\n"), 1 },
+		{ R("\r\n\x80"), 1 },
+		{ R(""), 0 },
+		{ R("\r"), 0 },
+		{ R("\r\n"), 0 },
+		{ R("\n"), 0 },
+		{ R("CONNEC"), 0 },
+		{ R("GET /\x16"), 0 },  /* past the method: the parser's to judge */
+		{ R(" x"), 0 },
+	};
+	static const char *good[] = {
+		"\r\nGET /t?s=abc HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /t HTTP/1.0\r\nContent-Length: 6\r\n\r\nh:1234",
+		"DELETE /t?s=abc HTTP/1.1\r\n\r\n",
+	};
+
+	for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++)
+		CHECK(http_not_request(pre[i].s, pre[i].len) == pre[i].no, "not request %zu", i);
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+		for (size_t cut = 0; !rows[i].status && cut <= rows[i].len; cut++)
+			CHECK(!http_not_request(rows[i].head, cut), "row %zu prefix %zu refused", i, cut);
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		for (size_t cut = 0; cut <= strlen(good[i]); cut++)
+			CHECK(!http_not_request(good[i], cut), "tunnel %zu prefix %zu refused", i, cut);
+}
+
 int main(void)
 {
 	test_tunnel_rows();
@@ -282,6 +317,7 @@ int main(void)
 	test_limits();
 	test_literal_and_auth();
 	test_head_end();
+	test_not_request();
 	CHECK(!strcmp(http_reason(431), "Request Header Fields Too Large"), "reason 431");
 	return tally("test_http");
 }
