@@ -4,7 +4,7 @@
 # seeds in tests/fuzz/seeds/NAME are read, never written. A crash stops the
 # run and leaves crash-* beside the Makefile.
 FUZZ_TIME ?= 300
-FUZZERS = http acl auth sni
+FUZZERS = http reply acl auth sni
 FUZZ_BINS = $(addprefix build/fuzz/fuzz_,$(FUZZERS))
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
@@ -12,6 +12,9 @@ FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefi
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c http.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http.c http.c
+build/fuzz/fuzz_reply: tests/fuzz/fuzz_reply.c http.c $(HDRS) | deps-fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_reply.c http.c
 build/fuzz/fuzz_acl: tests/fuzz/fuzz_acl.c acl.c net.c file.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_acl.c acl.c net.c file.c

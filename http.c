@@ -1,5 +1,8 @@
-/* The CONNECT request head: framing and parsing, by length, never trusting a
- * terminator. RFC 9110 §9.3.6, RFC 9112 §3 and §5. */
+/* HTTP/1 for both programs: framing by length (never trusting a
+ * terminator), the request heads tunneld reads, the answer heads tunnel
+ * reads, and the scanners both share: field lines, token lists, decimal
+ * numbers, ports and host names (one set of rules). RFC 9110 §5, §9.3.6,
+ * RFC 9112 §2-§5. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +27,70 @@ static int eq_nocase(const char *a, size_t alen, const char *b)
 		if ((a[i] | 0x20) != (b[i] | 0x20))
 			return 0;
 	return i == alen && !b[i];
+}
+
+long long http_decimal(const char *s, size_t n, size_t max)
+{
+	long long v = 0;
+
+	if (n == 0 || n > max || max > 18)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (!is_digit(s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+int http_has_token(const char *v, size_t n, const char *tok)
+{
+	while (n) {
+		const char *c = memchr(v, ',', n);
+		size_t len = c ? (size_t)(c - v) : n, s = 0, e = len;
+
+		while (s < e && (v[s] == ' ' || v[s] == '\t'))
+			s++;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (eq_nocase(v + s, e - s, tok))
+			return 1;
+		v += len + (c != NULL);
+		n -= len + (c != NULL);
+	}
+	return 0;
+}
+
+/* A field line "name: value" of n bytes into f: a token for the name (so
+ * not "Name :", RFC 9112 §5.1), no control byte but HTAB in the value,
+ * which loses its surrounding whitespace. 0, or -1. */
+struct field {
+	const char *name, *v;
+	size_t nlen, vlen;
+};
+static int split_field(const char *l, size_t n, struct field *f)
+{
+	const char *colon = memchr(l, ':', n), *v, *e;
+
+	if (!colon || colon == l)
+		return -1;
+	f->name = l;
+	f->nlen = (size_t)(colon - l);
+	for (size_t i = 0; i < f->nlen; i++)
+		if (!is_tchar(l[i]))
+			return -1;
+	v = colon + 1;
+	e = l + n;
+	for (const char *c = v; c < e; c++)
+		if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+			return -1;  /* NUL, bare CR and other controls */
+	while (v < e && (*v == ' ' || *v == '\t'))
+		v++;
+	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	f->v = v;
+	f->vlen = (size_t)(e - v);
+	return 0;
 }
 
 /* Whether buf starts with one empty line, which RFC 9112 §2.2 asks a
@@ -123,21 +190,14 @@ static int is_name(const char *s, size_t len)
 	return label > 0;
 }
 
+/* Plain decimal 1-65535, no leading zero. */
 static int parse_port(const char *s, size_t len, unsigned *port)
 {
-	unsigned v = 0;
-	size_t i;
+	long long v = len && s[0] != '0' ? http_decimal(s, len, 5) : -1;
 
-	if (len == 0 || len > 5 || s[0] == '0')
+	if (v < 1 || v > 65535)
 		return 0;
-	for (i = 0; i < len; i++) {
-		if (!is_digit(s[i]))
-			return 0;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v > 65535)
-		return 0;
-	*port = v;
+	*port = (unsigned)v;
 	return 1;
 }
 
@@ -197,16 +257,11 @@ static int parse_query(const char *q, size_t n, struct request *req)
 		size_t len = (size_t)((amp ? amp : end) - q);
 
 		if (len > 2 && !memcmp(q, "o=", 2)) {
-			unsigned long long v = 0;
+			long long v = http_decimal(q + 2, len - 2, 15);  /* far below 2^53 */
 
-			if (len > 2 + 15)
-				return 400;  /* offsets stay far below 2^53 */
-			for (size_t i = 2; i < len; i++) {
-				if (!is_digit(q[i]))
-					return 400;
-				v = v * 10 + (unsigned)(q[i] - '0');
-			}
-			req->off = v;
+			if (v < 0)
+				return 400;
+			req->off = (unsigned long long)v;
 		} else if ((len == 3 && !memcmp(q, "fin", 3)) || (len == 5 && !memcmp(q, "fin=1", 5))) {
 			req->fin = 1;
 		}
@@ -281,74 +336,43 @@ static int parse_request_line(const char *l, size_t n, const char *path, struct 
 	return parse_tunnel_target(sp1 + 1, (size_t)(sp2 - sp1 - 1), path, req);
 }
 
-/* Whether v[0..n) is a list of comma-separated tokens holding tok. */
-static int has_token(const char *v, size_t n, const char *tok)
-{
-	size_t t = strlen(tok);
-
-	for (size_t i = 0; i + t <= n; i++)
-		if (eq_nocase(v + i, t, tok) && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
-		    (i + t == n || v[i + t] == ',' || v[i + t] == ' '))
-			return 1;
-	return 0;
-}
-
 /* One header field line; fields we act on are checked here. */
 static int parse_field(const char *l, size_t n, struct request *req)
 {
-	const char *colon = memchr(l, ':', n), *v, *e;
-	size_t i, nlen;
+	struct field f;
 
-	if (!colon || colon == l)
+	if (split_field(l, n, &f) < 0)
 		return 400;
-	nlen = (size_t)(colon - l);
-	for (i = 0; i < nlen; i++)
-		if (!is_tchar(l[i]))
-			return 400;  /* includes "Name :" (RFC 9112 §5.1) */
-	v = colon + 1;
-	e = l + n;
-	for (const char *c = v; c < e; c++)
-		if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
-			return 400;  /* NUL, bare CR and other controls */
-	while (v < e && (*v == ' ' || *v == '\t'))
-		v++;
-	while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-		e--;
-	if (eq_nocase(l, nlen, "transfer-encoding"))
+	if (eq_nocase(f.name, f.nlen, "transfer-encoding"))
 		return 400;
-	if (eq_nocase(l, nlen, "content-length")) {
-		size_t cl = 0;
-
+	if (eq_nocase(f.name, f.nlen, "content-length")) {
 		/* A CONNECT has no body; a tunnel request's is bounded. */
-		if (v == e || e - v > 7 || (req->method == HTTP_CONNECT && (e - v != 1 || *v != '0')))
+		long long cl = http_decimal(f.v, f.vlen, 7);
+
+		if (cl < 0 || (req->method == HTTP_CONNECT && (f.vlen != 1 || cl != 0)))
 			return 400;
-		for (const char *d = v; d < e; d++) {
-			if (!is_digit(*d))
-				return 400;
-			cl = cl * 10 + (size_t)(*d - '0');
-		}
-		if (req->clen_seen++ && cl != req->clen)
+		if (req->clen_seen++ && (size_t)cl != req->clen)
 			return 400;
 		if (cl > HTTP_BODY_MAX)
 			return 413;
-		req->clen = cl;
+		req->clen = (size_t)cl;
 	}
-	if (eq_nocase(l, nlen, req->method == HTTP_CONNECT ? "proxy-authorization" : "authorization")) {
+	if (eq_nocase(f.name, f.nlen, req->method == HTTP_CONNECT ? "proxy-authorization" : "authorization")) {
 		if (req->auth)
 			return 400;
-		req->auth = v;
-		req->auth_len = (size_t)(e - v);
+		req->auth = f.v;
+		req->auth_len = f.vlen;
 	}
-	if (req->method != HTTP_CONNECT && eq_nocase(l, nlen, "tunnel-token")) {
+	if (req->method != HTTP_CONNECT && eq_nocase(f.name, f.nlen, "tunnel-token")) {
 		if (req->token)
 			return 400;
-		req->token = v;
-		req->token_len = (size_t)(e - v);
+		req->token = f.v;
+		req->token_len = f.vlen;
 	}
-	if (eq_nocase(l, nlen, "connection")) {
-		if (has_token(v, (size_t)(e - v), "close"))
+	if (eq_nocase(f.name, f.nlen, "connection")) {
+		if (http_has_token(f.v, f.vlen, "close"))
 			req->close = 2;  /* said: no keep-alive can undo it */
-		else if (req->close == 1 && has_token(v, (size_t)(e - v), "keep-alive"))
+		else if (req->close == 1 && http_has_token(f.v, f.vlen, "keep-alive"))
 			req->close = 0;
 	}
 	return 0;
@@ -380,6 +404,71 @@ int http_parse(const char *buf, size_t len, const char *tunnel_path, struct requ
 			return st;
 	}
 	req->close = req->close != 0;
+	return 0;
+}
+
+int http_not_reply(const char *buf, size_t len)
+{
+	size_t skip = leading_empty_line(buf, len), n = len - skip;
+
+	if (len == 1 && buf[0] == '\r')
+		return 0;
+	return memcmp(buf + skip, "HTTP/1.", n < 7 ? n : 7) != 0;
+}
+
+/* The status line "HTTP/1.x NNN[ reason]" of n bytes. */
+static int parse_status(const char *l, size_t n, struct reply *r)
+{
+	size_t i, o;
+	long long code = n >= 12 ? http_decimal(l + 9, 3, 3) : -1;
+
+	if (code < 100 || memcmp(l, "HTTP/1.", 7) || !is_digit(l[7]) || l[8] != ' ' ||
+	    (n > 12 && l[12] != ' '))
+		return -1;
+	r->status = (int)code;
+	r->close = l[7] == '0';  /* HTTP/1.0: one request a connection */
+	memcpy(r->line, l + 9, 3);
+	/* The reason phrase, printable bytes only, for messages. */
+	for (i = 12, o = 3; i < n && o < sizeof r->line - 1; i++)
+		if (l[i] >= 0x20 && l[i] < 0x7f)
+			r->line[o++] = l[i];
+	r->line[o] = 0;
+	return 0;
+}
+
+int http_parse_reply(const char *buf, size_t len, struct reply *r)
+{
+	const char *p = buf + leading_empty_line(buf, len), *end = buf + len, *l;
+	size_t n;
+
+	memset(r, 0, sizeof *r);
+	r->clen = r->offset = -1;
+	if (!next_line(&p, end, &l, &n) || parse_status(l, n, r) < 0)
+		return -1;
+	while (next_line(&p, end, &l, &n) && n > 0) {
+		struct field f;
+
+		if (split_field(l, n, &f) < 0)
+			return -1;
+		if (eq_nocase(f.name, f.nlen, "content-length")) {
+			long long c = http_decimal(f.v, f.vlen, 18);
+
+			if (c < 0 || (r->clen >= 0 && r->clen != c))
+				return -1;
+			r->clen = c;
+		} else if (eq_nocase(f.name, f.nlen, "tunnel-offset")) {
+			if ((r->offset = http_decimal(f.v, f.vlen, 18)) < 0)
+				return -1;
+		} else if (eq_nocase(f.name, f.nlen, "tunnel-eof")) {
+			r->eof = f.vlen == 1 && *f.v == '1';
+		} else if (eq_nocase(f.name, f.nlen, "connection")) {
+			r->close |= http_has_token(f.v, f.vlen, "close");
+		} else if (eq_nocase(f.name, f.nlen, "transfer-encoding")) {
+			r->chunked = 1;
+		}
+		if (f.nlen > 7 && eq_nocase(f.name, 7, "tunnel-"))
+			r->tunnel = 1;
+	}
 	return 0;
 }
 

@@ -43,6 +43,32 @@ int http_parse(const char *buf, size_t len, const char *tunnel_path, struct requ
 /* Parse an authority-form "host:port" of len bytes into req. 0 or 400. */
 int http_parse_target(const char *s, size_t len, struct request *req);
 
+/* An answer's head, as the client reads it. */
+struct reply {
+	int status;
+	char line[80];            /* "403 Forbidden", printable, for messages */
+	long long clen, offset;   /* Content-Length, Tunnel-Offset; -1: none */
+	int eof;                  /* Tunnel-Eof: 1 */
+	int close;                /* HTTP/1.0, or Connection: close */
+	int chunked;              /* a Transfer-Encoding */
+	int tunnel;               /* a Tunnel-* field: tunneld itself answered */
+};
+
+/* 1 when the len bytes that have arrived cannot begin an HTTP/1 answer
+ * (an ssh banner, say): no need to wait for a head that never comes. */
+int http_not_reply(const char *buf, size_t len);
+
+/* Parse a whole answer head (as measured by http_head_end) into r: 0, or -1
+ * when it is not an HTTP/1 answer. */
+int http_parse_reply(const char *buf, size_t len, struct reply *r);
+
+/* The shared scanners. Plain decimal of 1 to max (at most 18) digits: the
+ * value, or -1. */
+long long http_decimal(const char *s, size_t n, size_t max);
+
+/* Whether the comma-separated list v[0..n) holds the token tok (any case). */
+int http_has_token(const char *v, size_t n, const char *tok);
+
 /* Reason phrase for a status code. */
 const char *http_reason(int status);
 

@@ -72,11 +72,7 @@ struct url {
 
 /* An answer: the head and the body in one buffer. */
 struct answer {
-	int status;
-	char line[80];                  /* "403 Forbidden", printable, for messages */
-	long long clen, offset;         /* Content-Length, Tunnel-Offset; -1: none */
-	int eof, close, chunked;        /* Tunnel-Eof: 1; the connection ends after */
-	int tunnel;                     /* a Tunnel-* field: tunneld itself answered */
+	struct reply h;
 	char *body;
 	size_t blen;
 	char buf[HEAD_MAX + BODY_MAX];
@@ -423,126 +419,6 @@ static int lost(struct tun *t, struct link *l, const char *who, ssize_t n)
 	return -1;
 }
 
-static int field_is(const char *l, size_t n, const char *name)
-{
-	return strlen(name) == n && !strncasecmp(l, name, n);
-}
-
-/* Up to 18 decimal digits, nothing else: the value, or -1. */
-static long long decimal(const char *v, size_t n)
-{
-	long long x = 0;
-
-	if (n == 0 || n > 18)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		x = x * 10 + (v[i] - '0');
-	}
-	return x;
-}
-
-/* Whether the comma-separated list v[0..n) holds the token tok. */
-static int has_token(const char *v, size_t n, const char *tok)
-{
-	while (n) {
-		const char *c = memchr(v, ',', n);
-		size_t len = c ? (size_t)(c - v) : n, s = 0, e = len;
-
-		while (s < e && (v[s] == ' ' || v[s] == '\t'))
-			s++;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (field_is(v + s, e - s, tok))
-			return 1;
-		v += len + (c != NULL);
-		n -= len + (c != NULL);
-	}
-	return 0;
-}
-
-/* The status line "HTTP/1.x NNN[ reason]" of n bytes. */
-static int parse_status(struct answer *a, const char *l, size_t n)
-{
-	size_t i, o;
-
-	if (n < 12 || memcmp(l, "HTTP/1.", 7) || l[7] < '0' || l[7] > '9' || l[8] != ' ' ||
-	    decimal(l + 9, 3) < 100 || (n > 12 && l[12] != ' '))
-		return -1;
-	a->status = (int)decimal(l + 9, 3);
-	a->close = l[7] == '0';  /* HTTP/1.0: one request a connection */
-	memcpy(a->line, l + 9, 3);
-	/* The reason phrase, printable bytes only, for messages. */
-	for (i = 12, o = 3; i < n && o < sizeof a->line - 1; i++)
-		if (l[i] >= 0x20 && l[i] < 0x7f)
-			a->line[o++] = l[i];
-	a->line[o] = 0;
-	return 0;
-}
-
-/* The head of an answer, hl bytes at a->buf (as http_head_end measured it).
- * 0, or -1 when it is not an HTTP/1 answer. */
-static int parse_answer(struct answer *a, size_t hl)
-{
-	const char *p = a->buf, *end = a->buf + hl;
-	int first = 1;
-
-	a->status = 0;
-	a->clen = a->offset = -1;
-	a->eof = a->close = a->chunked = a->tunnel = 0;
-	while (p < end) {
-		const char *l = p, *nl = memchr(p, '\n', (size_t)(end - p)), *colon, *v, *e;
-		size_t n, nlen;
-
-		if (!nl)
-			break;
-		n = (size_t)(nl - p);
-		p = nl + 1;
-		if (n && l[n - 1] == '\r')
-			n--;
-		if (first && n == 0 && l == a->buf)
-			continue;  /* one empty line before the status line */
-		if (first) {
-			if (parse_status(a, l, n) < 0)
-				return -1;
-			first = 0;
-			continue;
-		}
-		if (n == 0)
-			break;
-		colon = memchr(l, ':', n);
-		if (!colon || colon == l)
-			return -1;
-		nlen = (size_t)(colon - l);
-		v = colon + 1;
-		e = l + n;
-		while (v < e && (*v == ' ' || *v == '\t'))
-			v++;
-		while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if (field_is(l, nlen, "content-length")) {
-			long long c = decimal(v, (size_t)(e - v));
-
-			if (c < 0 || (a->clen >= 0 && a->clen != c))
-				return -1;
-			a->clen = c;
-		} else if (field_is(l, nlen, "tunnel-offset")) {
-			if ((a->offset = decimal(v, (size_t)(e - v))) < 0)
-				return -1;
-		} else if (field_is(l, nlen, "tunnel-eof")) {
-			a->eof = e - v == 1 && *v == '1';
-		} else if (field_is(l, nlen, "connection")) {
-			a->close |= has_token(v, (size_t)(e - v), "close");
-		} else if (field_is(l, nlen, "transfer-encoding")) {
-			a->chunked = 1;
-		}
-		if (nlen > 7 && !strncasecmp(l, "tunnel-", 7))
-			a->tunnel = 1;
-	}
-	return a->status ? 0 : -1;
-}
-
 /* Read the answer to the request just written into t->a: the head, then
  * the body by its Content-Length, or with head_only nothing more (what came
  * after the head is the tunnel's, left at a->body). 0, or -1 with t->why
@@ -552,7 +428,7 @@ static int read_answer(struct tun *t, struct link *l, long long deadline, int he
 		       const char *who)
 {
 	struct answer *a = &t->a;
-	size_t len = 0, hl, skip;
+	size_t len = 0, hl;
 	ssize_t n;
 
 	for (;;) {
@@ -563,15 +439,12 @@ static int read_answer(struct tun *t, struct link *l, long long deadline, int he
 			if (n <= 0)
 				return lost(t, l, who, n);
 			len += (size_t)n;
-			/* Not HTTP from its first bytes (an ssh banner, say): no
-			 * need to wait for a head that never comes. */
-			skip = len && a->buf[0] == '\n' ? 1 : len > 1 && !memcmp(a->buf, "\r\n", 2) ? 2 : 0;
-			if (memcmp(a->buf + skip, "HTTP/1.", len - skip < 7 ? len - skip : 7))
+			if (http_not_reply(a->buf, len))
 				die(EXIT_PROTOCOL, "%s answered something that is not HTTP/1", who);
 		}
-		if (parse_answer(a, hl) < 0)
+		if (http_parse_reply(a->buf, hl, &a->h) < 0)
 			die(EXIT_PROTOCOL, "%s answered something that is not HTTP/1", who);
-		if (a->status >= 200 || a->status == 101)
+		if (a->h.status >= 200 || a->h.status == 101)
 			break;
 		memmove(a->buf, a->buf + hl, len - hl);  /* an interim 1xx: skipped */
 		len -= hl;
@@ -580,20 +453,20 @@ static int read_answer(struct tun *t, struct link *l, long long deadline, int he
 	a->blen = len - hl;
 	if (head_only)
 		return 0;
-	if (a->chunked || a->clen < 0 || a->clen > BODY_MAX) {
-		if (a->status == 200)
+	if (a->h.chunked || a->h.clen < 0 || a->h.clen > BODY_MAX) {
+		if (a->h.status == 200)
 			die(EXIT_PROTOCOL, "%s answered 200 without a Content-Length of at most %d",
 			    who, BODY_MAX);
-		a->close = 1;  /* an error's body we need not read: drop the connection */
+		a->h.close = 1;  /* an error's body we need not read: drop the connection */
 		a->blen = 0;
 		return 0;
 	}
-	if (a->blen > (size_t)a->clen) {
-		a->close = 1;  /* more than the answer: nothing else was asked */
-		a->blen = (size_t)a->clen;
+	if (a->blen > (size_t)a->h.clen) {
+		a->h.close = 1;  /* more than the answer: nothing else was asked */
+		a->blen = (size_t)a->h.clen;
 	}
-	while (a->blen < (size_t)a->clen) {
-		n = lread(l, a->body + a->blen, (size_t)a->clen - a->blen, deadline);
+	while (a->blen < (size_t)a->h.clen) {
+		n = lread(l, a->body + a->blen, (size_t)a->h.clen - a->blen, deadline);
 		if (n <= 0)
 			return lost(t, l, who, n);
 		a->blen += (size_t)n;
@@ -641,7 +514,7 @@ static int send_connect(struct tun *t, struct link *l, const char *hostport, con
 	if (read_answer(t, l, deadline, 1, who) < 0)
 		return -1;
 	if (t->verbose)
-		say("CONNECT %s: %s", hostport, t->a.line);
+		say("CONNECT %s: %s", hostport, t->a.h.line);
 	return 0;
 }
 
@@ -653,12 +526,12 @@ static int proxy_connect(struct tun *t, struct link *l)
 
 	if (send_connect(t, l, t->server.authority, t->proxy.auth, t->pname) < 0)
 		return -1;
-	if (a->status == 407)
-		die(EXIT_NOPERM, "%s answered %s", t->pname, a->line);
-	if (a->status == 403)
-		die(EXIT_NOPERM, "%s refused CONNECT %s: %s", t->pname, t->server.authority, a->line);
-	if (a->status / 100 != 2) {
-		snprintf(t->why, sizeof t->why, "%s answered %s to CONNECT %s", t->pname, a->line,
+	if (a->h.status == 407)
+		die(EXIT_NOPERM, "%s answered %s", t->pname, a->h.line);
+	if (a->h.status == 403)
+		die(EXIT_NOPERM, "%s refused CONNECT %s: %s", t->pname, t->server.authority, a->h.line);
+	if (a->h.status / 100 != 2) {
+		snprintf(t->why, sizeof t->why, "%s answered %s to CONNECT %s", t->pname, a->h.line,
 			 t->server.authority);
 		link_close(l);
 		return -1;
@@ -778,13 +651,13 @@ static int exchange(struct tun *t, struct link *l, const char *method, const cha
 		return lost(t, l, who, -1);
 	if (read_answer(t, l, deadline, 0, who) < 0)
 		return -1;
-	if (t->verbose && t->a.offset >= 0)
+	if (t->verbose && t->a.h.offset >= 0)
 		say("%s %s%s, %zu bytes: %s, %zu bytes, offset %lld%s", method, t->server.path,
-		    query, blen, t->a.line, t->a.blen, t->a.offset, t->a.eof ? ", eof" : "");
+		    query, blen, t->a.h.line, t->a.blen, t->a.h.offset, t->a.h.eof ? ", eof" : "");
 	else if (t->verbose)
 		say("%s %s%s, %zu bytes: %s, %zu bytes", method, t->server.path, query, blen,
-		    t->a.line, t->a.blen);
-	if (t->a.close)
+		    t->a.h.line, t->a.blen);
+	if (t->a.h.close)
 		link_close(l);
 	return 0;
 }
@@ -793,33 +666,33 @@ static int exchange(struct tun *t, struct link *l, const char *method, const cha
 static void __attribute__((noreturn)) refused(const struct tun *t, int open)
 {
 	const struct answer *a = &t->a;
-	int st = a->status;
+	int st = a->h.status;
 	/* Through a plain proxy, an answer without a Tunnel- field may be the
 	 * proxy's own. */
-	const char *who = t->proxy.port && !t->server.tls && !t->connect_mode && !a->tunnel
+	const char *who = t->proxy.port && !t->server.tls && !t->connect_mode && !a->h.tunnel
 			  ? "server or proxy" : "server";
 
 	if (st == 407 && t->proxy.port && !t->server.tls && !t->connect_mode)
-		die(EXIT_NOPERM, "%s answered %s", t->pname, a->line);
+		die(EXIT_NOPERM, "%s answered %s", t->pname, a->h.line);
 	if ((st == 401 || st == 407) && t->user)
-		die(EXIT_NOPERM, "server refused the credentials of %s: %s", t->user, a->line);
+		die(EXIT_NOPERM, "server refused the credentials of %s: %s", t->user, a->h.line);
 	if (st == 401 || st == 407)
-		die(EXIT_NOPERM, "server wants credentials (--user): %s", a->line);
+		die(EXIT_NOPERM, "server wants credentials (--user): %s", a->h.line);
 	if (st == 403)
-		die(EXIT_NOPERM, "%s refused the target: %s", who, a->line);
+		die(EXIT_NOPERM, "%s refused the target: %s", who, a->h.line);
 	if (open && st == 503)
-		die(EXIT_UNAVAILABLE, "%s answered %s", who, a->line);
+		die(EXIT_UNAVAILABLE, "%s answered %s", who, a->h.line);
 	if (open && (st == 502 || st == 504))
-		die(EXIT_UNAVAILABLE, "%s could not reach the target: %s", who, a->line);
+		die(EXIT_UNAVAILABLE, "%s could not reach the target: %s", who, a->h.line);
 	if (!open && st == 404)
-		die(EXIT_BROKE, "the server ended the session: %s", a->line);
+		die(EXIT_BROKE, "the server ended the session: %s", a->h.line);
 	if (!open && st == 410)
-		die(EXIT_BROKE, "the target's connection failed: %s", a->line);
+		die(EXIT_BROKE, "the target's connection failed: %s", a->h.line);
 	if (!open && st >= 500)
-		die(EXIT_BROKE, "%s answered %s", who, a->line);
+		die(EXIT_BROKE, "%s answered %s", who, a->h.line);
 	if (open && !t->connect_mode && (st == 404 || st == 405))
-		die(EXIT_PROTOCOL, "%s has no tunnel endpoint at %s: %s", who, t->server.path, a->line);
-	die(EXIT_PROTOCOL, "%s answered %s: not the tunnel protocol", who, a->line);
+		die(EXIT_PROTOCOL, "%s has no tunnel endpoint at %s: %s", who, t->server.path, a->h.line);
+	die(EXIT_PROTOCOL, "%s answered %s: not the tunnel protocol", who, a->h.line);
 }
 
 /* A session request, repeated while no answer of tunneld comes: a failed
@@ -837,10 +710,10 @@ static void request(struct tun *t, struct link *l, const char *method, const cha
 		const struct answer *a = &t->a;
 
 		if (exchange(t, l, method, query, body, blen) == 0) {
-			if (a->status != 503 && !((a->status == 502 || a->status == 504) && a->offset < 0))
+			if (a->h.status != 503 && !((a->h.status == 502 || a->h.status == 504) && a->h.offset < 0))
 				return;
 			snprintf(t->why, sizeof t->why, "%s answered %s",
-				 a->tunnel || !t->proxy.port ? t->sname : t->pname, a->line);
+				 a->h.tunnel || !t->proxy.port ? t->sname : t->pname, a->h.line);
 		}
 		if (!first)
 			first = start;
@@ -876,15 +749,15 @@ static void open_session(struct tun *t, struct link *l)
 	for (;;) {
 		if (exchange(t, l, "POST", "", t->target, strlen(t->target)) < 0)
 			die(EXIT_UNAVAILABLE, "%s", t->why);
-		if (t->a.status != 503 || now_ms() - first >= RETRY_MS)
+		if (t->a.h.status != 503 || now_ms() - first >= RETRY_MS)
 			break;
 		if (t->verbose)
-			say("%s answered %s; again in %d ms", t->sname, t->a.line, pause);
+			say("%s answered %s; again in %d ms", t->sname, t->a.h.line, pause);
 		sleep_ms(pause);
 		pause = pause * 2 < PAUSE_MAX_MS ? pause * 2 : PAUSE_MAX_MS;
 	}
 	explicit_bzero(t->auth, sizeof t->auth);  /* from here on the token stands for it */
-	if (t->a.status != 200)
+	if (t->a.h.status != 200)
 		refused(t, 1);
 	if (!is_token(t->a.body, t->a.blen))
 		die(EXIT_PROTOCOL, "%s answered the open without a session token: is %s "
@@ -948,15 +821,15 @@ static void __attribute__((noreturn)) receiver(struct tun *t, int out)
 	for (;;) {
 		snprintf(q, sizeof q, "?o=%llu", off);
 		request(t, &l, "GET", q, NULL, 0);
-		if (t->a.status != 200)
+		if (t->a.h.status != 200)
 			refused(t, 0);
-		if (t->a.offset != (long long)off)
+		if (t->a.h.offset != (long long)off)
 			die(EXIT_PROTOCOL, "%s answered a receive at %llu with offset %lld", t->sname,
-			    off, t->a.offset);
+			    off, t->a.h.offset);
 		if (write_all(out, t->a.body, t->a.blen) < 0)
 			die(EXIT_BROKE, "cannot write what came: %s", strerror(errno));
 		off += t->a.blen;
-		if (t->a.eof) {
+		if (t->a.h.eof) {
 			end_output(out);
 			exit(0);
 		}
@@ -1081,12 +954,12 @@ static void sender(struct tun *t, struct link *l, int in, struct recv_proc *r)
 		}
 		snprintf(q, sizeof q, "?o=%llu%s", base, eof ? "&fin" : "");
 		request(t, l, "POST", q, buf, len);
-		if (t->a.status != 200)
+		if (t->a.h.status != 200)
 			refused(t, 0);
-		if (t->a.offset < (long long)base || t->a.offset > (long long)(base + len))
+		if (t->a.h.offset < (long long)base || t->a.h.offset > (long long)(base + len))
 			die(EXIT_PROTOCOL, "%s acknowledged offset %lld of a send of %llu to %llu",
-			    t->sname, t->a.offset, base, base + len);
-		took = (size_t)(t->a.offset - (long long)base);
+			    t->sname, t->a.h.offset, base, base + len);
+		took = (size_t)(t->a.h.offset - (long long)base);
 		memmove(buf, buf + took, len - took);
 		len -= took;
 		base += took;
@@ -1183,7 +1056,7 @@ static void __attribute__((noreturn)) tunnel_connect(struct tun *t, int in, int 
 	if (dial(t, &l) < 0 || send_connect(t, &l, t->target, t->auth, t->sname) < 0)
 		die(EXIT_UNAVAILABLE, "%s", t->why);
 	explicit_bzero(t->auth, sizeof t->auth);
-	if (t->a.status / 100 != 2)
+	if (t->a.h.status / 100 != 2)
 		refused(t, 1);
 	/* Bytes the server sent right behind its answer are the target's. */
 	if (t->a.blen && write_all(out, t->a.body, t->a.blen) < 0)

@@ -310,6 +310,72 @@ static void test_not_request(void)
 			CHECK(!http_not_request(good[i], cut), "tunnel %zu prefix %zu refused", i, cut);
 }
 
+/* Answer heads as the client reads them. */
+static void test_replies(void)
+{
+	static const struct {
+		const char *head;
+		size_t len;
+		int status;
+		long long clen, offset;
+		int eof, close, chunked, tunnel;
+		const char *line;
+	} r[] = {
+		{ R("HTTP/1.1 200 Connection established\r\n\r\n"), 200, -1, -1, 0, 0, 0, 0,
+		  "200 Connection established" },
+		{ R("HTTP/1.0 200\r\n\r\n"), 200, -1, -1, 0, 1, 0, 0, "200" },
+		{ R("\r\nHTTP/1.1 404 Not Found\nContent-Length:  12 \n\n"), 404, 12, -1, 0, 0, 0, 0,
+		  "404 Not Found" },
+		{ R("HTTP/1.1 200 OK\r\nTunnel-Offset: 65536\r\nTunnel-Eof: 1\r\nContent-Length: 0\r\n\r\n"),
+		  200, 0, 65536, 1, 0, 0, 1, "200 OK" },
+		{ R("HTTP/1.1 503 Busy\r\nConnection: keep-alive,\tClose\r\n\r\n"), 503, -1, -1, 0, 1, 0, 0,
+		  "503 Busy" },
+		{ R("HTTP/1.1 502 x\r\nTransfer-Encoding: chunked\r\n\r\n"), 502, -1, -1, 0, 0, 1, 0, "502 x" },
+		{ R("HTTP/1.1 403 \x01" "Forbid\x7f" "den\r\n\r\n"), 403, -1, -1, 0, 0, 0, 0, "403 Forbidden" },
+		{ R("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"), 200, 5, -1,
+		  0, 0, 0, 0, "200 OK" },
+	};
+	static const struct { const char *head; size_t len; } bad[] = {
+		{ R("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n") },
+		{ R("HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n") },
+		{ R("HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789\r\n\r\n") },
+		{ R("HTTP/1.1 200 OK\r\nTunnel-Offset: x\r\n\r\n") },
+		{ R("HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n") },
+		{ R("HTTP/1.1 200 OK\r\nX: a\0b\r\n\r\n") },
+		{ R("HTTP/1.1 200 OK\r\nno colon\r\n\r\n") },
+		{ R("HTTP/1.1 099 x\r\n\r\n") },
+		{ R("HTTP/1.1 2000\r\n\r\n") },
+		{ R("HTTP/1.1 20\r\n\r\n") },
+		{ R("HTTP/2 200\r\n\r\n") },
+		{ R("SSH-2.0-OpenSSH_9.2\r\n\r\n") },
+		{ R("\r\n\r\nHTTP/1.1 200 OK\r\n\r\n") },
+	};
+	struct reply h;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CHECK(http_parse_reply(bad[i].head, bad[i].len, &h) == -1, "bad reply %zu accepted", i);
+	for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+		int got = http_parse_reply(r[i].head, r[i].len, &h);
+
+		CHECK(got == 0, "reply %zu: got %d", i, got);
+		CHECK(h.status == r[i].status && h.clen == r[i].clen && h.offset == r[i].offset &&
+		      h.eof == r[i].eof && h.close == r[i].close && h.chunked == r[i].chunked &&
+		      h.tunnel == r[i].tunnel && !strcmp(h.line, r[i].line),
+		      "reply %zu: %d %lld %lld %d%d%d%d '%s'", i, h.status, h.clen, h.offset, h.eof,
+		      h.close, h.chunked, h.tunnel, h.line);
+		for (size_t cut = 0; cut <= r[i].len; cut++)
+			CHECK(!http_not_reply(r[i].head, cut), "reply %zu prefix %zu refused", i, cut);
+	}
+	CHECK(http_not_reply(R("SSH-")) && http_not_reply(R("\r\nX")) && http_not_reply(R("HTTP/2")),
+	      "not replies");
+	CHECK(http_decimal(R("0"), 1) == 0 && http_decimal(R("007"), 3) == 7 && http_decimal(R("12"), 1) == -1 &&
+	      http_decimal(R(""), 5) == -1 && http_decimal(R("1 "), 5) == -1 &&
+	      http_decimal(R("999999999999999999"), 18) == 999999999999999999LL, "decimal");
+	CHECK(http_has_token(R("a, close ,b"), "close") && http_has_token(R("CLOSE"), "close") &&
+	      !http_has_token(R("closed"), "close") && !http_has_token(R("x close"), "close") &&
+	      !http_has_token(R(""), "close"), "token lists");
+}
+
 int main(void)
 {
 	test_tunnel_rows();
@@ -318,6 +384,7 @@ int main(void)
 	test_literal_and_auth();
 	test_head_end();
 	test_not_request();
+	test_replies();
 	CHECK(!strcmp(http_reason(431), "Request Header Fields Too Large"), "reason 431");
 	return tally("test_http");
 }
