@@ -119,7 +119,7 @@ $(filter %.a,$(MUSL_LIBS)): | deps-static
 
 # tunnel, the client (Kconfig CLIENT): the parts of tunneld it shares, and
 # mbedTLS as tunneld links it.
-TUNNEL_SRCS = tunnel.c http.c net.c relay.c file.c
+TUNNEL_SRCS = tunnel.c tunnel_connect.c tunnel_http.c http.c net.c relay.c file.c
 ifeq ($(CONFIG_TLS),1)
 TUNNEL_SRCS += tls.c
 TUNNEL_HOST_LIBS = $(MBEDTLS_HOST_LIBS)
@@ -217,8 +217,8 @@ tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c
 tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c
-tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)
-	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c
+tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c http.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c http.c
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 
