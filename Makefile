@@ -23,12 +23,21 @@ PYTHON ?= /usr/bin/python3
 
 all: tunneld
 
-# Kconfig's defaults, overridden by .config when there is one, become
-# config.h for the C code and config.mk for this file.
-config.h: Kconfig scripts/config.awk $(wildcard .config)
-	awk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
-config.mk: Kconfig scripts/config.awk $(wildcard .config)
-	awk -v fmt=mk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
+# Kconfig's defaults, overridden by .config when there is one and then by
+# CONFIG_*= on make's command line, become config.h for the C code and
+# config.mk for this file. Both are made on every run and rewritten only
+# when their text changes: adding, changing or removing .config, or a
+# CONFIG_*= given or no longer given, rebuilds what depends on them, and
+# nothing else. config.mk's values override the command line's, so that
+# CONFIG_TLS=n and CONFIG_TLS=0 mean what config.h says.
+CONFIG_SET := $(foreach v,$(filter CONFIG_%,$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(v)=$($(v))))
+config_make = awk -v fmt=$(1) -v set='$(CONFIG_SET)' -f scripts/config.awk Kconfig $(wildcard .config) \
+	> $@.tmp && { cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@; }
+config.h: Kconfig scripts/config.awk config-force
+	@$(call config_make,h)
+config.mk: Kconfig scripts/config.awk config-force
+	@$(call config_make,mk)
+.PHONY: config-force
 include config.mk
 include mbedtls.mk
 include fuzz.mk
