@@ -213,7 +213,7 @@ class Router:
                   'for d in null zero random urandom; do mount --bind /dev/$d "$r/dev/$d"; done; '
                   # procd is this shell's pid (1) in the new namespace: exec all the way.
                   '[ "$$" = 1 ]; '
-                  f'exec chroot "$r" /bin/env -i container=1 PATH={PATH} /sbin/procd' + os.environ.get('OWRT_PROCD_ARGS', ''))
+                  f'exec chroot "$r" /bin/env -i container=1 PATH={PATH} /sbin/procd')
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", script,
              "sh", str(self.root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -362,3 +362,106 @@ def test_enable_start_serves_in_the_jail(make_router, http):
     assert mnt != os.readlink(f"/proc/{router.pid1}/ns/mnt")
     listed = router.sh("ubus call service list '{\"name\":\"tunneld\"}'").stdout
     assert '"main"' in listed and '"running": true' in listed, listed
+
+
+def serving_pid(router, port):
+    """The one tunneld under procd once port listens (None before)."""
+    if not listening(port):
+        return None
+    pids = list(router.tunnelds())
+    return pids[0] if len(pids) == 1 else None
+
+
+def test_boot_starts_the_enabled_service(make_router, http):
+    """Enabled before boot: procd's rcS runs /etc/rc.d/S95tunneld boot."""
+    port = free_port()
+    router = make_router(one_section(port), enabled=True)
+    router.boot()
+    assert wait_until(lambda: serving_pid(router, port), 10), router.output()
+    assert wait_until(lambda: "- init complete -" in router.log(), 10), router.output()
+    r = curl(port, f"good.test:{http.port}")
+    assert r.returncode == 0 and r.stdout == HTTP_BODY, (r, router.output())
+
+
+def test_reload_applies_the_edited_rules(make_router, http):
+    port = free_port()
+    router = make_router(one_section(port))
+    router.boot()
+    router.sh("/etc/init.d/tunneld start")
+    first = wait_until(lambda: serving_pid(router, port), 10)
+    assert first, router.output()
+    assert curl(port, f"good.test:{http.port}").stdout == HTTP_BODY
+    # Nothing changed: procd keeps the instance.
+    router.sh("/etc/init.d/tunneld reload")
+    time.sleep(1)
+    assert serving_pid(router, port) == first
+    # The rules edited in place, as vi or echo do: reload restarts it
+    # (procd compares the watched files), and the new rules apply.
+    router.sh("echo deny > /etc/tunneld/rules && /etc/init.d/tunneld reload")
+    second = wait_until(lambda: (serving_pid(router, port) or first) != first
+                        and serving_pid(router, port), 10)
+    assert second, router.output()
+    r = curl(port, f"good.test:{http.port}")
+    assert r.returncode != 0 and b"403" in r.stderr, (r, router.output())
+    assert wait_until(lambda: any(x.get("status") == "403" for x in tunneld_lines(router)), 5)
+
+
+def two_sections(a, b):
+    return uci_config(("lan", True, [f"127.0.0.1:{a}"], {"acl": "/etc/tunneld/rules"}),
+                      ("guest", True, [f"127.0.0.1:{b}"], {"acl": "/etc/tunneld/rules"}))
+
+
+def test_disabled_section_stops_on_config_change(make_router, http):
+    """`uci set ... enabled=0; uci commit`, then the config.change event
+    that reload_config (or LuCI) sends: procd's trigger runs reload, and
+    the section's instance ends; the other keeps running."""
+    a, b = free_port(), free_port()
+    router = make_router(two_sections(a, b))
+    router.boot()
+    router.sh("/etc/init.d/tunneld start")
+    assert wait_until(lambda: listening(a) and listening(b) and len(router.tunnelds()) == 2,
+                      10), router.output()
+    lan = [p for p, _ in router.tunnelds().items()]
+    router.sh("uci set tunneld.guest.enabled=0 && uci commit tunneld")
+    assert "enabled='0'" in router.sh("uci show tunneld.guest").stdout
+    router.sh("""ubus call service event '{"type":"config.change","data":{"package":"tunneld"}}'""")
+    assert wait_until(lambda: not listening(b), 10), router.output()
+    assert listening(a) and len(router.tunnelds()) == 1 and set(router.tunnelds()) < set(lan)
+    listed = router.sh("""ubus call service list '{"name":"tunneld"}'""").stdout
+    assert '"lan"' in listed and '"guest"' not in listed, listed
+    assert curl(a, f"good.test:{http.port}").stdout == HTTP_BODY
+
+
+def test_broken_rules_respawn_and_log(make_router, http):
+    """A rules file tunneld refuses: each start exits 78 with the reason in
+    the log, and procd starts it again (respawn) until the file is fixed."""
+    port = free_port()
+    router = make_router(one_section(port), rules="bogus rule\n")
+    router.boot()
+    router.sh("/etc/init.d/tunneld start")
+    why = "/etc/tunneld/rules:1: a rule starts with 'allow' or 'deny', not 'bogus'"
+    # procd waits respawn_timeout (5 s) between starts.
+    assert wait_until(lambda: router.log().count(why) >= 2, 20), router.output()
+    assert not listening(port)
+    listed = router.sh("""ubus call service list '{"name":"tunneld"}'""").stdout
+    assert '"exit_code": 78' in listed, listed
+    router.put("etc/tunneld/rules", LOOPBACK_ACL)
+    assert wait_until(lambda: serving_pid(router, port), 15), router.output()
+    assert curl(port, f"good.test:{http.port}").stdout == HTTP_BODY
+
+
+def test_stop_ends_every_instance(make_router):
+    a, b = free_port(), free_port()
+    router = make_router(two_sections(a, b))
+    router.boot()
+    router.sh("/etc/init.d/tunneld start")
+    assert wait_until(lambda: len(router.tunnelds()) == 2, 10), router.output()
+    jailed = [p for p in descendants(router.pid1) if p not in router.tunnelds()]
+    router.sh("/etc/init.d/tunneld stop")
+    assert wait_until(lambda: not router.tunnelds(), 10), router.output()
+    assert not listening(a) and not listening(b)
+    # ujail ends with its tunneld: only ubusd is left under procd.
+    left = [Path(f"/proc/{p}/comm").read_text().strip() for p in descendants(router.pid1)]
+    assert left == ["ubusd"], (left, jailed)
+    listed = router.sh("""ubus call service list '{"name":"tunneld"}'""").stdout
+    assert "tunneld" not in listed, listed
