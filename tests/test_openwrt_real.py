@@ -23,9 +23,7 @@ Without OPENWRT_STAGE (or with pieces missing) every test is skipped;
 
 import os
 import re
-import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -68,7 +66,6 @@ import pytest  # noqa: E402
 from conftest import (LOOPBACK_ACL, binary, clean_env, descendants, free_port,  # noqa: E402
                       kill_pid, listening, parse_logfmt, wait_until)
 from test_launchers import HTTP_BODY, http_handler  # noqa: E402
-from test_openwrt import parse_uci  # noqa: E402
 
 STAGE = os.environ.get("OPENWRT_STAGE", "")
 pytestmark = pytest.mark.skipif(bool(stage_missing(STAGE)),
@@ -113,7 +110,7 @@ class Router:
     """A root built from the stage, with procd as pid 1 of its own mount
     and PID namespaces. `sh(cmd)` runs a command inside as root."""
 
-    def __init__(self, uci, rules=LOOPBACK_ACL, netfiles=None, enabled=False):
+    def __init__(self, uci, netfiles, rules=LOOPBACK_ACL, enabled=False):
         self.dir = Path(tempfile.mkdtemp(prefix="tunneld-owrt-"))
         self.dir.chmod(0o755)
         self.root = self.dir / "root"
@@ -343,10 +340,17 @@ def one_section(port, **options):
 
 
 def test_enable_start_serves_in_the_jail(make_router, http):
+    """The package's own /etc/config/tunneld: nothing runs until its
+    section is enabled, which a router owner does with uci."""
     port = free_port()
-    router = make_router(one_section(port))
+    router = make_router((PKG / "files" / "tunneld.config").read_text())
     router.boot()
-    assert not router.tunnelds(), "started before it was enabled and started"
+    router.sh("/etc/init.d/tunneld start")
+    time.sleep(1)
+    assert not router.tunnelds(), "the shipped config started an instance"
+    router.sh("uci set tunneld.main.enabled=1 && uci delete tunneld.main.listen && "
+              f"uci add_list tunneld.main.listen=127.0.0.1:{port} && "
+              "uci set tunneld.main.acl=/etc/tunneld/rules && uci commit tunneld")
     router.sh("/etc/init.d/tunneld enable")
     assert os.readlink(router.root / "etc/rc.d/S95tunneld") == "../init.d/tunneld"
     router.sh("/etc/init.d/tunneld enabled")
