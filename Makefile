@@ -44,6 +44,7 @@ include fuzz.mk
 include bench.mk
 include busybox.mk
 include dist.mk
+include openwrt.mk
 
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c sandbox.c
 TUNNEL_SERVER_SRCS = session.c spawn.c
