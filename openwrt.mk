@@ -15,14 +15,7 @@ OPENWRT_STAGE ?=
 # (Debian's busybox has no flock; procd.sh takes its lock with it).
 OPENWRT_DEPS = busybox:busybox-static nsenter:util-linux flock:util-linux curl
 deps-openwrt:
-	@missing=""; for d in $(OPENWRT_DEPS); do c=$${d%%:*}; p=$${d#*:}; \
-		command -v $$c >/dev/null || case " $$missing " in *" $$p "*) ;; \
-		*) missing="$$missing $$p";; esac; done; \
-	if [ -n "$$missing" ]; then \
-		echo "deps-openwrt: installing$$missing"; \
-		apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $$missing; \
-	fi
+	@sh scripts/deps.sh --no-recommends $(OPENWRT_DEPS)
 
 check-openwrt:
 	@why=$$($(PYTHON) tests/test_openwrt_real.py --missing '$(OPENWRT_STAGE)') || { \
