@@ -31,8 +31,8 @@ all: tunneld
 # nothing else. config.mk's values override the command line's, so that
 # CONFIG_TLS=n and CONFIG_TLS=0 mean what config.h says.
 CONFIG_SET := $(foreach v,$(filter CONFIG_%,$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(v)=$($(v))))
-config_make = awk -v fmt=$(1) -v set='$(CONFIG_SET)' -f scripts/config.awk Kconfig $(wildcard .config) \
-	> $@.tmp && { cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@; }
+config_make = t=$@.$$$$.tmp; awk -v fmt=$(1) -v set='$(CONFIG_SET)' -f scripts/config.awk Kconfig \
+	$(wildcard .config) > $$t || { rm -f $$t; exit 1; }; cmp -s $$t $@ && rm $$t || mv $$t $@
 config.h: Kconfig scripts/config.awk config-force
 	@$(call config_make,h)
 config.mk: Kconfig scripts/config.awk config-force
@@ -205,7 +205,8 @@ tunnel-asan: $(TUNNEL_SRCS) $(HDRS) $(filter %.a,$(TUNNEL_HOST_LIBS))
 	$(CC) $(SAN_FLAGS) $(XCFLAGS) $(TLS_CFLAGS) -o $@ $(TUNNEL_SRCS) $(TUNNEL_HOST_LIBS)
 check-asan: tunneld-asan tunnel-asan
 	rm -rf build/asan && mkdir -p build/asan && chmod 1777 build/asan
-	$(SAN_ENV) TUNNELD=./tunneld-asan TUNNEL=./tunnel-asan $(PYTHON) -m pytest -q $(SAN_TESTS)
+	$(SAN_ENV) TUNNELD_TEST_DNS=127.0.0.81 TUNNELD=./tunneld-asan TUNNEL=./tunnel-asan \
+		$(PYTEST) $(SAN_TESTS)
 	@if [ -n "$$(ls build/asan)" ]; then head -50 build/asan/*; exit 1; fi; \
 		echo "check-asan: no sanitizer report"
 
@@ -241,25 +242,39 @@ DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 # xinetd conflicts with openbsd-inetd: the tests run it from build/xinetd.
 XINETD_DIR = build/xinetd
 deps:
-	@sh scripts/deps.sh $(DEPS) py:pytest:python3-pytest
+	@sh scripts/deps.sh $(DEPS) py:pytest:python3-pytest py:xdist:python3-pytest-xdist
 	@sh scripts/deps.sh xinetd $(XINETD_DIR)
 deps-static:
 	@sh scripts/deps.sh musl-gcc:musl-tools
 
-# The unit tests, then the whole suite against the default build, then the
-# static musl build (what routers run) and the build with every feature
-# off through the tests that apply to them.
-check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(FUZZ_BINS)
+# make check: every build, then its lanes at once, each with its own test
+# DNS address (tests/dnsserver.py), its output kept together (-O): the unit
+# tests and 15 s of each fuzzer; the build with every feature off through
+# the whole suite; the builds without auth and without TLS through the
+# tests that apply to them; the static musl build (what routers run); the
+# sanitizer build. Then, alone, the whole suite against the default build.
+# Each pytest runs TEST_JOBS workers (pytest-xdist), each worker with its
+# own DNS address too.
+TEST_JOBS ?= 4
+PYTEST = $(PYTHON) -m pytest -q -n $(TEST_JOBS)
+CHECK_LANES = check-unit check-min check-variants check-static check-asan
+check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(FUZZ_BINS) \
+		tunneld-asan tunnel-asan
+	$(MAKE) --no-print-directory -O -j$(words $(CHECK_LANES)) $(CHECK_LANES)
+	$(PYTEST) tests
+check-unit: $(TEST_BINS) $(FUZZ_BINS)
 	@for t in $(TEST_BINS); do ./$$t || exit 1; done
 	$(MAKE) --no-print-directory fuzz FUZZ_TIME=15
-	TUNNELD=./tunneld-min $(PYTHON) -m pytest -q tests --ignore=tests/test_load.py
-	for b in noauth notls; do TUNNELD=./tunneld-$$b $(PYTHON) -m pytest -q tests/test_cli.py \
-		$(wildcard tests/test_auth.py) tests/test_tls_proxy.py || exit 1; done
-	TUNNELD=./tunneld-static TUNNEL=./tunnel-static $(PYTHON) -m pytest -q tests/test_clients.py \
-		tests/test_relay.py $(wildcard tests/test_auth.py) tests/test_tls_proxy.py \
-		tests/test_http_tunnel.py tests/test_tunnel_client.py tests/test_session_attacks.py
-	$(PYTHON) -m pytest -q tests
-	$(MAKE) --no-print-directory check-asan
+check-min: tunneld-min
+	TUNNELD_TEST_DNS=127.0.0.78 TUNNELD=./tunneld-min $(PYTEST) tests --ignore=tests/test_load.py
+check-variants: tunneld-noauth tunneld-notls
+	for b in noauth notls; do TUNNELD_TEST_DNS=127.0.0.79 TUNNELD=./tunneld-$$b $(PYTEST) \
+		tests/test_cli.py $(wildcard tests/test_auth.py) tests/test_tls_proxy.py || exit 1; done
+check-static: static
+	TUNNELD_TEST_DNS=127.0.0.80 TUNNELD=./tunneld-static TUNNEL=./tunnel-static $(PYTEST) \
+		tests/test_clients.py tests/test_relay.py $(wildcard tests/test_auth.py) \
+		tests/test_tls_proxy.py tests/test_http_tunnel.py tests/test_tunnel_client.py \
+		tests/test_session_attacks.py
 
 # The launcher files of contrib/ go with the documentation, naming the
 # installed binary ($(PREFIX)/sbin/tunneld).
@@ -289,4 +304,4 @@ clean:
 
 harden-force:
 .PHONY: harden-force all static run deps deps-static deps-kconfig menuconfig defconfig oldconfig \
-	check check-asan check-valgrind install install-tunnel clean
+	check $(CHECK_LANES) check-valgrind install install-tunnel clean
