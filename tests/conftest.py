@@ -22,6 +22,7 @@ from support.auth import (ALICE, HASH_KINDS, htpasswd_hash, make_hash,  # noqa: 
 from support.clients import (OK_REPLY, Client, Response, _bytes, assert_error_reply,  # noqa: F401
                              basic_auth, basic_token, connect_head, expect_error, open_tunnel)
 from support.procs import (ALL_MODES, EXIT_USAGE, LOOPBACK_ACL, MODES, REPO, TESTS,  # noqa: F401
+                           TUNNEL_PATH,
                            Proxy, alive, binary, binary_features, binary_problem, children,
                            clean_env, descendants, end_server, fd_count, free_port, hostport,
                            kill_pid, listening, needs_v6, netns_wrap, parse_logfmt,
@@ -110,6 +111,18 @@ def any_mode(request):
 def any_proxy(make_proxy, any_mode):
     """A tunneld in each of the three ways it is started, loopback rules."""
     return make_proxy(any_mode)
+
+
+@pytest.fixture
+def tproxy(make_proxy, mode):
+    """tunneld with --http-tunnel=/t, listen and inetd mode, loopback rules."""
+    return make_proxy(mode, tunnel=TUNNEL_PATH)
+
+
+@pytest.fixture
+def tls_proxy(make_proxy, mode, tls_files):
+    """tunneld with --cert/--key (tls_files), listen and inetd mode."""
+    return make_proxy(mode, tls=tls_files)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import (OK_REPLY, Client, connect_head, greet_shut_handler,
-                      hash_handler, open_tunnel, recv_all)
+                      hash_handler, open_tunnel, source_sink)
 
 MiB = 1 << 20
 
@@ -78,25 +78,10 @@ def test_reset_from_client_reaches_target(proxy, echo):
     assert echo.wait_results(1, timeout=5) == ["reset"]
 
 
-def source_sink_handler(blob):
-    """Send blob then half-close, while reading to EOF; record (sha256, size)."""
-    def handler(conn, server):
-        def send():
-            conn.sendall(blob)
-            server.sent_all = True
-            conn.shutdown(socket.SHUT_WR)
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        data, how = recv_all(conn, limit=len(blob) * 2)
-        sender.join(30)
-        server.results.append((hashlib.sha256(data).hexdigest(), len(data), how))
-    return handler
-
-
 def test_8mib_both_ways_at_once(any_proxy, make_target):
     down = os.urandom(8 * MiB)
     up = os.urandom(8 * MiB)
-    target = make_target(source_sink_handler(down))
+    target = make_target(source_sink(down))
     c = open_tunnel(any_proxy, target.hostport, timeout=30)
     c.sock.settimeout(30)
     errors = []
@@ -282,7 +267,7 @@ def test_back_pressure_bounds_memory(proxy, make_target):
     """A client that stops reading stops tunneld reading the target: the
     target gets stuck and tunneld's memory stays small."""
     blob = os.urandom(48 * MiB)
-    target = make_target(source_sink_handler(blob))
+    target = make_target(source_sink(blob))
     target.sent_all = False
     c = open_tunnel(proxy, target.hostport, timeout=30)
     worker = proxy.workers()

@@ -26,14 +26,6 @@ MiB = 1 << 20
 pytestmark = pytest.mark.needs("tls")
 
 
-@pytest.fixture
-def tls_proxy(make_proxy, mode, tls_files):
-    cert, key = tls_files
-    p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key)])
-    p.cafile = str(cert)
-    return p
-
-
 class TLSClient:
     """A TLS connection to the proxy with the same reading helpers as Client;
     ctx: an ssl.SSLContext of the caller's (default: verify proxy.cafile)."""
@@ -247,9 +239,7 @@ def test_tls_407_reply(make_proxy, mode, tls_files, make_users, alice_hashes, ec
 
 @pytest.fixture(params=["ecdsa", "rsa"])
 def kind_tls_proxy(request, make_proxy, mode, tls_files, rsa_tls_files):
-    cert, key = tls_files if request.param == "ecdsa" else rsa_tls_files
-    p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key)])
-    p.cafile = str(cert)
+    p = make_proxy(mode, tls=tls_files if request.param == "ecdsa" else rsa_tls_files)
     p.kind = request.param
     return p
 
@@ -377,10 +367,7 @@ def test_plain_client_dropped_then_tls_client_served(tls_proxy, echo):
 
 @pytest.fixture
 def quick_tls_proxy(make_proxy, mode, tls_files):
-    cert, key = tls_files
-    p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key), "--header-timeout", "1"])
-    p.cafile = str(cert)
-    return p
+    return make_proxy(mode, tls=tls_files, args=["--header-timeout", "1"])
 
 
 def test_silent_client_dropped_after_header_timeout(quick_tls_proxy):

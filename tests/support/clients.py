@@ -7,6 +7,8 @@ import time
 from http import HTTPStatus
 
 OK_REPLY = b"HTTP/1.1 200 Connection established\r\n\r\n"
+# RFC 9110's reason phrases where Python's table still has RFC 7231's.
+RFC9110_PHRASES = {413: "Content Too Large"}
 
 
 class Client:
@@ -130,7 +132,8 @@ def assert_error_reply(client, resp, status, headers=None):
     body, and each of headers {name: value} exactly. With a client (not
     None): Connection: close, then the connection closes, and the client
     is closed."""
-    assert resp.status_line == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", resp
+    phrase = RFC9110_PHRASES.get(status) or HTTPStatus(status).phrase
+    assert resp.status_line == f"HTTP/1.1 {status} {phrase}", resp
     assert (resp.header("Content-Type") or "").split(";")[0] == "text/plain", resp
     assert resp.header("Content-Length") == str(len(resp.body)), resp
     assert resp.body.endswith(b"\n") and resp.body.count(b"\n") == 1, resp

@@ -23,6 +23,8 @@ MODES = ["listen", "inetd"]
 # and systemd Accept=no: the listening socket is passed in (LISTEN_FDS)
 ALL_MODES = MODES + ["systemd"]
 EXIT_USAGE = 64
+# Where the GET/POST tunnel tests serve it (--http-tunnel=/t).
+TUNNEL_PATH = "/t"
 
 
 def binary_path():
@@ -302,10 +304,10 @@ class Proxy:
         """The live processes of this tunneld besides self.pid (the listener
         in listen mode, the launcher in inetd mode): its descendants, and
         those that left the tree but still write to its log (a GET/POST
-        tunnel session's holder whose parent ended first). Sorted."""
+        tunnel session's holder whose parent ended first)."""
         pids = set(descendants(self.pid)) | set(procs_with_stderr(self.log_id))
         pids.discard(self.pid)
-        return sorted(p for p in pids if alive(p))
+        return {p for p in pids if alive(p)}
 
     def stop(self, rounds=10):
         procs = descendants(self.pid)
