@@ -327,10 +327,10 @@ def test_long_poll_answers_empty(make_proxy, make_target):
     c = Conn(p)
     token = c.open_ok(target.hostport)
     t0 = time.monotonic()
-    r = c.recv_ok(token, 0, timeout=10)
+    r = c.recv_ok(token, 0, timeout=20)
     waited = time.monotonic() - t0
     assert r.body == b"" and r.header("Tunnel-Eof") is None, r
-    assert 0.5 < waited < 3.5, f"the long poll took {waited:.1f} s"
+    assert 0.5 < waited < 15, f"the long poll took {waited:.1f} s"
     c.send_ok(token, 0, b"still here")
     assert c.recv_until(token, 0, 10) == (b"still here", False)
 
