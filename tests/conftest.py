@@ -20,10 +20,11 @@ import dnsserver
 from support.auth import (ALICE, HASH_KINDS, htpasswd_hash, make_hash,  # noqa: F401
                           openssl_hash, tunneld_hash)
 from support.clients import (OK_REPLY, Client, Response, _bytes, assert_error_reply,  # noqa: F401
+                             at_once,
                              basic_auth, basic_token, connect_head, expect_error, open_tunnel)
 from support.procs import (ALL_MODES, EXIT_USAGE, LOOPBACK_ACL, MODES, REPO, TESTS,  # noqa: F401
                            TUNNEL_PATH,
-                           Proxy, alive, binary, binary_features, binary_problem, children,
+                           Proxy, alive, binary, ended_after, binary_features, binary_problem, children,
                            clean_env, descendants, end_server, fd_count, free_port, hostport,
                            kill_pid, listening, needs_v6, netns_wrap, parse_logfmt,
                            procs_with_stderr, run_tunneld, wait_until)
@@ -82,18 +83,13 @@ def make_proxy(tmp_path, netfiles, make_users):
     """Factory: make_proxy(mode, acl=..., args=[...], host=..., wrap=[...],
     port=..., tls=(cert, key), tunnel=PATH, users=text or path) -> Proxy;
     each is stopped at the end."""
-    started = []
-
-    def make(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1", wrap=(), port=None,
-             users=None, **kw):
+    def start(mode="listen", acl=LOOPBACK_ACL, args=(), host="127.0.0.1", wrap=(), port=None,
+              users=None, **kw):
         if isinstance(users, (str, bytes)):
             users = make_users(users)
-        p = Proxy(tmp_path, netfiles, mode, acl, args, host, wrap, port, users=users, **kw)
-        started.append(p)
-        return p
-    yield make
-    for p in started:
-        p.stop()
+        return Proxy(tmp_path, netfiles, mode, acl, args, host, wrap, port, users=users, **kw)
+    with ended_after(start) as make:
+        yield make
 
 
 @pytest.fixture
@@ -140,15 +136,10 @@ def tunneld_min():
 
 @pytest.fixture
 def make_target():
-    started = []
-
-    def make(handler=echo_handler, host="127.0.0.1", **kw):
-        s = TargetServer(handler, host, **kw)
-        started.append(s)
-        return s
-    yield make
-    for s in started:
-        s.close()
+    """Factory: make_target(handler=echo_handler, host=..., port=...) ->
+    TargetServer; each is closed at the end."""
+    with ended_after(TargetServer, TargetServer.close) as make:
+        yield make
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (LOOPBACK_ACL, OK_REPLY, REPO, Client, binary, children, clean_env,
-                      connect_head, descendants, free_port, kill_pid, listening, parse_logfmt,
+                      connect_head, descendants, ended_after, free_port, kill_pid, listening, parse_logfmt,
                       wait_until)
 
 CONTRIB = REPO / "contrib"
@@ -321,15 +321,9 @@ class Launcher:
 
 @pytest.fixture
 def launch(share, netfiles):
-    started = []
-
-    def start(name, cmd, port, **kw):
-        launcher = Launcher(name, cmd, share, netfiles, port, **kw)
-        started.append(launcher)
-        return launcher
-    yield start
-    for launcher in started:
-        launcher.stop()
+    with ended_after(lambda name, cmd, port, **kw: Launcher(name, cmd, share, netfiles, port,
+                                                            **kw)) as start:
+        yield start
 
 
 def need(exe, package):

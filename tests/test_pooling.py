@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from conftest import (TUNNEL_PATH, alive, children, clean_env, echo_handler, end_server,
-                      free_port, listening, recv_all, source_sink, wait_until)
+from conftest import (TUNNEL_PATH, alive, children, clean_env, echo_handler, ended_after,
+                      end_server, free_port, listening, recv_all, source_sink, wait_until)
 from poolproxy import PoolProxy
 from test_http_tunnel import BODY_MAX, Conn, holder
 from test_tunnel_client import stream
@@ -119,15 +119,8 @@ class PConn(Conn):
 
 @pytest.fixture
 def make_pool():
-    started = []
-
-    def make(server, **kw):
-        pp = PoolProxy((server.host, server.port), **kw)
-        started.append(pp)
-        return pp
-    yield make
-    for pp in started:
-        pp.stop()
+    with ended_after(lambda server, **kw: PoolProxy((server.host, server.port), **kw)) as make:
+        yield make
 
 
 def gated_holder(blob, gate):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (OK_REPLY, Client, connect_head, greet_shut_handler,
+from conftest import (OK_REPLY, Client, at_once, connect_head, greet_shut_handler,
                       hash_handler, open_tunnel, source_sink)
 
 MiB = 1 << 20
@@ -112,27 +112,17 @@ def test_8mib_both_ways_at_once(any_proxy, make_target):
 
 def test_100_concurrent_tunnels(any_proxy, echo):
     n = 100
-    barrier = threading.Barrier(n, timeout=30)
-    results = [None] * n
 
-    def one(i):
+    def one(i, barrier):
         payload = (b"tunnel %03d|" % i) * 500 + os.urandom(500)
-        try:
-            c = open_tunnel(any_proxy, echo.hostport, timeout=30)
-            barrier.wait()                      # all tunnels are open at once
-            c.send(payload)
-            c.sock.shutdown(socket.SHUT_WR)
-            got = c.read_to_eof(timeout=30)
-            results[i] = True if got == payload else f"{len(got)} bytes, differ"
-            c.close()
-        except Exception as e:                  # reported below, per tunnel
-            barrier.abort()
-            results[i] = repr(e)
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+        c = open_tunnel(any_proxy, echo.hostport, timeout=30)
+        barrier.wait()                          # all tunnels are open at once
+        c.send(payload)
+        c.sock.shutdown(socket.SHUT_WR)
+        got = c.read_to_eof(timeout=30)
+        c.close()
+        return True if got == payload else f"{len(got)} bytes, differ"
+    results = at_once(n, one)
     bad = {i: r for i, r in enumerate(results) if r is not True}
     assert not bad, f"{len(bad)} tunnels failed: {dict(list(bad.items())[:5])}"
     assert echo.accepted == n

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from conftest import (ALICE, LOOPBACK_ACL, TUNNEL_PATH, alive, children, clean_env, descendants,
-                      echo_handler, free_port, kill_pid, listening, netns_wrap, openssl_hash,
-                      recv_all, self_signed, source_sink, wait_until)
+from conftest import (ALICE, LOOPBACK_ACL, TUNNEL_PATH, alive, at_once, children, clean_env,
+                      descendants, echo_handler, free_port, kill_pid, listening, netns_wrap,
+                      openssl_hash, recv_all, self_signed, source_sink, wait_until)
 from faultproxy import FaultProxy
 
 pytestmark = pytest.mark.needs("http-tunnel")
@@ -327,31 +327,21 @@ def test_listen_10_concurrent(tunnel_bin, tproxy, make_target, request, via):
         assert wait_until(lambda: listening(port) or proc.poll() is not None, 5) \
             and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else b""
         ups = [os.urandom(size) for _ in range(n)]
-        results = [None] * n
-        barrier = threading.Barrier(n, timeout=30)
 
-        def one(i):
+        def one(i, barrier):
             key = b"conn%04d" % i
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=30)
-                barrier.wait()
-                sender = threading.Thread(target=lambda: (s.sendall(key + ups[i]),
-                                                          s.shutdown(socket.SHUT_WR)),
-                                          daemon=True)
-                sender.start()
-                got, how = recv_all(s, limit=2 * size)
-                sender.join(30)
-                s.close()
-                want = random.Random(key).randbytes(size)
-                results[i] = True if got == want else f"{len(got)} bytes ({how}), differ"
-            except Exception as e:                  # reported below, per connection
-                barrier.abort()
-                results[i] = repr(e)
-        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            barrier.wait()
+            sender = threading.Thread(target=lambda: (s.sendall(key + ups[i]),
+                                                      s.shutdown(socket.SHUT_WR)),
+                                      daemon=True)
+            sender.start()
+            got, how = recv_all(s, limit=2 * size)
+            sender.join(30)
+            s.close()
+            want = random.Random(key).randbytes(size)
+            return True if got == want else f"{len(got)} bytes ({how}), differ"
+        results = at_once(n, one)
         assert results == [True] * n, results
         got = target.wait_results(n, 30)
         want = {(b"conn%04d" % i, hashlib.sha256(ups[i]).hexdigest(), "eof") for i in range(n)}

@@ -3,6 +3,7 @@ reads, CONNECT heads, and the one check of an error answer (DESIGN §4)."""
 
 import base64
 import socket
+import threading
 import time
 from http import HTTPStatus
 
@@ -168,6 +169,27 @@ def expect_error(proxy, data, status, headers=None, target=None, logged=True):
         return resp
     finally:
         c.close()
+
+
+def at_once(n, one, timeout=60):
+    """Run one(i, barrier) in n threads at once; each returns True or says
+    what went wrong. An exception is its repr (and breaks the barrier, so
+    that no other waits for it). Returns the n results."""
+    barrier = threading.Barrier(n, timeout=30)
+    results = [None] * n
+
+    def run(i):
+        try:
+            results[i] = one(i, barrier)
+        except Exception as e:                  # reported by the caller, per thread
+            barrier.abort()
+            results[i] = repr(e)
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results
 
 
 def open_tunnel(proxy, target, payload=b"", timeout=5.0, via=None):

@@ -2,6 +2,7 @@
 tunneld started for a test (Proxy), waits with deadlines, and /proc
 walks. Every process started here is ended by its pid."""
 
+import contextlib
 import functools
 import os
 import re
@@ -187,6 +188,24 @@ def end_server(proc, grace=10):
 def parse_logfmt(line):
     return {m.group(1): m.group(2).strip('"')
             for m in re.finditer(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)', line)}
+
+
+@contextlib.contextmanager
+def ended_after(start, end=lambda x: x.stop()):
+    """For a factory fixture: `with ended_after(Thing) as make: yield make`;
+    make(...) is start(...), and each thing made is ended (end(thing)) when
+    the block is left."""
+    made = []
+
+    def make(*args, **kw):
+        thing = start(*args, **kw)
+        made.append(thing)
+        return thing
+    try:
+        yield make
+    finally:
+        for thing in made:
+            end(thing)
 
 
 def netns_wrap(cmd, netfiles):

@@ -24,7 +24,7 @@ class TargetServer:
     """Threaded TCP server on host; handler(conn, server) runs per connection.
     `accepted` counts connections; handlers may append to `results`."""
 
-    def __init__(self, handler, host="127.0.0.1", port=0, backlog=256, reuse_port=False):
+    def __init__(self, handler=None, host="127.0.0.1", port=0, backlog=256, reuse_port=False):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(fam)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -34,7 +34,7 @@ class TargetServer:
         self.sock.listen(backlog)
         self.sock.settimeout(0.1)
         self.host, self.port = host, self.sock.getsockname()[1]
-        self.handler = handler
+        self.handler = handler or echo_handler
         self.accepted = 0
         self.results = []
         self.conns = []
