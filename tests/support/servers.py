@@ -20,6 +20,19 @@ MiB = 1 << 20
 HTTPS_BODY = b"hello from the https target\n"
 
 
+def accept_loop(sock, stopping, take):
+    """Accept on sock (which has a timeout) until stopping() is true or the
+    socket is closed; take(conn) each connection."""
+    while not stopping():
+        try:
+            conn, _ = sock.accept()
+        except (socket.timeout, TimeoutError):
+            continue
+        except OSError:
+            return
+        take(conn)
+
+
 class TargetServer:
     """Threaded TCP server on host; handler(conn, server) runs per connection.
     `accepted` counts connections; handlers may append to `results`."""
@@ -48,18 +61,14 @@ class TargetServer:
         return hostport(self.host, self.port)
 
     def _loop(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.accepted += 1
-                self.conns.append(conn)
-            conn.settimeout(30)
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+        accept_loop(self.sock, lambda: self.stopping, self._take)
+
+    def _take(self, conn):
+        with self.lock:
+            self.accepted += 1
+            self.conns.append(conn)
+        conn.settimeout(30)
+        threading.Thread(target=self._run, args=(conn,), daemon=True).start()
 
     def _run(self, conn):
         try:
