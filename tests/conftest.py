@@ -17,20 +17,29 @@ from pathlib import Path
 import pytest
 
 import dnsserver
-from support.auth import (ALICE, HASH_KINDS, htpasswd_hash, make_hash,  # noqa: F401
-                          openssl_hash, tunneld_hash)
-from support.clients import (OK_REPLY, Client, Response, _bytes, assert_error_reply,  # noqa: F401
-                             at_once,
+from support.auth import ALICE, HASH_KINDS, htpasswd_hash, make_hash, openssl_hash, tunneld_hash
+from support.clients import (OK_REPLY, Client, Response, _bytes, assert_error_reply, at_once,
                              basic_auth, basic_token, connect_head, expect_error, open_tunnel)
-from support.procs import (ALL_MODES, EXIT_USAGE, LOOPBACK_ACL, MODES, REPO, TESTS,  # noqa: F401
-                           TUNNEL_PATH,
-                           Proxy, alive, binary, ended_after, binary_features, binary_problem, children,
-                           clean_env, descendants, end_server, fd_count, free_port, hostport,
-                           kill_pid, listening, needs_v6, netns_wrap, parse_logfmt,
+from support.procs import (ALL_MODES, EXIT_USAGE, LOOPBACK_ACL, MODES, REPO, TESTS, TUNNEL_PATH,
+                           Proxy, alive, binary, binary_features, binary_problem, children,
+                           clean_env, descendants, end_server, ended_after, fd_count, free_port,
+                           hostport, kill_pid, listening, needs_v6, netns_wrap, parse_logfmt,
                            procs_with_stderr, run_tunneld, wait_until)
-from support.servers import (HTTPS_BODY, MiB, Squid, TargetServer, echo_handler,  # noqa: F401
+from support.servers import (HTTPS_BODY, MiB, Squid, TargetServer, accept_loop, echo_handler,
                              greet_shut_handler, hash_handler, https_handler, ok_answer,
                              read_head, recv_all, self_signed, source_sink)
+
+# Re-exported for the test files' `from conftest import ...`.
+__all__ = ["ALICE", "HASH_KINDS", "htpasswd_hash", "make_hash", "openssl_hash", "tunneld_hash",
+           "OK_REPLY", "Client", "Response", "_bytes", "assert_error_reply", "at_once",
+           "basic_auth", "basic_token", "connect_head", "expect_error", "open_tunnel",
+           "ALL_MODES", "EXIT_USAGE", "LOOPBACK_ACL", "MODES", "REPO", "TESTS", "TUNNEL_PATH",
+           "Proxy", "alive", "binary", "ended_after", "binary_features", "binary_problem",
+           "children", "clean_env", "descendants", "end_server", "fd_count", "free_port",
+           "hostport", "kill_pid", "listening", "needs_v6", "netns_wrap", "parse_logfmt",
+           "procs_with_stderr", "run_tunneld", "wait_until", "HTTPS_BODY", "MiB", "Squid",
+           "TargetServer", "echo_handler", "greet_shut_handler", "hash_handler", "https_handler",
+           "ok_answer", "read_head", "accept_loop", "recv_all", "self_signed", "source_sink"]
 
 
 # --------------------------------------------------------------------------
