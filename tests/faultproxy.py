@@ -25,6 +25,8 @@ stop() closes every connection it holds.
 import socket
 import threading
 
+from support.servers import accept_loop
+
 HEAD_MAX = 65536
 BODY_MAX = 16 << 20
 # hop-by-hop fields (RFC 9110 §7.6.1) and the proxy's own: not forwarded
@@ -119,18 +121,14 @@ class FaultProxy:
         self.thread.start()
 
     def _loop(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            conn.settimeout(self.timeout)
-            with self.lock:
-                self.connections += 1
-                self.conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        accept_loop(self.sock, lambda: self.stopping, self._take)
+
+    def _take(self, conn):
+        conn.settimeout(self.timeout)
+        with self.lock:
+            self.connections += 1
+            self.conns.add(conn)
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _track(self, sock, add):
         with self.lock:

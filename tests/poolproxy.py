@@ -42,6 +42,7 @@ import threading
 import time
 
 from faultproxy import HOP, Closed, Reader, field, parse_head
+from support.servers import accept_loop
 
 PIN = "pool-conn"
 BODY_MAX = 1 << 20
@@ -186,17 +187,13 @@ class PoolProxy:
     # ---- serving ---------------------------------------------------------
 
     def _loop(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            conn.settimeout(self.timeout)
-            with self.cond:
-                self.clients.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        accept_loop(self.sock, lambda: self.stopping, self._take)
+
+    def _take(self, conn):
+        conn.settimeout(self.timeout)
+        with self.cond:
+            self.clients.add(conn)
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
         client = Reader(conn)

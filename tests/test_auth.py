@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from conftest import (ALICE, HASH_KINDS, HTTPS_BODY, OK_REPLY, Client, assert_error_reply,
-                      basic_auth, basic_token, binary, clean_env, connect_head, free_port,
+                      basic_auth, basic_token, binary, clean_env, connect_head, expect_error,
+                      free_port,
                       htpasswd_hash, openssl_hash, parse_logfmt, run_tunneld, tunneld_hash,
                       wait_until)
 from test_cli import finish, spawn_inetd
@@ -39,11 +40,6 @@ def table_users():
     return users_text(ALICE, CAROL, DAVID, ERIN, FRANK, GINA, BOB)
 
 
-def auth_proxy(make_proxy, make_users, mode, users, acl=None, args=()):
-    kw = {} if acl is None else {"acl": acl}
-    return make_proxy(mode, args=["--users", str(make_users(users)), *args], **kw)
-
-
 def summary(proxy, port, timeout=5.0):
     """The connection's summary line (not its `auth failed` line)."""
     return proxy.wait_log(lambda f: f.get("client", "").endswith(f":{port}") and "status" in f,
@@ -54,17 +50,12 @@ def auth_failed_lines(proxy):
     return [line for line in proxy.log_text().split("\n") if "auth failed:" in line]
 
 
-def expect_407(proxy, head, target=None, realm="tunneld"):
-    """Send head; the answer must be exactly the 407 of the interface.
-    Returns the client's local port."""
-    c = Client(proxy.host, proxy.port)
-    resp = c.request(head)
-    port = c.port
-    assert_error_reply(c, resp, 407)
-    assert resp.header("Proxy-Authenticate") == f'Basic realm="{realm}", charset="UTF-8"', resp
-    if target is not None:
-        assert target.accepted == 0, "a refused request reached the target"
-    return port
+def challenge(realm="tunneld"):
+    """The header expect_error wants on a 407 of the interface."""
+    return {"Proxy-Authenticate": f'Basic realm="{realm}", charset="UTF-8"'}
+
+
+CHALLENGE = challenge()
 
 
 def expect_tunnel(proxy, head, payload=b"through"):
@@ -91,7 +82,7 @@ def curl(proxy_url, target, *extra, timeout=20):
 @pytest.mark.parametrize("kind", HASH_KINDS)
 def test_curl_with_each_hash_kind(make_proxy, make_users, mode, https_target, alice_hashes,
                                   kind):
-    p = auth_proxy(make_proxy, make_users, mode, f"alice:{alice_hashes[kind]}\n")
+    p = make_proxy(mode, users=f"alice:{alice_hashes[kind]}\n")
     r = curl(f"http://127.0.0.1:{p.port}", https_target, "--proxy-user", "alice:secret")
     assert r.returncode == 0, r.stderr
     assert r.stdout == HTTPS_BODY + b"\n200", r.stdout
@@ -104,7 +95,7 @@ def test_curl_anyauth_reads_the_challenge(make_proxy, make_users, mode, https_ta
                                           alice_hashes):
     """curl --proxy-anyauth sends nothing first, reads Proxy-Authenticate,
     then retries with Basic: the challenge is one a client understands."""
-    p = auth_proxy(make_proxy, make_users, mode, f"alice:{alice_hashes['openssl-sha512']}\n")
+    p = make_proxy(mode, users=f"alice:{alice_hashes['openssl-sha512']}\n")
     r = curl(f"http://127.0.0.1:{p.port}", https_target, "--proxy-user", "alice:secret",
              "--proxy-anyauth")
     assert r.returncode == 0, r.stderr
@@ -118,7 +109,7 @@ def test_curl_anyauth_reads_the_challenge(make_proxy, make_users, mode, https_ta
 @pytest.mark.parametrize("creds", ["alice:wrong", "mallory:secret", None],
                          ids=["wrong-password", "unknown-user", "no-credentials"])
 def test_curl_refused(make_proxy, make_users, mode, https_target, alice_hashes, creds):
-    p = auth_proxy(make_proxy, make_users, mode, f"alice:{alice_hashes['htpasswd-bcrypt-2y']}\n")
+    p = make_proxy(mode, users=f"alice:{alice_hashes['htpasswd-bcrypt-2y']}\n")
     extra = ["--proxy-user", creds] if creds else []
     r = curl(f"http://127.0.0.1:{p.port}", https_target, *extra)
     assert r.returncode != 0 and r.stdout.endswith(b"\n407"), (r.returncode, r.stdout, r.stderr)
@@ -135,18 +126,18 @@ def test_credential_file_format(make_proxy, make_users, mode, echo, alice_hashes
             + f"carol:{openssl_hash(CAROL[1], '-6')}:Carol C:extra\n".encode()
             + f"{DAVID[0]}:{openssl_hash(DAVID[1], '-5')}\r\n".encode()
             + f"bob:{alice_hashes['tunneld-hash-password']}".encode())  # no final EOL
-    p = auth_proxy(make_proxy, make_users, mode, text)
+    p = make_proxy(mode, users=text)
     for user, pw in (ALICE, CAROL, DAVID, ("bob", "secret")):
         port = expect_tunnel(p, connect_head(echo.hostport, basic_auth(user, pw)))
         assert summary(p, port)["status"] == "200"
     # A comment line is not a user
-    expect_407(p, connect_head(echo.hostport, basic_auth("# tunneld users", "secret")))
+    expect_error(p, connect_head(echo.hostport, basic_auth("# tunneld users", "secret")), 407,
+                 CHALLENGE)
 
 
 def test_whitespace_only_line_is_blank(make_proxy, make_users, echo, alice_hashes):
     """A line of spaces and tabs is a blank line, not a broken entry."""
-    p = auth_proxy(make_proxy, make_users, "listen",
-                   f"alice:{alice_hashes['openssl-sha256']}\n   \n\t\n \r\n")
+    p = make_proxy("listen", users=f"alice:{alice_hashes['openssl-sha256']}\n   \n\t\n \r\n")
     expect_tunnel(p, connect_head(echo.hostport, basic_auth(*ALICE)))
 
 
@@ -193,7 +184,7 @@ def test_hash_password_long_password_whole(make_proxy, make_users, echo):
     if r.returncode == 64:
         return
     assert r.returncode == 0, r.stderr
-    p = auth_proxy(make_proxy, make_users, "listen", f"alice:{r.stdout.decode().strip()}\n")
+    p = make_proxy("listen", users=f"alice:{r.stdout.decode().strip()}\n")
     c = Client(p.host, p.port)
     resp = c.request(connect_head(echo.hostport, basic_auth("alice", pw)))
     assert resp.status == 200, ("the printed hash does not accept the password it was given "
@@ -203,9 +194,9 @@ def test_hash_password_long_password_whole(make_proxy, make_users, echo):
 
 def test_long_password_logs_in(make_proxy, make_users, mode, echo):
     pw = "L" * 250      # `openssl passwd` itself cuts at 256
-    p = auth_proxy(make_proxy, make_users, mode, f"alice:{openssl_hash(pw, '-6')}\n")
+    p = make_proxy(mode, users=f"alice:{openssl_hash(pw, '-6')}\n")
     expect_tunnel(p, connect_head(echo.hostport, basic_auth("alice", pw)))
-    expect_407(p, connect_head(echo.hostport, basic_auth("alice", pw[:-1])))
+    expect_error(p, connect_head(echo.hostport, basic_auth("alice", pw[:-1])), 407, CHALLENGE)
 
 
 # --------------------------------------------------------------------------
@@ -304,7 +295,7 @@ assert "+" in ERIN_TOKEN and "/" in ERIN_TOKEN
 
 @pytest.mark.parametrize("lines,status", ACCEPTED.values(), ids=ACCEPTED.keys())
 def test_token_accepted(make_proxy, make_users, mode, echo, table_users, lines, status):
-    p = auth_proxy(make_proxy, make_users, mode, table_users)
+    p = make_proxy(mode, users=table_users)
     port = expect_tunnel(p, connect_head(echo.hostport, *lines))
     f = summary(p, port)
     assert f["status"] == "200" and f["user"] not in ("", "-"), f
@@ -313,8 +304,8 @@ def test_token_accepted(make_proxy, make_users, mode, echo, table_users, lines, 
 
 @pytest.mark.parametrize("lines,reason", REFUSED.values(), ids=REFUSED.keys())
 def test_token_refused_407(make_proxy, make_users, mode, echo, table_users, lines, reason):
-    p = auth_proxy(make_proxy, make_users, mode, table_users)
-    port = expect_407(p, connect_head(echo.hostport, *lines), echo)
+    p = make_proxy(mode, users=table_users)
+    port = expect_error(p, connect_head(echo.hostport, *lines), 407, CHALLENGE, echo).port
     f = summary(p, port)
     assert f["status"] == "407", f
     if reason:
@@ -323,7 +314,7 @@ def test_token_refused_407(make_proxy, make_users, mode, echo, table_users, line
 
 
 def test_two_proxy_authorization_fields_400(make_proxy, make_users, mode, echo, table_users):
-    p = auth_proxy(make_proxy, make_users, mode, table_users)
+    p = make_proxy(mode, users=table_users)
     for lines in ([f"Proxy-Authorization: Basic {TOKEN}"] * 2,
                   [f"Proxy-Authorization: Basic {TOKEN}", "proxy-authorization: Bearer x"],
                   ["Proxy-Authorization: Bearer x", f"PROXY-Authorization: Basic {TOKEN}"]):
@@ -338,9 +329,9 @@ def test_two_proxy_authorization_fields_400(make_proxy, make_users, mode, echo, 
 def test_407_before_the_rules(make_proxy, make_users, mode, echo, table_users):
     """Without valid credentials a client learns nothing about the rules:
     a denied target is answered 407 too, and only then 403."""
-    p = auth_proxy(make_proxy, make_users, mode, table_users, acl="deny\n")
-    expect_407(p, connect_head(echo.hostport), echo)
-    expect_407(p, connect_head(echo.hostport, basic_auth("alice", "nope")), echo)
+    p = make_proxy(mode, users=table_users, acl="deny\n")
+    expect_error(p, connect_head(echo.hostport), 407, CHALLENGE, echo)
+    expect_error(p, connect_head(echo.hostport, basic_auth("alice", "nope")), 407, CHALLENGE, echo)
     c = Client(p.host, p.port)
     resp = c.request(connect_head(echo.hostport, basic_auth(*ALICE)))
     assert_error_reply(c, resp, 403)
@@ -358,7 +349,7 @@ def refusals_cpu(p, echo, user, rounds=4):
     passwords for user (each reaped before the next request)."""
     t0 = children_cpu(p.pid)
     for _ in range(rounds):
-        expect_407(p, connect_head(echo.hostport, basic_auth(user, "wrong")))
+        expect_error(p, connect_head(echo.hostport, basic_auth(user, "wrong")), 407, CHALLENGE)
         assert wait_until(lambda: not p.workers(), 10), "a connection process did not end"
     return children_cpu(p.pid) - t0
 
@@ -369,8 +360,7 @@ def test_unknown_user_costs_the_same_hash_work(make_proxy, make_users, echo):
     time of the connection processes (the listener reaps each one before the
     next request), which a busy machine does not inflate as it does the
     wall clock."""
-    p = auth_proxy(make_proxy, make_users, "listen",
-                   f"alice:{htpasswd_hash('alice', 'secret', '-B', '-C', '10')}\n")
+    p = make_proxy("listen", users=f"alice:{htpasswd_hash('alice', 'secret', '-B', '-C', '10')}\n")
     known = refusals_cpu(p, echo, "alice")
     unknown = refusals_cpu(p, echo, "nobody-here")
     assert known > 0.04, f"4 bcrypt cost-10 checks took {known:.3f} s of CPU: is the hash checked?"
@@ -381,8 +371,7 @@ def test_unknown_user_costs_the_costliest_hash(make_proxy, make_users, echo):
     """With hashes of mixed cost (a SHA-256 crypt line first, a bcrypt
     cost-10 one after), an unknown user costs what the costliest known one
     does, not the first line's: no timing tells a real name from another."""
-    p = auth_proxy(make_proxy, make_users, "listen",
-                   f"fast:{openssl_hash('secret', '-5')}\n"
+    p = make_proxy("listen", users=f"fast:{openssl_hash('secret', '-5')}\n"
                    f"slow:{htpasswd_hash('slow', 'secret', '-B', '-C', '10')}\n")
     slow, fast, unknown = (refusals_cpu(p, echo, u) for u in ("slow", "fast", "nobody-here"))
     assert slow > 0.04 and slow > 3 * fast, f"slow {slow:.3f} s, fast {fast:.3f} s of CPU"
@@ -464,7 +453,7 @@ def test_limits_that_fit(make_proxy, make_users, echo, refused_hashes):
     assert pad > 0
     text = head + filler + "#" * pad + "\n" + tail
     assert 32 * 1024 - 300 < len(text.encode()) < 32 * 1024 and text.count("\n") - 1 == 512
-    p = auth_proxy(make_proxy, make_users, "listen", text)
+    p = make_proxy("listen", users=text)
     expect_tunnel(p, connect_head(echo.hostport, basic_auth("last", "secret")))
     port = expect_tunnel(p, connect_head(echo.hostport, basic_auth(long_name, "pw-long")))
     assert summary(p, port)["user"] == long_name
@@ -489,7 +478,7 @@ def test_inetd_bad_file_500_and_exit_78(make_users, netfiles, refused_hashes):
 
 
 def test_inetd_mode_bad_file_answers_500(make_proxy, make_users, refused_hashes, echo):
-    p = auth_proxy(make_proxy, make_users, "inetd", f"alice:{refused_hashes['des']}\n")
+    p = make_proxy("inetd", users=f"alice:{refused_hashes['des']}\n")
     c = Client(p.host, p.port)
     resp = c.request(connect_head(echo.hostport, basic_auth(*ALICE)))
     assert_error_reply(c, resp, 500)
@@ -498,8 +487,8 @@ def test_inetd_mode_bad_file_answers_500(make_proxy, make_users, refused_hashes,
 
 def test_inetd_reads_the_file_per_connection(make_proxy, make_users, echo, refused_hashes):
     path = make_users(f"alice:{refused_hashes['good']}\n")
-    p = make_proxy("inetd", args=["--users", str(path)])
-    expect_407(p, connect_head(echo.hostport, basic_auth(*BOB)))
+    p = make_proxy("inetd", users=path)
+    expect_error(p, connect_head(echo.hostport, basic_auth(*BOB)), 407, CHALLENGE)
     with open(path, "a") as f:
         f.write(f"bob:{openssl_hash(BOB[1], '-6')}\n")
     expect_tunnel(p, connect_head(echo.hostport, basic_auth(*BOB)))
@@ -511,15 +500,14 @@ def test_inetd_reads_the_file_per_connection(make_proxy, make_users, echo, refus
 @pytest.mark.parametrize("realm", ["My Proxy", "r" * 64, "x!#$%&'()*+,-./:;<=>?@[]^_`{|}~"],
                          ids=["space", "64-chars", "punctuation"])
 def test_realm_in_challenge(make_proxy, make_users, mode, echo, refused_hashes, realm):
-    p = auth_proxy(make_proxy, make_users, mode, f"alice:{refused_hashes['good']}\n",
-                   args=["--realm", realm])
-    expect_407(p, connect_head(echo.hostport), echo, realm=realm)
+    p = make_proxy(mode, users=f"alice:{refused_hashes['good']}\n", args=["--realm", realm])
+    expect_error(p, connect_head(echo.hostport), 407, challenge(realm), echo)
 
 
 def test_short_options(make_proxy, make_users, echo, refused_hashes):
     path = make_users(f"alice:{refused_hashes['good']}\n")
     p = make_proxy("listen", args=["-u", str(path), "-r", "short"])
-    expect_407(p, connect_head(echo.hostport), echo, realm="short")
+    expect_error(p, connect_head(echo.hostport), 407, challenge("short"), echo)
     expect_tunnel(p, connect_head(echo.hostport, basic_auth(*ALICE)))
 
 
@@ -541,17 +529,20 @@ AUTH_FAILED = re.compile(r"auth failed: client=127\.0\.0\.1:(\d+) user=(\S*)$")
 
 
 def test_log_success_and_failures(make_proxy, make_users, mode, echo, table_users):
-    p = auth_proxy(make_proxy, make_users, mode, table_users, args=["-v"])
+    p = make_proxy(mode, users=table_users, args=["-v"])
     port_ok = expect_tunnel(p, connect_head(echo.hostport, basic_auth(*ALICE)))
     attempts = {  # client port -> (user logged, what the password was)
-        expect_407(p, connect_head(echo.hostport, basic_auth("alice", "W4ong-pass:1"))):
+        expect_error(p, connect_head(echo.hostport, basic_auth("alice", "W4ong-pass:1")),
+                     407, CHALLENGE).port:
             "alice",
-        expect_407(p, connect_head(echo.hostport, basic_auth("carol", "W4ong-pass:2"))):
+        expect_error(p, connect_head(echo.hostport, basic_auth("carol", "W4ong-pass:2")),
+                     407, CHALLENGE).port:
             "carol",
-        expect_407(p, connect_head(echo.hostport, basic_auth("mallory", "W4ong-pass:3"))):
+        expect_error(p, connect_head(echo.hostport, basic_auth("mallory", "W4ong-pass:3")),
+                     407, CHALLENGE).port:
             "mallory",
     }
-    port_none = expect_407(p, connect_head(echo.hostport))
+    port_none = expect_error(p, connect_head(echo.hostport), 407, CHALLENGE).port
     ok = summary(p, port_ok)
     assert ok["user"] == "alice" and ok["status"] == "200", ok
     for port, user in attempts.items():
@@ -581,8 +572,9 @@ def test_log_success_and_failures(make_proxy, make_users, mode, echo, table_user
 ], ids=["space-quote", "forged-field", "utf8", "apostrophe-backslash", "allowed-set",
         "64-quotes"])
 def test_log_escapes_user_name(make_proxy, make_users, mode, echo, table_users, name, logged):
-    p = auth_proxy(make_proxy, make_users, mode, table_users)
-    port = expect_407(p, connect_head(echo.hostport, basic_auth(name, "pw")))
+    p = make_proxy(mode, users=table_users)
+    port = expect_error(p, connect_head(echo.hostport, basic_auth(name, "pw")), 407,
+                        CHALLENGE).port
     f = summary(p, port)
     assert f["user"] == logged, f["_raw"]
     assert f["status"] == "407" and f.get("reason") == "bad-credentials", f["_raw"]
@@ -596,9 +588,10 @@ def test_log_name_with_control_char_cannot_forge_a_line(make_proxy, make_users, 
                                                         table_users):
     """A name with a newline is no valid token (407); it must not appear as
     a log line of its own."""
-    p = auth_proxy(make_proxy, make_users, mode, table_users)
-    port = expect_407(p, connect_head(
-        echo.hostport, basic_auth("x\nclient=6.6.6.6:1 user=root status=200", "pw")))
+    p = make_proxy(mode, users=table_users)
+    port = expect_error(p, connect_head(
+        echo.hostport, basic_auth("x\nclient=6.6.6.6:1 user=root status=200", "pw")), 407,
+        CHALLENGE).port
     assert summary(p, port)["user"] == "-"
     assert "6.6.6.6" not in p.log_text(), p.log_text()
 
@@ -608,7 +601,7 @@ def test_log_name_with_control_char_cannot_forge_a_line(make_proxy, make_users, 
 
 def test_user_rule(make_proxy, make_users, mode, echo, table_users):
     acl = "allow user alice,carol to 127.0.0.0/8\ndeny\n"
-    p = auth_proxy(make_proxy, make_users, mode, table_users, acl=acl)
+    p = make_proxy(mode, users=table_users, acl=acl)
     for who in (ALICE, CAROL):
         port = expect_tunnel(p, connect_head(echo.hostport, basic_auth(*who)))
         assert summary(p, port)["user"] == who[0]
@@ -625,14 +618,14 @@ def test_user_rule(make_proxy, make_users, mode, echo, table_users):
 
 def test_user_rule_deny_one(make_proxy, make_users, mode, echo, table_users):
     acl = "deny user bob\nallow to 127.0.0.0/8\ndeny\n"
-    p = auth_proxy(make_proxy, make_users, mode, table_users, acl=acl)
+    p = make_proxy(mode, users=table_users, acl=acl)
     expect_tunnel(p, connect_head(echo.hostport, basic_auth(*ALICE)))
     c = Client(p.host, p.port)
     assert_error_reply(c, c.request(connect_head(echo.hostport, basic_auth(*BOB))), 403)
 
 
 def test_user_rule_is_case_sensitive(make_proxy, make_users, echo, table_users):
-    p = auth_proxy(make_proxy, make_users, "listen", table_users,
+    p = make_proxy("listen", users=table_users,
                    acl="allow user Alice,ALICE to 127.0.0.0/8\ndeny\n")
     c = Client(p.host, p.port)
     assert_error_reply(c, c.request(connect_head(echo.hostport, basic_auth(*ALICE))), 403)

@@ -71,7 +71,9 @@ def test_silent_ipv6_first_then_ipv4_connects_at_once(make_proxy, mode, make_sil
                                                       make_target):
     """The first address (::1, as the resolver sorts it) never answers; the
     second attempt starts 250 ms later and wins, long before the 10 s
-    timeout. The old code waited the whole timeout on the first."""
+    timeout. The old code waited the whole timeout on the first: the bound
+    is half of it, generous on a loaded machine; the log lines give the
+    order."""
     port = on_one_port(lambda h, p: make_silent(h, p) if ":" in h else
                        make_target(echo_handler, h, port=p).port, ["::1", "127.0.0.1"])
     p = make_proxy(mode, args=["-v", "--connect-timeout", "10"])
@@ -81,7 +83,7 @@ def test_silent_ipv6_first_then_ipv4_connects_at_once(make_proxy, mode, make_sil
     c.send(b"eyeballs")
     assert c.read_exact(8) == b"eyeballs"
     c.close()
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 5.0, elapsed
     fields = p.log_for(c.port)
     assert fields["status"] == "200" and fields["addr"] == f"127.0.0.1:{port}", fields
     lines = attempt_lines(p)
@@ -94,15 +96,16 @@ def test_silent_ipv6_first_then_ipv4_connects_at_once(make_proxy, mode, make_sil
 def test_sixteen_silent_addresses_504_within_the_timeout(make_proxy, mode, make_silent):
     """16 silent addresses with --connect-timeout 2: one 504 at about 2 s
     (the old code took 2 s per address, 32 s), and attempts 250 ms apart:
-    at most 8 fit in 2 s."""
+    at most 8 fit in 2 s. The upper bound is far from the old 32 s, not
+    tight on 2 s (a loaded machine)."""
     port = on_one_port(make_silent, SILENT16)
     p = make_proxy(mode, args=["-v", "--connect-timeout", "2"])
-    c = Client(p.host, p.port, timeout=8)
+    c = Client(p.host, p.port, timeout=20)
     start = time.monotonic()
     resp = c.request(connect_head(f"silent16.test:{port}"))
     elapsed = time.monotonic() - start
     assert_error_reply(c, resp, 504)
-    assert 1.8 <= elapsed <= 4.0, elapsed
+    assert 1.8 <= elapsed <= 12.0, elapsed
     fields = p.log_for(c.port)
     assert fields["reason"] == "connect-timeout", fields
     started = [a for a, what in attempt_lines(p) if what == "connecting"]

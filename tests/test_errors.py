@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import OK_REPLY, needs_v6, Client, assert_error_reply, connect_head, wait_until
+from conftest import (OK_REPLY, needs_v6, Client, assert_error_reply, connect_head, expect_error,
+                      wait_until)
 
 LONG_NAME = ("a" * 63 + ".") * 3 + "a" * 62          # 254 characters
 
@@ -108,20 +109,6 @@ def exact_size_head(target, total):
     return connect_head(target, "X-Pad: " + "p" * (total - len(base)))
 
 
-def expect_error(proxy, data, status):
-    c = Client(proxy.host, proxy.port)
-    try:
-        resp = c.request(data)
-        assert_error_reply(c, resp, status)
-        fields = proxy.log_for(c.port)
-        assert fields["status"] == str(status), fields
-        assert fields.get("reason"), f"no reason= in {fields}"
-        assert fields["_raw"].isprintable(), f"control characters logged: {fields['_raw']!r}"
-        return resp
-    finally:
-        c.close()
-
-
 @pytest.mark.parametrize("data", BAD_HEADS.values(), ids=BAD_HEADS.keys())
 def test_400_malformed(proxy, data):
     expect_error(proxy, data, 400)
@@ -129,8 +116,7 @@ def test_400_malformed(proxy, data):
 
 @pytest.mark.parametrize("data", NOT_CONNECT.values(), ids=NOT_CONNECT.keys())
 def test_405_not_connect(proxy, data):
-    resp = expect_error(proxy, data, 405)
-    assert resp.header("Allow") == "CONNECT", resp
+    expect_error(proxy, data, 405, {"Allow": "CONNECT"})
 
 
 @pytest.mark.parametrize("data", HTTP2.values(), ids=HTTP2.keys())
@@ -178,29 +164,34 @@ def test_200_accepted_heads(proxy, echo, variant):
 
 def test_408_partial_head(make_proxy, mode):
     p = make_proxy(mode, args=["--header-timeout", "1"])
-    c = Client(p.host, p.port, timeout=4)
+    c = Client(p.host, p.port, timeout=15)
     start = time.monotonic()
     resp = c.request(b"CONNECT good.test:443 HTTP/1.1\r\nHost: good")
     elapsed = time.monotonic() - start
     assert_error_reply(c, resp, 408)
-    assert 0.8 <= elapsed <= 3.0, elapsed
+    assert 0.8 <= elapsed <= 10, elapsed
 
 
 def test_408_slow_drip_counts_whole_head(make_proxy, mode):
-    """The deadline is for the whole head, not per read (slowloris)."""
+    """The deadline is for the whole head, not per read (slowloris): a byte
+    every 0.1 s would take 14 s to send the head; the 408 comes while it is
+    still being sent (an event, not a tight clock bound)."""
     p = make_proxy(mode, args=["--header-timeout", "1"])
     c = Client(p.host, p.port, timeout=4)
     start = time.monotonic()
     data = b"CONNECT good.test:443 HTTP/1.1\r\n" + b"X-Slow: " + b"s" * 100
+    sent = 0
     for byte in data:                       # bounded: at most len(data) sends
         readable, _, _ = select.select([c.sock], [], [], 0.1)
-        if readable or time.monotonic() - start > 3.5:
-            break                           # the answer has started (or too late)
+        if readable:
+            break                           # the answer has started
         c.send(bytes([byte]))
-    resp = c.response(timeout=1)
+        sent += 1
+    resp = c.response(timeout=4)
     elapsed = time.monotonic() - start
     assert_error_reply(c, resp, 408)
-    assert elapsed <= 2.5, f"408 only after {elapsed:.1f}s"
+    assert sent < len(data), f"408 only after the whole head ({elapsed:.1f} s)"
+    assert elapsed <= 10, f"408 only after {elapsed:.1f}s"
 
 
 @pytest.mark.parametrize("first", [b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GE\x00T / HTTP/1.1"],
@@ -221,10 +212,10 @@ def test_header_timeout_silent_client_closed(make_proxy, mode):
     p = make_proxy(mode, args=["--header-timeout", "1"])
     c = Client(p.host, p.port, timeout=4)
     start = time.monotonic()
-    state = c.end_state(timeout=3.5)
+    state = c.end_state(timeout=10)
     assert state in ("eof", "reset"), "a silent client kept its connection"
     assert c.buf == b"" or c.buf.startswith(b"HTTP/1.1 408 "), c.buf
-    assert time.monotonic() - start <= 3.5
+    assert time.monotonic() - start <= 10
 
 
 def test_403_builtin_rules(make_proxy, mode):
@@ -284,12 +275,12 @@ def blackhole():
 
 def test_504_connect_timeout(make_proxy, mode, blackhole):
     p = make_proxy(mode, args=["--connect-timeout", "1"])
-    c = Client(p.host, p.port, timeout=6)
+    c = Client(p.host, p.port, timeout=15)
     start = time.monotonic()
     resp = c.request(connect_head(f"127.0.0.1:{blackhole}"))
     elapsed = time.monotonic() - start
     assert_error_reply(c, resp, 504)
-    assert 0.8 <= elapsed <= 4, elapsed
+    assert 0.8 <= elapsed <= 10, elapsed       # the kernel alone would retry for minutes
     assert p.log_for(c.port)["status"] == "504"
 
 

@@ -61,8 +61,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (LOOPBACK_ACL, OK_REPLY, REPO, Client, binary, children, clean_env,
-                      connect_head, descendants, free_port, kill_pid, listening, parse_logfmt,
-                      wait_until)
+                      connect_head, descendants, echo_handler, ended_after, free_port, kill_pid,
+                      listening, ok_answer, parse_logfmt, read_head, wait_until)
 
 CONTRIB = REPO / "contrib"
 DEFAULT_BIN = "/usr/local/sbin/tunneld"
@@ -321,15 +321,9 @@ class Launcher:
 
 @pytest.fixture
 def launch(share, netfiles):
-    started = []
-
-    def start(name, cmd, port, **kw):
-        launcher = Launcher(name, cmd, share, netfiles, port, **kw)
-        started.append(launcher)
-        return launcher
-    yield start
-    for launcher in started:
-        launcher.stop()
+    with ended_after(lambda name, cmd, port, **kw: Launcher(name, cmd, share, netfiles, port,
+                                                            **kw)) as start:
+        yield start
 
 
 def need(exe, package):
@@ -344,23 +338,8 @@ def need(exe, package):
 # the targets and the two connections
 
 def http_handler(conn, server):
-    head = b""
-    while b"\r\n\r\n" not in head and len(head) < 65536:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    server.results.append(head)
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                 b"Connection: close\r\n\r\n%s" % (len(HTTP_BODY), HTTP_BODY))
-
-
-def echo_handler(conn, server):
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        conn.sendall(chunk)
+    server.results.append(read_head(conn))
+    conn.sendall(ok_answer(HTTP_BODY))
 
 
 def uid_of(pid):

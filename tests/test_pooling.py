@@ -18,15 +18,15 @@ import time
 
 import pytest
 
-from conftest import (children, clean_env, descendants, echo_handler, end_server, free_port,
-                      listening, procs_with_stderr, recv_all, wait_until)
+from conftest import (TUNNEL_PATH, alive, children, clean_env, echo_handler, ended_after,
+                      end_server, free_port, listening, recv_all, source_sink, wait_until)
 from poolproxy import PoolProxy
 from test_http_tunnel import BODY_MAX, Conn, holder
-from test_tunnel_client import alive, source_sink, stream
+from test_tunnel_client import stream
 
 pytestmark = pytest.mark.needs("http-tunnel")
 
-PATH = "/t"
+PATH = TUNNEL_PATH
 KiB = 1 << 10
 # Fresh processes that wait for a kept-alive connection's next request
 # close it after --header-timeout: short here, so that the tests can wait
@@ -36,20 +36,6 @@ HEADER_TIMEOUT = 3
 
 # --------------------------------------------------------------------------
 # helpers
-
-def tunnel_server(make_proxy, mode, args=()):
-    p = make_proxy(mode, args=[f"--http-tunnel={PATH}", *args])
-    p.url = f"http://127.0.0.1:{p.port}{PATH}"
-    return p
-
-
-def tunneld_procs(proxy):
-    """Live tunneld processes of proxy besides its listener (in inetd mode
-    the listener is systemd-socket-activate: every tunneld counts)."""
-    pids = set(descendants(proxy.pid)) | set(procs_with_stderr(proxy.log_id))
-    pids.discard(proxy.pid)
-    return sorted(p for p in pids if alive(p))
-
 
 def holder_sockets(pids):
     """The "@tunneld/<id>" abstract unix sockets that pids hold (session holders)."""
@@ -77,12 +63,12 @@ def holder_sockets(pids):
 
 def holder_of(proxy, token):
     """The pid of the process that holds token's session (None: none)."""
-    return next((pid for pid, n in holder_sockets(tunneld_procs(proxy))
+    return next((pid for pid, n in holder_sockets(proxy.procs())
                  if n.endswith("/" + token[:16])), None)
 
 
 def assert_no_process_left(proxy, timeout, what):
-    left = wait_until(lambda: not tunneld_procs(proxy), timeout) or tunneld_procs(proxy)
+    left = wait_until(lambda: not proxy.procs(), timeout) or proxy.procs()
     assert left is True, (f"tunneld processes left {timeout} s after {what}: {left}, "
                           f"holding sessions: {holder_sockets(left)}")
 
@@ -133,15 +119,8 @@ class PConn(Conn):
 
 @pytest.fixture
 def make_pool():
-    started = []
-
-    def make(server, **kw):
-        pp = PoolProxy((server.host, server.port), **kw)
-        started.append(pp)
-        return pp
-    yield make
-    for pp in started:
-        pp.stop()
+    with ended_after(lambda server, **kw: PoolProxy((server.host, server.port), **kw)) as make:
+        yield make
 
 
 def gated_holder(blob, gate):
@@ -224,7 +203,7 @@ def test_haproxy_six_tunnel_clients(tunnel_bin, make_proxy, mode, make_target, t
     client gets exactly its own 256 KiB back from the echo target. Then
     no tunneld process is left: not while HAProxy keeps its idle
     connections (after --header-timeout), nor once it is stopped."""
-    server = tunnel_server(make_proxy, mode, ["--header-timeout", str(HEADER_TIMEOUT)])
+    server = make_proxy(mode, args=["--header-timeout", str(HEADER_TIMEOUT)], tunnel=PATH)
     echo = make_target(echo_handler)
     n, size = 6, 256 * KiB
     ha = HAProxy(tmp_path / "haproxy", server.port, maxconn=3, polls=n)
@@ -254,7 +233,7 @@ def test_open_on_holders_connection_interleaved(make_proxy, mode, make_target, m
     0 both ways, none of A's bytes), each target gets exactly its own
     session's bytes, and when both sessions are deleted no process is left,
     though the proxy keeps the connection open."""
-    server = tunnel_server(make_proxy, mode, ["--header-timeout", str(HEADER_TIMEOUT)])
+    server = make_proxy(mode, args=["--header-timeout", str(HEADER_TIMEOUT)], tunnel=PATH)
     blob_a, blob_b = b"A's private greeting\n" * 30, b"B greets\n" * 7
     ta, tb = make_target(holder(blob_a)), make_target(holder(blob_b))
     pp = make_pool(server, size=1)
@@ -304,7 +283,7 @@ def test_pending_upload_stays_with_its_session(make_proxy, mode, make_target, ma
     connection (handed to A's holder), then B's open on that connection.
     A's pending upload reaches A's target only, once it reads; B's target
     gets exactly B's bytes, and B's offsets start at 0."""
-    server = tunnel_server(make_proxy, mode, ["--header-timeout", str(HEADER_TIMEOUT)])
+    server = make_proxy(mode, args=["--header-timeout", str(HEADER_TIMEOUT)], tunnel=PATH)
     gate = threading.Event()
     blob_a, blob_b = b"A's private greeting\n" * 30, b"B greets\n" * 7
     ta = make_target(gated_holder(blob_a, gate))
@@ -376,7 +355,7 @@ def test_tunnel_clients_through_pooling_proxy(tunnel_bin, make_proxy, mode, make
     proxy (four shared connections, opens put on used ones): each gets
     exactly its own bytes both ways, the requests really mixed, and no
     process outlives the sessions while the proxy keeps its connections."""
-    server = tunnel_server(make_proxy, mode, ["--header-timeout", str(HEADER_TIMEOUT)])
+    server = make_proxy(mode, args=["--header-timeout", str(HEADER_TIMEOUT)], tunnel=PATH)
     pp = make_pool(server, size=4)
     n, size = 3, 256 * KiB
     downs = [os.urandom(size) for _ in range(n)]

@@ -2,7 +2,6 @@
 rebinding, per-address checks, the matcher's conditions, tls and tls-sni."""
 
 import ctypes
-import itertools
 import os
 import socket
 import ssl
@@ -13,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import (needs_v6, HTTPS_BODY, Client, Proxy, binary, clean_env, connect_head,
-                      echo_handler, greet_shut_handler, netns_wrap, open_tunnel, wait_until)
+from conftest import (needs_v6, HTTPS_BODY, Client, Proxy, connect_head, echo_handler, ended_after,
+                      greet_shut_handler, listening, open_tunnel)
 
 NO_LOOPBACK_ACL = "deny to 127.0.0.0/8,::1\nallow\n"
 
@@ -455,50 +454,25 @@ def in_netns(pid, fn, timeout=10):
 
 
 NETNS_PORT = 3128
-NETNS_COUNT = itertools.count()
 # lo, and a veth pair with no address yet: nothing leaves this namespace.
 NETNS_SETUP = ("ip link set lo up && ip link add tv0 type veth peer name tv1 && "
                "ip link set tv0 up && ip link set tv1 up && exec \"$@\"")
 
 
 class NetnsProxy(Proxy):
-    """tunneld in a network namespace of its own (see NETNS_SETUP); the
-    clients connect from a thread inside it. Its log and stop are Proxy's."""
+    """tunneld on NETNS_PORT in a network namespace of its own (see
+    NETNS_SETUP); the clients connect from a thread inside it."""
 
     def __init__(self, workdir, netfiles, mode, acl):
-        self.mode, self.host, self.port = mode, "127.0.0.1", NETNS_PORT
-        workdir.mkdir(parents=True, exist_ok=True)
-        n = next(NETNS_COUNT)
-        self.log_path = workdir / f"tunneld-netns-{mode}-{n}.log"
-        opts = ["--log", "stderr"]
-        if acl is not None:
-            self.acl_path = workdir / f"acl-netns-{n}"
-            self.acl_path.write_text(acl)
-            opts += ["--acl", str(self.acl_path)]
-        hostport = f"127.0.0.1:{NETNS_PORT}"
-        if mode == "listen":
-            cmd = [binary(), "--listen", hostport, *opts]
-        else:
-            cmd = ["systemd-socket-activate", "--inetd", "-a", "-l", hostport, binary(), *opts]
-        self.logf = open(self.log_path, "ab")
-        st = os.fstat(self.logf.fileno())
-        self.log_id = (st.st_dev, st.st_ino)
-        self.proc = subprocess.Popen(
-            netns_wrap(["unshare", "-n", "sh", "-c", NETNS_SETUP, "sh", *cmd], netfiles),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.logf,
-            env=clean_env())
-        self.pid = self.proc.pid
-        if not wait_until(lambda: self.proc.poll() is not None or self._listening(), 5):
-            self.stop()
-            pytest.fail(f"tunneld in a network namespace did not start: {self.log_text()!r}")
+        super().__init__(workdir, netfiles, mode, acl, port=NETNS_PORT)
 
-    def _listening(self):
-        try:
-            with open(f"/proc/{self.pid}/net/tcp") as f:
-                return any(l.split()[1].endswith(f":{NETNS_PORT:04X}") and l.split()[3] == "0A"
-                           for l in list(f)[1:])
-        except OSError:
-            return False
+    @staticmethod
+    def command(mode, where, wrap, opts):
+        return ["unshare", "-n", "sh", "-c", NETNS_SETUP, "sh",
+                *Proxy.command(mode, where, wrap, opts)]
+
+    def listening(self):
+        return listening(self.port, (f"/proc/{self.pid}/net/tcp",))
 
     def ip(self, *args):
         subprocess.run(["nsenter", "-t", str(self.pid), "-n", "ip", *args], check=True, timeout=10)
@@ -514,15 +488,9 @@ class NetnsProxy(Proxy):
 
 @pytest.fixture
 def netns_proxy(tmp_path, netfiles):
-    started = []
-
-    def make(mode="listen", acl=None):
-        p = NetnsProxy(tmp_path, netfiles, mode, acl)
-        started.append(p)
-        return p
-    yield make
-    for p in started:
-        p.stop()
+    with ended_after(lambda mode="listen", acl=None: NetnsProxy(tmp_path, netfiles, mode, acl)) \
+            as make:
+        yield make
 
 
 def test_self_counts_an_address_added_later(netns_proxy, make_target):

@@ -11,7 +11,7 @@ import ssl
 import pytest
 
 from conftest import Client, binary, connect_head, descendants, open_tunnel, wait_until
-from test_http_tunnel import Conn, tunnel_proxy
+from test_http_tunnel import PATH, Conn
 from test_session_attacks import holder_pids
 
 pytestmark = pytest.mark.needs("sandbox")
@@ -92,7 +92,7 @@ def test_session_holder_and_spawner_are_sandboxed(make_proxy, mode, echo):
     """A GET/POST tunnel session's holder, and in inetd mode the spawner
     beside it; and the fresh process a kept-alive connection's next open
     goes to."""
-    p = tunnel_proxy(make_proxy, mode)
+    p = make_proxy(mode, tunnel=PATH)
     c = Conn(p, timeout=10)
     a = c.open_ok(echo.hostport)
     c.send_ok(a, 0, b"ping")

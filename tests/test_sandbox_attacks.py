@@ -24,9 +24,9 @@ import pytest
 
 from conftest import (LOOPBACK_ACL, OK_REPLY, Client, binary, connect_head,
                       greet_shut_handler, open_tunnel, wait_until)
-from test_http_tunnel import Conn
+from test_http_tunnel import PATH, Conn
 from test_sandbox import assert_stages, ids, serving, status
-from test_session_attacks import holder_pids, make_tproxy, tunneld_procs  # noqa: F401
+from test_session_attacks import holder_pids
 
 pytestmark = [pytest.mark.needs("sandbox"), pytest.mark.needs("http-tunnel")]
 
@@ -133,7 +133,7 @@ def test_lookup_timeout_and_error_answers_under_the_sandbox(make_proxy, echo, mo
 
 
 @pytest.mark.parametrize("mode", ["listen", "inetd"])
-def test_syslog_sink_without_dev_log_in_every_stage(make_tproxy, echo, mode):
+def test_syslog_sink_without_dev_log_in_every_stage(make_proxy, echo, mode):
     """--log syslog where /dev/log is absent: every line reconnects (a unix
     datagram socket and a connect) from the request, relay and session
     stages alike; a CONNECT and a session's whole life still work, a
@@ -141,7 +141,7 @@ def test_syslog_sink_without_dev_log_in_every_stage(make_tproxy, echo, mode):
     DELETE, and nothing is killed."""
     if os.path.exists("/dev/log"):
         pytest.skip("/dev/log exists here: the reconnect path is not taken")
-    p = make_tproxy(mode, ["--log", "syslog", "-v"])
+    p = make_proxy(mode, args=["--log", "syslog", "-v"], tunnel=PATH)
     c = open_tunnel(p, echo.hostport, b"ping")
     assert c.read_exact(4) == b"ping"
     c.close()
@@ -154,14 +154,14 @@ def test_syslog_sink_without_dev_log_in_every_stage(make_tproxy, echo, mode):
     assert t.c.read_until(b"\r\n\r\n") == OK_REPLY
     assert t.c.read_exact(4) == b"pong"
     t.close()
-    assert wait_until(lambda: not tunneld_procs(p) or mode == "listen", 5), tunneld_procs(p)
+    assert wait_until(lambda: not p.procs() or mode == "listen", 5), p.procs()
 
 
 # --------------------------------------------------------------------------
 # 2. --user in inetd mode: files read before the drop, nothing after
 
 @needs_root
-def test_fresh_process_of_a_user_dropped_tunneld_reads_no_root_file(make_tproxy, echo,
+def test_fresh_process_of_a_user_dropped_tunneld_reads_no_root_file(make_proxy, echo,
                                                                       tmp_path):
     """inetd mode, --user nobody, rules only root can read (as tunneld.8
     says --user is for: the files are read, then root is dropped). An open
@@ -171,7 +171,7 @@ def test_fresh_process_of_a_user_dropped_tunneld_reads_no_root_file(make_tproxy,
     rules = tmp_path / "root-only-rules"
     rules.write_text(LOOPBACK_ACL)
     rules.chmod(0o600)
-    p = make_tproxy("inetd", ["--user", "nobody", "--acl", str(rules)], acl=None)
+    p = make_proxy("inetd", args=["--user", "nobody", "--acl", str(rules)], acl=None, tunnel=PATH)
     c = Conn(p, timeout=10)
     a = c.open_ok(echo.hostport)
     r = c.open(echo.hostport)            # met by a's holder: a fresh process
@@ -222,7 +222,7 @@ def test_user_already_in_effect_is_no_error(make_proxy, echo, open_dir):
 
 
 @needs_root
-def test_every_process_of_an_inetd_tunnel_is_nobody_and_filtered(make_tproxy, echo,
+def test_every_process_of_an_inetd_tunnel_is_nobody_and_filtered(make_proxy, echo,
                                                                    open_dir):
     """inetd mode, --user nobody, rules nobody can read: the connection's
     process (a holder), the spawner, a spawner child holding a second
@@ -230,8 +230,8 @@ def test_every_process_of_an_inetd_tunnel_is_nobody_and_filtered(make_tproxy, ec
     connection: all nobody with no group besides, all Seccomp: 2 and
     NoNewPrivs: 1. Sessions opened by one process are reached from another
     connection (the names carry nobody's uid, in every process alike)."""
-    p = make_tproxy("inetd", ["--user", "nobody", "--acl", readable_acl(open_dir)],
-                   acl=None)
+    p = make_proxy("inetd", args=["--user", "nobody", "--acl", readable_acl(open_dir)], acl=None,
+                   tunnel=PATH)
     c = Conn(p, timeout=10)
     a = c.open_ok(echo.hostport)
     c.send_ok(a, 0, b"a")
@@ -244,7 +244,7 @@ def test_every_process_of_an_inetd_tunnel_is_nobody_and_filtered(make_tproxy, ec
     x.c.send(connect_head(echo.hostport) + b"ping")  # ...its CONNECT: a spawner child
     assert x.c.read_until(b"\r\n\r\n") == OK_REPLY
     assert x.c.read_exact(4) == b"ping"
-    pids = set(serving(p)) | tunneld_procs(p)
+    pids = set(serving(p)) | p.procs()
     exe = os.path.realpath(binary())
     pids = {q for q in pids if os.path.realpath(f"/proc/{q}/exe") == exe}
     assert hb in pids and len(pids) >= 3, pids
@@ -259,12 +259,12 @@ def test_every_process_of_an_inetd_tunnel_is_nobody_and_filtered(make_tproxy, ec
 # --------------------------------------------------------------------------
 # 3. the spawner: no leak, no connection held, bounded
 
-def test_spawner_never_outlives_the_connection(make_tproxy, echo):
+def test_spawner_never_outlives_the_connection(make_proxy, echo):
     """inetd mode with --http-tunnel: 20 CONNECTs one after another, and a
     session whose kept-alive connection then carries a CONNECT (served by
     a spawner child): once all end, no process of tunneld is left (the
     spawner looks every second)."""
-    p = make_tproxy("inetd")
+    p = make_proxy("inetd", tunnel=PATH)
     for i in range(20):
         c = open_tunnel(p, echo.hostport, b"x")
         assert c.read_exact(1) == b"x"
@@ -276,15 +276,15 @@ def test_spawner_never_outlives_the_connection(make_tproxy, echo):
     assert c.c.read_until(b"\r\n\r\n") == OK_REPLY
     assert c.c.read_exact(4) == b"ping"
     c.close()
-    assert wait_until(lambda: not tunneld_procs(p), 5), \
-        f"left: {[(q, status(q)['State']) for q in tunneld_procs(p)]}"
+    assert wait_until(lambda: not p.procs(), 5), \
+        f"left: {[(q, status(q)['State']) for q in p.procs()]}"
 
 
-def test_client_sees_eof_when_its_process_ends(make_tproxy, make_target, echo):
+def test_client_sees_eof_when_its_process_ends(make_proxy, make_target, echo):
     """The spawner never keeps a client's connection open: a CONNECT whose
     target closes (the connection's own process), and a request a holder
     hands on (a spawner child's 404, Connection: close) both end in EOF."""
-    p = make_tproxy("inetd")
+    p = make_proxy("inetd", tunnel=PATH)
     g = make_target(greet_shut_handler)
     c = open_tunnel(p, g.hostport)
     assert c.read_exact(16) == b"hello, then EOF\n"
@@ -300,37 +300,37 @@ def test_client_sees_eof_when_its_process_ends(make_tproxy, make_target, echo):
     assert Conn(p).delete(a).status == 200
 
 
-def test_spawner_outlives_a_killed_holder_only_while_its_children_serve(make_tproxy, echo):
+def test_spawner_outlives_a_killed_holder_only_while_its_children_serve(make_proxy, echo):
     """SIGKILL the connection's process (a's holder) while a spawner child
     holds b: b still works, and once b is deleted nothing is left."""
-    p = make_tproxy("inetd")
+    p = make_proxy("inetd", tunnel=PATH)
     c = Conn(p, timeout=10)
     a = c.open_ok(echo.hostport)
     b = c.open_ok(echo.hostport)
     (ha,) = holder_pids(p, a)
     os.kill(ha, 9)
-    assert wait_until(lambda: ha not in tunneld_procs(p), 3)
+    assert wait_until(lambda: ha not in p.procs(), 3)
     y = Conn(p, timeout=10)
     y.send_ok(b, 0, b"after")
     assert y.recv_until(b, 0, 5) == (b"after", False)
     assert y.delete(b).status == 200
     y.close()
     c.close()
-    assert wait_until(lambda: not tunneld_procs(p), 5), tunneld_procs(p)
+    assert wait_until(lambda: not p.procs(), 5), p.procs()
 
 
-def test_inetd_connection_costs_two_processes_at_most(make_tproxy, echo):
+def test_inetd_connection_costs_two_processes_at_most(make_proxy, echo):
     """With --http-tunnel each inetd connection has its process and one
     spawner (which --max-conns does not count): 6 CONNECTs at once make at
     most 12 processes."""
-    p = make_tproxy("inetd")
+    p = make_proxy("inetd", tunnel=PATH)
     cs = [open_tunnel(p, echo.hostport) for _ in range(6)]
     time.sleep(0.3)
-    n = len(tunneld_procs(p))
+    n = len(p.procs())
     assert n <= 12, f"{n} processes for 6 connections"
     for c in cs:
         c.close()
-    assert wait_until(lambda: not tunneld_procs(p), 5), tunneld_procs(p)
+    assert wait_until(lambda: not p.procs(), 5), p.procs()
 
 
 # --------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_inetd_connection_costs_two_processes_at_most(make_tproxy, echo):
 @needs_root
 @pytest.mark.needs("tls")
 @pytest.mark.parametrize("mode", ["listen", "inetd"])
-def test_tls_tunnel_halves_are_nobody_and_filtered(make_tproxy, tls_files, echo, open_dir,
+def test_tls_tunnel_halves_are_nobody_and_filtered(make_proxy, tls_files, echo, open_dir,
                                                    tmp_path, mode):
     """A GET/POST tunnel over TLS with a key only root can read and --user
     nobody: the TLS half (relay stage) and the plain side's holder both run
@@ -348,8 +348,8 @@ def test_tls_tunnel_halves_are_nobody_and_filtered(make_tproxy, tls_files, echo,
     own_key = tmp_path / "key.pem"
     own_key.write_bytes(key.read_bytes())
     own_key.chmod(0o600)
-    p = make_tproxy(mode, ["--user", "nobody", "--cert", str(cert), "--key", str(own_key),
-                           "--acl", readable_acl(open_dir)], acl=None)
+    p = make_proxy(mode, args=["--user", "nobody", "--cert", str(cert), "--key", str(own_key),
+                           "--acl", readable_acl(open_dir)], acl=None, tunnel=PATH)
     ctx = ssl.create_default_context(cafile=str(cert))
     with ctx.wrap_socket(socket.create_connection((p.host, p.port), 5),
                          server_hostname="good.test") as s:
@@ -368,7 +368,7 @@ def test_tls_tunnel_halves_are_nobody_and_filtered(make_tproxy, tls_files, echo,
         token = re.search(rb"[0-9a-f]{48}", got.split(b"\r\n\r\n", 1)[1]).group().decode()
         (h,) = holder_pids(p, token)
         exe = os.path.realpath(binary())
-        pids = {q for q in tunneld_procs(p) if os.path.realpath(f"/proc/{q}/exe") == exe}
+        pids = {q for q in p.procs() if os.path.realpath(f"/proc/{q}/exe") == exe}
         if mode == "listen":
             pids.discard(p.pid)
         assert h in pids and len(pids) >= 2, pids

@@ -26,14 +26,6 @@ MiB = 1 << 20
 pytestmark = pytest.mark.needs("tls")
 
 
-@pytest.fixture
-def tls_proxy(make_proxy, mode, tls_files):
-    cert, key = tls_files
-    p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key)])
-    p.cafile = str(cert)
-    return p
-
-
 class TLSClient:
     """A TLS connection to the proxy with the same reading helpers as Client;
     ctx: an ssl.SSLContext of the caller's (default: verify proxy.cafile)."""
@@ -247,9 +239,7 @@ def test_tls_407_reply(make_proxy, mode, tls_files, make_users, alice_hashes, ec
 
 @pytest.fixture(params=["ecdsa", "rsa"])
 def kind_tls_proxy(request, make_proxy, mode, tls_files, rsa_tls_files):
-    cert, key = tls_files if request.param == "ecdsa" else rsa_tls_files
-    p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key)])
-    p.cafile = str(cert)
+    p = make_proxy(mode, tls=tls_files if request.param == "ecdsa" else rsa_tls_files)
     p.kind = request.param
     return p
 
@@ -377,19 +367,16 @@ def test_plain_client_dropped_then_tls_client_served(tls_proxy, echo):
 
 @pytest.fixture
 def quick_tls_proxy(make_proxy, mode, tls_files):
-    cert, key = tls_files
-    p = make_proxy(mode, args=["--cert", str(cert), "--key", str(key), "--header-timeout", "1"])
-    p.cafile = str(cert)
-    return p
+    return make_proxy(mode, tls=tls_files, args=["--header-timeout", "1"])
 
 
 def test_silent_client_dropped_after_header_timeout(quick_tls_proxy):
     c = Client(quick_tls_proxy.host, quick_tls_proxy.port)
     t0 = time.monotonic()
-    state = c.end_state(6)
+    state = c.end_state(12)
     elapsed = time.monotonic() - t0
     assert state in ("eof", "reset") and c.buf == b"", (state, c.buf)
-    assert 0.7 < elapsed < 4, f"dropped after {elapsed:.2f}s with --header-timeout 1"
+    assert 0.7 < elapsed < 10, f"dropped after {elapsed:.2f}s with --header-timeout 1"
     c.close()
     f = quick_tls_proxy.log_for(c.port)
     assert f.get("reason") == "tls-handshake-timeout", f["_raw"]
@@ -400,8 +387,8 @@ def test_half_clienthello_dropped_after_header_timeout(quick_tls_proxy):
     c = Client(quick_tls_proxy.host, quick_tls_proxy.port)
     c.send(bytes.fromhex("160301020001"))       # a record header and a little more
     t0 = time.monotonic()
-    assert c.end_state(6) in ("eof", "reset")
-    assert 0.7 < time.monotonic() - t0 < 4
+    assert c.end_state(12) in ("eof", "reset")
+    assert 0.7 < time.monotonic() - t0 < 10
     c.close()
     assert quick_tls_proxy.log_for(c.port).get("reason") == "tls-handshake-timeout"
 
@@ -411,7 +398,7 @@ def test_tls_client_without_request_gets_408(quick_tls_proxy):
     t0 = time.monotonic()
     head = c.read_until(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), head
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 10
     c.close()
     assert quick_tls_proxy.log_for(c.port).get("reason") == "header-timeout"
 

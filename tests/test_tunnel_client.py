@@ -18,32 +18,20 @@ import time
 
 import pytest
 
-from conftest import (ALICE, LOOPBACK_ACL, children, clean_env, descendants, echo_handler, free_port,
-                      kill_pid, listening, netns_wrap, openssl_hash, recv_all, self_signed,
-                      wait_until)
+from conftest import (ALICE, LOOPBACK_ACL, TUNNEL_PATH, alive, at_once, children, clean_env,
+                      descendants, echo_handler, free_port, kill_pid, listening, netns_wrap,
+                      openssl_hash, recv_all, self_signed, source_sink, wait_until)
 from faultproxy import FaultProxy
 
 pytestmark = pytest.mark.needs("http-tunnel")
 
-PATH = "/t"
+PATH = TUNNEL_PATH
 KiB, MiB = 1 << 10, 1 << 20
 PAYLOAD = b"".join(b"line %04d through the tunnel\n" % i for i in range(500))
 
 
 # --------------------------------------------------------------------------
 # helpers
-
-def tunnel_server(make_proxy, mode, args=(), **kw):
-    """A tunneld serving the tunnel under PATH; .url is tunnel's SERVER."""
-    p = make_proxy(mode, args=[f"--http-tunnel={PATH}", *args], **kw)
-    p.url = f"http://127.0.0.1:{p.port}{PATH}"
-    return p
-
-
-@pytest.fixture
-def tserver(make_proxy, mode):
-    return tunnel_server(make_proxy, mode)
-
 
 def env_with(**extra):
     env = clean_env()
@@ -65,19 +53,6 @@ def assert_exit(r, code, *words):
     assert len(lines) == 1 and lines[0].startswith("tunnel: "), err
     for w in words:
         assert w in lines[0], err
-
-
-def source_sink(blob):
-    """Target: send blob and half-close while reading to EOF; record
-    (sha256 of what came, its length, how it ended)."""
-    def handler(conn, server):
-        sender = threading.Thread(target=lambda: (conn.sendall(blob),
-                                                  conn.shutdown(socket.SHUT_WR)), daemon=True)
-        sender.start()
-        data, how = recv_all(conn, limit=64 * MiB)
-        sender.join(30)
-        server.results.append((hashlib.sha256(data).hexdigest(), len(data), how))
-    return handler
 
 
 def stream(cmd, up, env=None, timeout=60, early_end_ok=False):
@@ -136,16 +111,16 @@ def two_way(tunnel_bin, make_target, server_url, size, *opts, env=None, timeout=
 # --------------------------------------------------------------------------
 # stdin/stdout sessions, direct, both serving modes
 
-def test_stdio_round_trip(tunnel_bin, tserver, make_target):
-    err = two_way(tunnel_bin, make_target, tserver.url, 300 * KiB)
+def test_stdio_round_trip(tunnel_bin, tproxy, make_target):
+    err = two_way(tunnel_bin, make_target, tproxy.url, 300 * KiB)
     assert err == b"", err
-    tserver.wait_log(lambda f: f.get("status") == "200", what="session")
+    tproxy.wait_log(lambda f: f.get("status") == "200", what="session")
     # the client said DELETE: the session's holder is gone
-    assert wait_until(lambda: not tserver.workers(), 5), f"left: {tserver.workers()}"
+    assert wait_until(lambda: not tproxy.workers(), 5), f"left: {tproxy.workers()}"
 
 
-def test_echo_like_netcat(tunnel_bin, tserver, echo):
-    r = run_tunnel(tunnel_bin, tserver.url, echo.hostport, data=PAYLOAD)
+def test_echo_like_netcat(tunnel_bin, tproxy, echo):
+    r = run_tunnel(tunnel_bin, tproxy.url, echo.hostport, data=PAYLOAD)
     assert r.returncode == 0, r.stderr
     assert r.stdout == PAYLOAD
     assert echo.wait_results(1) == ["eof"]
@@ -153,7 +128,7 @@ def test_echo_like_netcat(tunnel_bin, tserver, echo):
 
 @pytest.mark.needs("ipv6")
 def test_ipv6_server_and_target(tunnel_bin, make_proxy, make_target):
-    p = make_proxy("listen", args=[f"--http-tunnel={PATH}"], host="::1")
+    p = make_proxy("listen", host="::1", tunnel=PATH)
     echo6 = make_target(echo_handler, host="::1")
     r = run_tunnel(tunnel_bin, f"http://[::1]:{p.port}{PATH}", echo6.hostport, data=PAYLOAD)
     assert r.returncode == 0, r.stderr
@@ -163,16 +138,16 @@ def test_ipv6_server_and_target(tunnel_bin, make_proxy, make_target):
 # --------------------------------------------------------------------------
 # squid between, refusing CONNECT
 
-def test_squid_4mib_each_way(tunnel_bin, squid, tserver, make_target):
-    two_way(tunnel_bin, make_target, tserver.url, 4 * MiB, "-x", squid.url, timeout=90)
+def test_squid_4mib_each_way(tunnel_bin, squid, tproxy, make_target):
+    two_way(tunnel_bin, make_target, tproxy.url, 4 * MiB, "-x", squid.url, timeout=90)
     log = squid.log()
-    assert f"POST {tserver.url}" in log and f"GET {tserver.url}" in log, log[-2000:]
+    assert f"POST {tproxy.url}" in log and f"GET {tproxy.url}" in log, log[-2000:]
     assert "CONNECT" not in log, log[-2000:]
 
 
-def test_squid_refuses_connect(tunnel_bin, squid, tserver, echo):
+def test_squid_refuses_connect(tunnel_bin, squid, tproxy, echo):
     r = run_tunnel(tunnel_bin, "--mode", "connect", "-x", squid.url,
-                   f"http://127.0.0.1:{tserver.port}", echo.hostport, data=b"never\n")
+                   f"http://127.0.0.1:{tproxy.port}", echo.hostport, data=b"never\n")
     assert r.returncode in (69, 77), (r.returncode, r.stderr)
     assert_exit(r, r.returncode, "403")
     c = subprocess.run(["curl", "-sS", "--max-time", "10", "-p", "-x", squid.url,
@@ -232,7 +207,7 @@ LogLevel ERROR
     log = open(tmp_path / "sshd.log", "wb")
     proc = subprocess.Popen(netns_wrap([sshd, "-D", "-e", "-f", str(conf)], netfiles),
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=clean_env())
-    p = tunnel_server(make_proxy, "inetd")
+    p = make_proxy("inetd", tunnel=PATH)
     out, err = tmp_path / "ssh.out", tmp_path / "ssh.err"
     try:
         assert wait_until(lambda: listening(port) or proc.poll() is not None, 10) \
@@ -268,7 +243,7 @@ LogLevel ERROR
 def test_signal_ends_every_tunnel_process(tunnel_bin, make_proxy, mode, echo, sig):
     """ssh ends a ProxyCommand with SIGHUP: the whole client goes, and the
     session expires (no leftover poller keeps it alive)."""
-    server = tunnel_server(make_proxy, mode, ["--session-timeout", "2"])
+    server = make_proxy(mode, args=["--session-timeout", "2"], tunnel=PATH)
     proc = subprocess.Popen([tunnel_bin, server.url, echo.hostport], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env_with())
     pids = []
@@ -290,15 +265,6 @@ def test_signal_ends_every_tunnel_process(tunnel_bin, make_proxy, mode, echo, si
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-
-
-def alive(pid):
-    """pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------
@@ -328,7 +294,7 @@ def keyed_source_sink(size):
 def test_listen_bare_port_is_loopback_only(tunnel_bin, make_proxy, echo):
     """--listen PORT listens on 127.0.0.1 alone, as ssh -L does: another
     address of this host (127.0.0.2 here) is refused."""
-    server = tunnel_server(make_proxy, "listen")
+    server = make_proxy("listen", tunnel=PATH)
     port = free_port()
     proc = subprocess.Popen([tunnel_bin, "--listen", str(port), server.url, echo.hostport],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -347,45 +313,35 @@ def test_listen_bare_port_is_loopback_only(tunnel_bin, make_proxy, echo):
 
 
 @pytest.mark.parametrize("via", ["direct", "squid"])
-def test_listen_10_concurrent(tunnel_bin, tserver, make_target, request, via):
+def test_listen_10_concurrent(tunnel_bin, tproxy, make_target, request, via):
     """Ten sessions at once; through squid they share its pooled connections
     to tunneld."""
     n, size = 10, 256 * KiB
     target = make_target(keyed_source_sink(size))
     port = free_port()
     opts = ["-x", request.getfixturevalue("squid").url] if via == "squid" else []
-    proc = subprocess.Popen([tunnel_bin, *opts, "--listen", f"127.0.0.1:{port}", tserver.url,
+    proc = subprocess.Popen([tunnel_bin, *opts, "--listen", f"127.0.0.1:{port}", tproxy.url,
                              target.hostport], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env_with())
     try:
         assert wait_until(lambda: listening(port) or proc.poll() is not None, 5) \
             and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else b""
         ups = [os.urandom(size) for _ in range(n)]
-        results = [None] * n
-        barrier = threading.Barrier(n, timeout=30)
 
-        def one(i):
+        def one(i, barrier):
             key = b"conn%04d" % i
-            try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=30)
-                barrier.wait()
-                sender = threading.Thread(target=lambda: (s.sendall(key + ups[i]),
-                                                          s.shutdown(socket.SHUT_WR)),
-                                          daemon=True)
-                sender.start()
-                got, how = recv_all(s, limit=2 * size)
-                sender.join(30)
-                s.close()
-                want = random.Random(key).randbytes(size)
-                results[i] = True if got == want else f"{len(got)} bytes ({how}), differ"
-            except Exception as e:                  # reported below, per connection
-                barrier.abort()
-                results[i] = repr(e)
-        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            barrier.wait()
+            sender = threading.Thread(target=lambda: (s.sendall(key + ups[i]),
+                                                      s.shutdown(socket.SHUT_WR)),
+                                      daemon=True)
+            sender.start()
+            got, how = recv_all(s, limit=2 * size)
+            sender.join(30)
+            s.close()
+            want = random.Random(key).randbytes(size)
+            return True if got == want else f"{len(got)} bytes ({how}), differ"
+        results = at_once(n, one)
         assert results == [True] * n, results
         got = target.wait_results(n, 30)
         want = {(b"conn%04d" % i, hashlib.sha256(ups[i]).hexdigest(), "eof") for i in range(n)}
@@ -412,10 +368,10 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", FAULTS.keys())
-def test_faulty_proxy_1mib_each_way(tunnel_bin, tserver, make_target, fault):
+def test_faulty_proxy_1mib_each_way(tunnel_bin, tproxy, make_target, fault):
     fp = FaultProxy(**FAULTS[fault])
     try:
-        two_way(tunnel_bin, make_target, tserver.url, 1 * MiB, "-x", fp.url, timeout=90)
+        two_way(tunnel_bin, make_target, tproxy.url, 1 * MiB, "-x", fp.url, timeout=90)
         counts = {"requests": fp.requests, "dropped": fp.dropped_methods,
                   "closed": fp.closed_between, "502s": fp.errors}
         assert fp.requests > 20, counts
@@ -435,11 +391,7 @@ def test_faulty_proxy_1mib_each_way(tunnel_bin, tserver, make_target, fault):
 
 @pytest.fixture
 def tls_server(make_proxy, mode, tls_files):
-    cert, key = tls_files
-    p = tunnel_server(make_proxy, mode, ["--cert", str(cert), "--key", str(key)])
-    p.url = f"https://127.0.0.1:{p.port}{PATH}"
-    p.cafile = str(cert)
-    return p
+    return make_proxy(mode, tls=tls_files, tunnel=PATH)
 
 
 @pytest.mark.needs("tls")
@@ -500,7 +452,7 @@ def alice_users(make_users):
 @pytest.mark.parametrize("how", ["env", "file"])
 @pytest.mark.parametrize("mmode", ["http", "connect"])
 def test_user_password(tunnel_bin, make_proxy, mode, alice_users, echo, tmp_path, how, mmode):
-    p = tunnel_server(make_proxy, mode, ["--users", str(alice_users)])
+    p = make_proxy(mode, users=alice_users, tunnel=PATH)
     server = p.url if mmode == "http" else f"http://127.0.0.1:{p.port}"
     if how == "env":
         opts, env = [], env_with(TUNNEL_PASSWORD=ALICE[1])
@@ -522,7 +474,7 @@ def test_user_password(tunnel_bin, make_proxy, mode, alice_users, echo, tmp_path
 @pytest.mark.parametrize("mmode,status", [("http", "401"), ("connect", "407")])
 def test_refused_credentials_exit_77(tunnel_bin, make_proxy, alice_users, echo, password,
                                      mmode, status):
-    p = tunnel_server(make_proxy, "listen", ["--users", str(alice_users)])
+    p = make_proxy("listen", users=alice_users, tunnel=PATH)
     server = p.url if mmode == "http" else f"http://127.0.0.1:{p.port}"
     opts, env = [], env_with()
     if password:
@@ -532,8 +484,8 @@ def test_refused_credentials_exit_77(tunnel_bin, make_proxy, alice_users, echo, 
     assert echo.accepted == 0
 
 
-def test_connect_mode_direct(tunnel_bin, tserver, echo):
-    r = run_tunnel(tunnel_bin, "--mode", "connect", f"http://127.0.0.1:{tserver.port}",
+def test_connect_mode_direct(tunnel_bin, tproxy, echo):
+    r = run_tunnel(tunnel_bin, "--mode", "connect", f"http://127.0.0.1:{tproxy.port}",
                    echo.hostport, data=PAYLOAD)
     assert r.returncode == 0, r.stderr
     assert r.stdout == PAYLOAD
@@ -543,7 +495,7 @@ def test_connect_mode_through_outer_proxy(tunnel_bin, make_proxy, make_target):
     """-x reaches SERVER through a CONNECT-allowing proxy (another tunneld):
     CONNECT to the outer one for SERVER, then CONNECT to SERVER for TARGET."""
     outer = make_proxy("listen")
-    inner = tunnel_server(make_proxy, "listen")
+    inner = make_proxy("listen", tunnel=PATH)
     big = 2 * MiB
     two_way(tunnel_bin, make_target, f"http://127.0.0.1:{inner.port}", big,
             "-m", "connect", "-x", f"http://127.0.0.1:{outer.port}")
@@ -557,7 +509,7 @@ def test_http_mode_through_connect_proxy_refused(tunnel_bin, make_proxy, echo):
     """tunneld is no forward proxy for GET/POST: -x tunneld in http mode fails
     with a clear error rather than hanging."""
     outer = make_proxy("listen")
-    inner = tunnel_server(make_proxy, "listen")
+    inner = make_proxy("listen", tunnel=PATH)
     r = run_tunnel(tunnel_bin, "-x", f"http://127.0.0.1:{outer.port}", inner.url,
                    echo.hostport, data=b"x")
     assert_exit(r, 76, "405")
@@ -575,16 +527,16 @@ def test_unreachable_server_exit_69(tunnel_bin, echo, mmode):
 
 
 @pytest.mark.parametrize("mmode", ["http", "connect"])
-def test_unreachable_proxy_exit_69(tunnel_bin, tserver, echo, mmode):
+def test_unreachable_proxy_exit_69(tunnel_bin, tproxy, echo, mmode):
     r = run_tunnel(tunnel_bin, "-m", mmode, "-x", f"http://127.0.0.1:{free_port()}",
-                   tserver.url, echo.hostport, data=b"x")
+                   tproxy.url, echo.hostport, data=b"x")
     assert_exit(r, 69)
 
 
 @pytest.mark.parametrize("mmode", ["http", "connect"])
 def test_rules_refuse_exit_77(tunnel_bin, make_proxy, mode, make_target, mmode):
     target = make_target(echo_handler, host="127.0.0.2")
-    p = tunnel_server(make_proxy, mode, acl="deny to 127.0.0.2\n" + LOOPBACK_ACL)
+    p = make_proxy(mode, acl="deny to 127.0.0.2\n" + LOOPBACK_ACL, tunnel=PATH)
     server = p.url if mmode == "http" else f"http://127.0.0.1:{p.port}"
     r = run_tunnel(tunnel_bin, "-m", mmode, server, target.hostport, data=b"x")
     assert_exit(r, 77, "403")
@@ -592,8 +544,8 @@ def test_rules_refuse_exit_77(tunnel_bin, make_proxy, mode, make_target, mmode):
 
 
 @pytest.mark.parametrize("mmode", ["http", "connect"])
-def test_target_refused_exit_69(tunnel_bin, tserver, mmode):
-    server = tserver.url if mmode == "http" else f"http://127.0.0.1:{tserver.port}"
+def test_target_refused_exit_69(tunnel_bin, tproxy, mmode):
+    server = tproxy.url if mmode == "http" else f"http://127.0.0.1:{tproxy.port}"
     r = run_tunnel(tunnel_bin, "-m", mmode, server, f"127.0.0.1:{free_port()}", data=b"x")
     assert_exit(r, 69, "502")
 
@@ -618,17 +570,17 @@ def test_not_the_protocol_exit_76(tunnel_bin, make_target, echo, handler):
     assert_exit(r, 76)
 
 
-def test_wrong_path_fails(tunnel_bin, tserver, echo):
+def test_wrong_path_fails(tunnel_bin, tproxy, echo):
     """SERVER's path is tunneld's PATH; another path is a 404 on the open:
     no tunnel endpoint there, 76."""
-    r = run_tunnel(tunnel_bin, f"http://127.0.0.1:{tserver.port}/elsewhere", echo.hostport,
+    r = run_tunnel(tunnel_bin, f"http://127.0.0.1:{tproxy.port}/elsewhere", echo.hostport,
                    data=b"x")
     assert_exit(r, 76, "404")
     assert echo.accepted == 0
 
 
-def test_target_reset_after_open_exit_1(tunnel_bin, tserver, echo):
-    proc = subprocess.Popen([tunnel_bin, tserver.url, echo.hostport], stdin=subprocess.PIPE,
+def test_target_reset_after_open_exit_1(tunnel_bin, tproxy, echo):
+    proc = subprocess.Popen([tunnel_bin, tproxy.url, echo.hostport], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_with())
     try:
         proc.stdin.write(b"RESET-ME")
