@@ -55,6 +55,10 @@ def pytest_sessionstart(session):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "needs(feature): skip unless the binary has it")
+    # A make the tests run is a build of its own, not a job of the make
+    # that runs the tests (make check): no jobserver, no inherited flags.
+    for k in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        os.environ.pop(k, None)
 
 
 def pytest_runtest_setup(item):

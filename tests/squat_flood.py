@@ -4,7 +4,7 @@
 
 Connects, non-blocking and without pause, to the abstract unix socket
 "\\0" + NAME (SOCK_SEQPACKET, a session holder's name) for SECONDS (at most
-10), keeping up to 200 of the connections open, so that the holder's
+30), or until SIGTERM, keeping up to 200 of the connections open, so that the holder's
 backlog is as full as another user can make it: a connect that finds it
 full is tried again at once on the same socket, so that a place the holder
 frees is taken the next moment. It sends nothing. Records
@@ -16,6 +16,7 @@ otherwise, and the first such failure). Meant to run as another uid
 """
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -23,16 +24,23 @@ import time
 from squat_unix import say
 
 HELD = 200
+stopping = False
+
+
+def on_term(sig, frame):
+    global stopping
+    stopping = True
 
 
 def main():
     name, seconds = sys.argv[1], float(sys.argv[2])
-    deadline = time.monotonic() + min(seconds, 10.0)
+    deadline = time.monotonic() + min(seconds, 30.0)
+    signal.signal(signal.SIGTERM, on_term)
     say(event="start", name=name, uid=os.getuid())
     held, ok, eagain, other, error = [], 0, 0, 0, None
     s = None
     for i in range(10 ** 7):                    # bounded in count and in time
-        if i % 64 == 0 and time.monotonic() >= deadline:
+        if stopping or (i % 64 == 0 and time.monotonic() >= deadline):
             break
         if s is None:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

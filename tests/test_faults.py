@@ -5,8 +5,8 @@ clients, DNS failures and connect timeouts are in test_errors.py,
 test_relay.py and test_resources.py."""
 
 import os
-import pwd
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import dnsserver
 from conftest import (Client, OK_REPLY, connect_head, fd_count, listening, open_tunnel,
                       wait_until)
 
@@ -69,24 +70,28 @@ def test_listener_out_of_descriptors_waits_and_recovers(make_proxy, echo):
     settles(p)
 
 
-def nobody_procs():
-    uid = pwd.getpwnam("nobody").pw_uid
-    n = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                n += 1
-        except OSError:
-            pass
-    return n
+def own_user(tmp_path):
+    """A user of this test alone, for RLIMIT_NPROC (which counts every
+    process of a uid, so other tests' "nobody" must not count): a uid no
+    other run or worker uses (one per test DNS address), named in a passwd
+    file bound over /etc/passwd in tunneld's mount namespace only. The name,
+    and the wrap that binds the file."""
+    a = [int(x) for x in dnsserver.HOST.split(".")]
+    uid = 60000 + a[1] * 256 + a[3]
+    name = f"tdnproc{uid}"
+    passwd = tmp_path / "passwd"
+    passwd.write_text(open("/etc/passwd").read() +
+                      f"{name}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin\n")
+    script = f"mount --bind {shlex.quote(str(passwd))} /etc/passwd && exec \"$@\""
+    return name, ["sh", "-c", script, "sh"]
 
 
-def test_fork_failure_answers_503_and_recovers(make_proxy, echo):
-    # RLIMIT_NPROC binds once tunneld runs as nobody: the listener and two
-    # workers may exist, a third fork fails.
-    limit = nobody_procs() + 3
-    p = make_proxy("listen", args=["--user", "nobody"],
-                   wrap=["prlimit", f"--nproc={limit}:{limit}", "--"])
+def test_fork_failure_answers_503_and_recovers(make_proxy, echo, tmp_path):
+    # RLIMIT_NPROC binds once tunneld runs as its own user: the listener and
+    # two workers may exist, a third fork fails.
+    user, wrap = own_user(tmp_path)
+    p = make_proxy("listen", args=["--user", user],
+                   wrap=[*wrap, "prlimit", "--nproc=3:3", "--"])
     held = [open_tunnel(p, echo.hostport) for _ in range(2)]
     c = Client(p.host, p.port)
     c.send(connect_head(echo.hostport))
