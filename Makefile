@@ -36,7 +36,7 @@ include bench.mk
 include busybox.mk
 include dist.mk
 
-CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c sandbox.c
+CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c fmt.c sandbox.c
 TUNNEL_SERVER_SRCS = session.c spawn.c
 SRCS = $(CORE_SRCS)
 ifeq ($(CONFIG_HTTP_TUNNEL),1)
@@ -119,7 +119,7 @@ $(filter %.a,$(MUSL_LIBS)): | deps-static
 
 # tunnel, the client (Kconfig CLIENT): the parts of tunneld it shares, and
 # mbedTLS as tunneld links it.
-TUNNEL_SRCS = tunnel.c http.c net.c relay.c file.c
+TUNNEL_SRCS = tunnel.c http.c net.c relay.c file.c fmt.c
 ifeq ($(CONFIG_TLS),1)
 TUNNEL_SRCS += tls.c
 TUNNEL_HOST_LIBS = $(MBEDTLS_HOST_LIBS)
@@ -212,15 +212,18 @@ check-valgrind: tunneld
 		head -40 $$(find build/valgrind -type f -size +0); exit 1; fi; \
 		echo "check-valgrind: $$(ls build/valgrind | wc -l) processes, no error"
 
-TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox
-tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c $(HDRS)
-	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c
-tests/unit/test_http: tests/unit/test_http.c http.c $(HDRS)
-	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c
-tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c $(HDRS)
-	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c
+TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox \
+	tests/unit/test_fmt
+tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c fmt.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c fmt.c
+tests/unit/test_http: tests/unit/test_http.c http.c fmt.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c fmt.c
+tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c fmt.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c fmt.c
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
+tests/unit/test_fmt: tests/unit/test_fmt.c fmt.c net.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_fmt.c fmt.c net.c
 
 # What the tests use, installed when missing (Debian). The servers among
 # them (squid, sshd, openbsd-inetd) are only started by the tests, on

@@ -5,11 +5,11 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "acl.h"
 #include "file.h"
+#include "fmt.h"
 
 enum { C_FROM, C_TO, C_PORT, C_USER, C_TLS, C_SNI };
 enum { I_CIDR, I_NAME, I_SUFFIX, I_ANY, I_PORT, I_USER, I_SELF };
@@ -36,9 +36,9 @@ static int fail(struct parser *p, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof why, fmt, ap);
+	vstrfmt(why, sizeof why, fmt, ap);
 	va_end(ap);
-	snprintf(p->err, p->errlen, "%s:%d: %s", p->name, p->line, why);
+	strfmt(p->err, p->errlen, "%s:%d: %s", p->name, p->line, why);
 	return -1;
 }
 

@@ -4,12 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "net.h"
 
 static const unsigned char v4mapped[12] = { 0,0,0,0, 0,0,0,0, 0,0,0xff,0xff };
@@ -65,14 +65,49 @@ socklen_t ep_to_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss)
 	return sizeof *s6;
 }
 
+/* An IPv6 address as RFC 5952 writes it: lower-case hex groups without
+ * leading zeros, the first longest run of two or more zero groups as "::",
+ * and ::ffff:a.b.c.d for a mapped IPv4 address. (The C library's
+ * inet_ntop() would bring its snprintf, a tenth of a small static build.) */
+static void ip6_str(const unsigned char *a, char out[INET6_ADDRSTRLEN])
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	int groups = memcmp(a, mapped, 12) ? 8 : 6, best = -1, bestlen = 1, len = 0;
+	size_t n = 0;
+
+	for (int g = 0; g < groups; g++) {
+		len = a[2 * g] || a[2 * g + 1] ? 0 : len + 1;
+		if (len > bestlen) {
+			best = g - len + 1;
+			bestlen = len;
+		}
+	}
+	for (int g = 0; g < groups; g++) {
+		if (g == best) {
+			n += (size_t)strfmt(out + n, INET6_ADDRSTRLEN - n, "::");
+			g += bestlen - 1;
+			continue;
+		}
+		n += (size_t)strfmt(out + n, INET6_ADDRSTRLEN - n, "%s%x",
+				    n && out[n - 1] != ':' ? ":" : "", a[2 * g] << 8 | a[2 * g + 1]);
+	}
+	if (groups == 6)
+		strfmt(out + n, INET6_ADDRSTRLEN - n, "%s%u.%u.%u.%u", out[n - 1] != ':' ? ":" : "",
+		       a[12], a[13], a[14], a[15]);
+}
+
 const char *ep_str(const struct endpoint *ep, char buf[ADDRSTR_MAX])
 {
-	char a[INET6_ADDRSTRLEN];
+	const unsigned char *a = ep->ip.a;
+	char a6[INET6_ADDRSTRLEN];
 
-	if (!ep->ip.family || !inet_ntop(ep->ip.family, ep->ip.a, a, sizeof a))
+	if (ep->ip.family == AF_INET)
+		strfmt(buf, ADDRSTR_MAX, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], ep->port);
+	else if (ep->ip.family == AF_INET6) {
+		ip6_str(a, a6);
+		strfmt(buf, ADDRSTR_MAX, "[%s]:%u", a6, ep->port);
+	} else
 		return "-";
-	snprintf(buf, ADDRSTR_MAX, ep->ip.family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-		 a, ep->port);
 	return buf;
 }
 
@@ -263,7 +298,7 @@ int net_listen(const char *spec, char *err, size_t errlen)
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	}
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: socket: %s", spec, strerror(errno));
+		strfmt(err, errlen, "%s: socket: %s", spec, strerror(errno));
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -271,12 +306,12 @@ int net_listen(const char *spec, char *err, size_t errlen)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, host[0] ? &one : &zero, sizeof one);
 	len = ep_to_sockaddr(&ep, &ss);
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
-		snprintf(err, errlen, "%s: %s", spec, strerror(errno));
+		strfmt(err, errlen, "%s: %s", spec, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
 bad:
-	snprintf(err, errlen, "%s: not [ADDR:]PORT", spec);
+	strfmt(err, errlen, "%s: not [ADDR:]PORT", spec);
 	return -1;
 }

@@ -16,7 +16,6 @@
 #include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -27,6 +26,7 @@
 #include "acl.h"
 #include "auth.h"
 #include "config.h"
+#include "fmt.h"
 #include "http.h"
 #include "log.h"
 #include "net.h"
@@ -94,7 +94,7 @@ static void log_conn(const struct conn *c)
 	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], tg[HOST_MAX + 16] = "-";
 
 	if (c->parsed)
-		snprintf(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
+		strfmt(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
 			 c->req.host, c->req.port);
 	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
 	       "client=%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
@@ -171,7 +171,7 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 			strcpy(extra, c->o->tunnel_path ? "Allow: CONNECT, GET, POST, DELETE\r\n"
 							: "Allow: CONNECT\r\n");
 		if (status == 407 || status == 401)
-			snprintf(extra, sizeof extra, "%s-Authenticate: Basic realm=\"%s\", "
+			strfmt(extra, sizeof extra, "%s-Authenticate: Basic realm=\"%s\", "
 				 "charset=\"UTF-8\"\r\n", status == 401 ? "WWW" : "Proxy", c->o->realm);
 		if (c->tunnel)
 			strcat(extra, "Cache-Control: no-store\r\n");
@@ -575,7 +575,7 @@ static const char *scope_of(const struct conn *c)
 
 	if (c->o->nown)
 		return c->o->scope;
-	snprintf(scope, sizeof scope, "p%u-%s", c->local.port, c->o->scope);
+	strfmt(scope, sizeof scope, "p%u-%s", c->local.port, c->o->scope);
 	return scope;
 }
 
@@ -974,11 +974,23 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 done, 64 bad usage, 78 unreadable or invalid config file.\n";
 
+/* The features compiled in, for scripts and tests. */
+static void print_version(void)
+{
+	char v[128];
+
+	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox)\n",
+	       VERSION, CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
+	       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
+	       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-');
+	(void)fd_puts(1, v);
+}
+
 static void __attribute__((noreturn)) usage_error(const char *fmt, const char *arg)
 {
 	char msg[256];
 
-	snprintf(msg, sizeof msg, fmt, arg);
+	strfmt(msg, sizeof msg, fmt, arg);
 	logmsg(LOG_ERR, "%s (see --help)", msg);
 	exit(EXIT_USAGE);
 }
@@ -994,7 +1006,7 @@ static int number(const char *opt, const char *s, long min, long max)
 	if (!*s || *end || errno || v < min || v > max || s[0] == '+' || s[0] == '-') {
 		char what[64];
 
-		snprintf(what, sizeof what, "%s: '%%s' is not a number from %ld to %ld", opt, min, max);
+		strfmt(what, sizeof what, "%s: '%%s' is not a number from %ld to %ld", opt, min, max);
 		usage_error(what, s);
 	}
 	return (int)v;
@@ -1064,13 +1076,9 @@ static void parse_options(int argc, char **argv, struct opts *o)
 			break;
 		case 'v': o->verbose = 1; break;
 		case 'V':
-			/* The features compiled in, for scripts and tests. */
-			printf("tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox)\n", VERSION,
-			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
-			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
-			       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-');
+			print_version();
 			exit(0);
-		case 'h': fputs(usage, stdout); exit(0);
+		case 'h': (void)fd_puts(1, usage); exit(0);
 		case ':': usage_error("%s needs a value", argv[optind - 1]);
 		default: usage_error("unknown option '%s'", argv[optind - 1]);
 		}
@@ -1162,7 +1170,7 @@ int main(int argc, char **argv)
 	}
 	o.nown = nfds;  /* from here on, 0 means inetd mode */
 	if (!nfds)
-		snprintf(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
+		strfmt(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
 	if (!o.user && geteuid() == 0)
 		logmsg(LOG_WARNING, "running as root: --user NAME would drop root after the files are read");
 	if (!nfds)
@@ -1180,7 +1188,7 @@ int main(int argc, char **argv)
 		logmsg(LOG_ERR, "getrandom: %s", strerror(errno));
 		return 1;
 	}
-	snprintf(o.scope, sizeof o.scope, "l%016llx", rnd[0]);
+	strfmt(o.scope, sizeof o.scope, "l%016llx", rnd[0]);
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
 	serve_listeners(fds, nfds, &o);
 }
