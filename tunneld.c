@@ -13,7 +13,6 @@
 #include <netinet/tcp.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -36,6 +35,7 @@
 #include "sni.h"
 #include "spawn.h"
 #include "tls.h"
+#include "user.h"
 
 #include "version.h"
 
@@ -492,17 +492,17 @@ static void answer_busy(int fd)
 /* --user: the user's groups and ids, for good. 0, or -1 logged. */
 static int drop_privileges(const char *name)
 {
-	struct passwd *pw = getpwnam(name);
+	uid_t uid;
+	gid_t gid;
 
-	if (!pw) {
+	if (user_lookup(USER_PASSWD, name, &uid, &gid) < 0) {
 		logmsg(LOG_ERR, "--user %s: no such user", name);
 		return -1;
 	}
 	/* Started as that user already (by an inetd that dropped root): so be. */
-	if (geteuid() && getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
-	    getgid() == pw->pw_gid && getegid() == pw->pw_gid)
+	if (geteuid() && getuid() == uid && geteuid() == uid && getgid() == gid && getegid() == gid)
 		return 0;
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		logmsg(LOG_ERR, "--user %s: %s", name, strerror(errno));
 		return -1;
 	}
