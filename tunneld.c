@@ -8,7 +8,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <grp.h>
 #include <netinet/tcp.h>
 #include <netdb.h>
@@ -29,6 +28,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "opt.h"
 #include "relay.h"
 #include "sandbox.h"
 #include "session.h"
@@ -1016,76 +1016,76 @@ static int number(const char *opt, const char *s, long min, long max)
 /* The command line into o; --help, --version and --hash-password end here. */
 static void parse_options(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-		{ "listen", required_argument, 0, 'l' },
-		{ "acl", required_argument, 0, 'a' },
-		{ "users", required_argument, 0, 'u' },
-		{ "realm", required_argument, 0, 'r' },
-		{ "hash-password", no_argument, 0, 7 },
-		{ "cert", required_argument, 0, 'c' },
-		{ "key", required_argument, 0, 'k' },
-		{ "http-tunnel", optional_argument, 0, 8 },
-		{ "session-timeout", required_argument, 0, 9 },
-		{ "max-sessions", required_argument, 0, 10 },
-		{ "max-client-sessions", required_argument, 0, 11 },
-		{ "connect-timeout", required_argument, 0, 1 },
-		{ "header-timeout", required_argument, 0, 2 },
-		{ "idle-timeout", required_argument, 0, 3 },
-		{ "max-conns", required_argument, 0, 4 },
-		{ "user", required_argument, 0, 5 },
-		{ "log", required_argument, 0, 6 },
-		{ "verbose", no_argument, 0, 'v' },
-		{ "version", no_argument, 0, 'V' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 }
+	static const struct opt_long longopts[] = {
+		{ "listen", OPT_REQUIRED, 'l' },
+		{ "acl", OPT_REQUIRED, 'a' },
+		{ "users", OPT_REQUIRED, 'u' },
+		{ "realm", OPT_REQUIRED, 'r' },
+		{ "hash-password", OPT_NONE, 7 },
+		{ "cert", OPT_REQUIRED, 'c' },
+		{ "key", OPT_REQUIRED, 'k' },
+		{ "http-tunnel", OPT_OPTIONAL, 8 },
+		{ "session-timeout", OPT_REQUIRED, 9 },
+		{ "max-sessions", OPT_REQUIRED, 10 },
+		{ "max-client-sessions", OPT_REQUIRED, 11 },
+		{ "connect-timeout", OPT_REQUIRED, 1 },
+		{ "header-timeout", OPT_REQUIRED, 2 },
+		{ "idle-timeout", OPT_REQUIRED, 3 },
+		{ "max-conns", OPT_REQUIRED, 4 },
+		{ "user", OPT_REQUIRED, 5 },
+		{ "log", OPT_REQUIRED, 6 },
+		{ "verbose", OPT_NONE, 'v' },
+		{ "version", OPT_NONE, 'V' },
+		{ "help", OPT_NONE, 'h' },
+		{ 0, 0, 0 }
 	};
+	struct opt_state st = { .argc = argc, .argv = argv, .i = 1 };
 	int ch;
 
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":l:a:u:r:c:k:vVh", longopts, NULL)) != -1) {
+	while ((ch = opt_next(&st, "l:a:u:r:c:k:vVh", longopts)) != -1) {
 		switch (ch) {
 		case 'l':
 			if (o->nlisten == LISTEN_MAX)
 				usage_error("at most %s --listen addresses", "16");
-			o->listen[o->nlisten++] = optarg;
+			o->listen[o->nlisten++] = st.arg;
 			break;
-		case 'a': o->acl_path = optarg; break;
-		case 'u': o->users_path = optarg; break;
-		case 'r': o->realm = optarg; break;
+		case 'a': o->acl_path = st.arg; break;
+		case 'u': o->users_path = st.arg; break;
+		case 'r': o->realm = st.arg; break;
 		case 7:
 			if (!CONFIG_AUTH)
 				usage_error("%s", "--hash-password: built without authentication (CONFIG_AUTH)");
 			exit(auth_hash_password());
-		case 8: o->tunnel_path = optarg ? optarg : "/"; break;
-		case 9: o->session_timeout = number("--session-timeout", optarg, 2, 86400); break;
-		case 10: o->max_sessions = number("--max-sessions", optarg, 1, 4096); break;
-		case 11: o->max_client = number("--max-client-sessions", optarg, 1, 4096); break;
-		case 'c': o->cert = optarg; break;
-		case 'k': o->key = optarg; break;
-		case 1: o->connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
-		case 2: o->header_timeout = number("--header-timeout", optarg, 1, 3600); break;
-		case 3: o->idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
-		case 4: o->max_conns = number("--max-conns", optarg, 1, 65536); break;
-		case 5: o->user = optarg; break;
+		case 8: o->tunnel_path = st.arg ? st.arg : "/"; break;
+		case 9: o->session_timeout = number("--session-timeout", st.arg, 2, 86400); break;
+		case 10: o->max_sessions = number("--max-sessions", st.arg, 1, 4096); break;
+		case 11: o->max_client = number("--max-client-sessions", st.arg, 1, 4096); break;
+		case 'c': o->cert = st.arg; break;
+		case 'k': o->key = st.arg; break;
+		case 1: o->connect_timeout = number("--connect-timeout", st.arg, 1, 3600); break;
+		case 2: o->header_timeout = number("--header-timeout", st.arg, 1, 3600); break;
+		case 3: o->idle_timeout = number("--idle-timeout", st.arg, 1, 86400 * 7); break;
+		case 4: o->max_conns = number("--max-conns", st.arg, 1, 65536); break;
+		case 5: o->user = st.arg; break;
 		case 6:
-			if (!strcmp(optarg, "syslog"))
+			if (!strcmp(st.arg, "syslog"))
 				o->log = LOG_TO_SYSLOG;
-			else if (!strcmp(optarg, "stderr"))
+			else if (!strcmp(st.arg, "stderr"))
 				o->log = LOG_TO_STDERR;
 			else
-				usage_error("--log: '%s' is not syslog or stderr", optarg);
+				usage_error("--log: '%s' is not syslog or stderr", st.arg);
 			break;
 		case 'v': o->verbose = 1; break;
 		case 'V':
 			print_version();
 			exit(0);
 		case 'h': (void)fd_puts(1, usage); exit(0);
-		case ':': usage_error("%s needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		case ':': usage_error("%s needs a value", st.elem);
+		default: usage_error("unknown option '%s'", st.elem);
 		}
 	}
-	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+	if (st.operand)
+		usage_error("unexpected argument '%s'", st.operand);
 }
 
 /* Options that cannot work together or in this build: a usage error. */
