@@ -23,12 +23,21 @@ PYTHON ?= /usr/bin/python3
 
 all: tunneld
 
-# Kconfig's defaults, overridden by .config when there is one, become
-# config.h for the C code and config.mk for this file.
-config.h: Kconfig scripts/config.awk $(wildcard .config)
-	awk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
-config.mk: Kconfig scripts/config.awk $(wildcard .config)
-	awk -v fmt=mk -f scripts/config.awk Kconfig $(wildcard .config) > $@.tmp && mv $@.tmp $@
+# Kconfig's defaults, overridden by .config when there is one and then by
+# CONFIG_*= on make's command line, become config.h for the C code and
+# config.mk for this file. Both are made on every run and rewritten only
+# when their text changes: adding, changing or removing .config, or a
+# CONFIG_*= given or no longer given, rebuilds what depends on them, and
+# nothing else. config.mk's values override the command line's, so that
+# CONFIG_TLS=n and CONFIG_TLS=0 mean what config.h says.
+CONFIG_SET := $(foreach v,$(filter CONFIG_%,$(.VARIABLES)),$(if $(filter command line,$(origin $(v))),$(v)=$($(v))))
+config_make = awk -v fmt=$(1) -v set='$(CONFIG_SET)' -f scripts/config.awk Kconfig $(wildcard .config) \
+	> $@.tmp && { cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@; }
+config.h: Kconfig scripts/config.awk config-force
+	@$(call config_make,h)
+config.mk: Kconfig scripts/config.awk config-force
+	@$(call config_make,mk)
+.PHONY: config-force
 include config.mk
 include mbedtls.mk
 include fuzz.mk
@@ -121,7 +130,7 @@ $(filter %.a,$(MUSL_LIBS)): | deps-static
 
 # tunnel, the client (Kconfig CLIENT): the parts of tunneld it shares, and
 # mbedTLS as tunneld links it.
-TUNNEL_SRCS = tunnel.c http.c net.c relay.c file.c fmt.c
+TUNNEL_SRCS = tunnel.c tunnel_connect.c tunnel_http.c http.c net.c relay.c file.c fmt.c
 ifeq ($(CONFIG_TLS),1)
 TUNNEL_SRCS += tls.c
 TUNNEL_HOST_LIBS = $(MBEDTLS_HOST_LIBS)
@@ -220,16 +229,16 @@ tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c fmt.c
 tests/unit/test_http: tests/unit/test_http.c http.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c fmt.c
-tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c fmt.c $(HDRS)
-	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c fmt.c
+tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c http.c fmt.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c http.c fmt.c
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 tests/unit/test_opt: tests/unit/test_opt.c opt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_opt.c opt.c
 tests/unit/test_user: tests/unit/test_user.c user.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_user.c user.c
-tests/unit/test_fmt: tests/unit/test_fmt.c fmt.c net.c $(HDRS)
-	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_fmt.c fmt.c net.c
+tests/unit/test_fmt: tests/unit/test_fmt.c fmt.c net.c http.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_fmt.c fmt.c net.c http.c
 
 # What the tests use, installed when missing (Debian). The servers among
 # them (squid, sshd, openbsd-inetd) are only started by the tests, on

@@ -8,6 +8,7 @@
 #include "acl.h"
 #include "file.h"
 #include "fmt.h"
+#include "http.h"
 
 enum { C_FROM, C_TO, C_PORT, C_USER, C_TLS, C_SNI };
 enum { I_CIDR, I_NAME, I_SUFFIX, I_ANY, I_PORT, I_USER, I_SELF };
@@ -56,26 +57,6 @@ static size_t name_len(const char *s)
 	return n && s[n - 1] == '.' ? n - 1 : n;
 }
 
-/* Whether s holds "..", an empty label (a loop, where strstr() would
- * bring the C library's two-way search, 1.2 KiB, for two bytes). */
-static int empty_label(const char *s)
-{
-	for (; *s; s++)
-		if (s[0] == '.' && s[1] == '.')
-			return 1;
-	return 0;
-}
-
-static int is_name(const char *s)
-{
-	size_t n = name_len(s);
-
-	if (n == 0 || n > 253 || strspn(s, "0123456789.") == strlen(s))
-		return 0;
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		      "0123456789-_.") == strlen(s) && !empty_label(s) && s[0] != '.';
-}
-
 /* "ADDR" or "ADDR/PREFIX", IPv4 or IPv6; IPv4-mapped IPv6 becomes IPv4. */
 static int parse_cidr(const char *s, struct acl_item *it)
 {
@@ -103,13 +84,11 @@ static int parse_cidr(const char *s, struct acl_item *it)
 	max = ep.ip.family == AF_INET ? 32 : 128;
 	prefix = max;
 	if (slash) {
-		const char *d = slash + 1;
-		size_t n = strlen(d);
+		long long v = http_decimal(slash + 1, strlen(slash + 1), 3);
 
-		if (n == 0 || n > 3 || strspn(d, "0123456789") != n)
+		if (v < 0)
 			return -1;
-		for (prefix = 0; *d; d++)
-			prefix = prefix * 10 + (unsigned)(*d - '0');
+		prefix = (unsigned)v;
 		/* ::ffff:a.b.c.d/N is matched as IPv4: drop the 96 bits. */
 		if (mapped)
 			prefix = prefix >= 96 ? prefix - 96 : 1000;
@@ -122,27 +101,22 @@ static int parse_cidr(const char *s, struct acl_item *it)
 	return 0;
 }
 
-static int parse_num(const char *s, size_t n, unsigned short *v)
+/* A port, or the two ends of a range N-M. */
+static int parse_ports(const char *s, struct acl_item *it)
 {
-	unsigned x = 0;
+	const char *dash = strchr(s, '-');
+	int lo = http_port(s, dash ? (size_t)(dash - s) : strlen(s));
+	int hi = dash ? http_port(dash + 1, strlen(dash + 1)) : lo;
 
-	if (n == 0 || n > 5 || s[0] == '0')
+	if (lo < 0 || hi < lo)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		x = x * 10 + (unsigned)(s[i] - '0');
-	}
-	if (x > 65535)
-		return -1;
-	*v = (unsigned short)x;
+	it->lo = (unsigned short)lo;
+	it->hi = (unsigned short)hi;
 	return 0;
 }
 
 static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 {
-	char *dash;
-
 	memset(it, 0, sizeof *it);
 	switch (type) {
 	case C_FROM:
@@ -154,13 +128,13 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 			it->kind = I_ANY;
 		} else if (!strcmp(s, "self")) {
 			it->kind = I_SELF;  /* a host named so is written "self." */
-		} else if (!strncmp(s, "*.", 2) && is_name(s + 2)) {
+		} else if (!strncmp(s, "*.", 2) && http_is_name(s + 2, strlen(s + 2))) {
 			it->kind = I_SUFFIX;
 			it->name = s + 2;
 		} else if (strchr(s, ':') || strspn(s, "0123456789./") == strlen(s)) {
 			if (parse_cidr(s, it) < 0)
 				return fail(p, "'%s' is not an address or CIDR", s);
-		} else if (is_name(s)) {
+		} else if (http_is_name(s, strlen(s))) {
 			it->kind = I_NAME;
 			it->name = s;
 		} else {
@@ -169,10 +143,7 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 		return 0;
 	case C_PORT:
 		it->kind = I_PORT;
-		dash = strchr(s, '-');
-		if (parse_num(s, dash ? (size_t)(dash - s) : strlen(s), &it->lo) < 0 ||
-		    parse_num(dash ? dash + 1 : s, strlen(dash ? dash + 1 : s), &it->hi) < 0 ||
-		    it->lo > it->hi)
+		if (parse_ports(s, it) < 0)
 			return fail(p, "'%s' is not a port (1-65535) or range N-M", s);
 		return 0;
 	default: /* C_USER */

@@ -15,9 +15,9 @@ build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c http.c fmt.c $(HDRS) | deps-fuzz
 build/fuzz/fuzz_reply: tests/fuzz/fuzz_reply.c http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_reply.c http.c fmt.c
-build/fuzz/fuzz_acl: tests/fuzz/fuzz_acl.c acl.c net.c file.c fmt.c $(HDRS) | deps-fuzz
+build/fuzz/fuzz_acl: tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_acl.c acl.c net.c file.c fmt.c
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c fmt.c
 build/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c auth.c file.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_auth.c file.c fmt.c -lcrypt

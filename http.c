@@ -61,6 +61,16 @@ int http_has_token(const char *v, size_t n, const char *tok)
 	return 0;
 }
 
+int http_is_session_token(const char *s, size_t n)
+{
+	if (n != SESSION_TOKEN_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!is_digit(s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+			return 0;
+	return 1;
+}
+
 /* A field line "name: value" of n bytes into f: a token for the name (so
  * not "Name :", RFC 9112 §5.1), no control byte but HTAB in the value,
  * which loses its surrounding whitespace. 0, or -1. */
@@ -190,21 +200,30 @@ static int is_name(const char *s, size_t len)
 	return label > 0;
 }
 
-/* Plain decimal 1-65535, no leading zero. */
-static int parse_port(const char *s, size_t len, unsigned *port)
+int http_is_name(const char *s, size_t len)
+{
+	char name[HOST_MAX + 2];
+	struct in_addr a4;
+
+	if (!is_name(s, len))
+		return 0;
+	memcpy(name, s, len);
+	name[len] = 0;
+	return !inet_aton(name, &a4) && strspn(name, "0123456789.") != len;
+}
+
+int http_port(const char *s, size_t len)
 {
 	long long v = len && s[0] != '0' ? http_decimal(s, len, 5) : -1;
 
-	if (v < 1 || v > 65535)
-		return 0;
-	*port = (unsigned)v;
-	return 1;
+	return v >= 1 && v <= 65535 ? (int)v : -1;
 }
 
 int http_parse_target(const char *s, size_t len, struct request *req)
 {
 	const char *colon;
 	size_t hlen;
+	int port;
 
 	if (len && s[0] == '[') {
 		const char *rb = memchr(s, ']', len);
@@ -222,27 +241,20 @@ int http_parse_target(const char *s, size_t len, struct request *req)
 			return 400;
 		req->literal = 1;
 	} else {
-		struct in_addr a4;
-
 		colon = memrchr(s, ':', len);
 		if (!colon)
 			return 400;
 		hlen = (size_t)(colon - s);
-		if (!is_name(s, hlen))
+		req->literal = is_dotted_quad(s, hlen);
+		if (!req->literal && !http_is_name(s, hlen))
 			return 400;
 		memcpy(req->host, s, hlen);
 		req->host[hlen] = 0;
-		req->literal = is_dotted_quad(s, hlen);
-		/* Anything else the C library would read as an IPv4 address
-		 * (2130706433, 0x7f.1, 127.1, 0177.0.0.1) is refused: it is
-		 * never a real name and only serves to slip past rules. */
-		if (!req->literal && inet_aton(req->host, &a4))
-			return 400;
-		if (!req->literal && strspn(req->host, "0123456789.") == hlen)
-			return 400;
 	}
-	if (!parse_port(colon + 1, (size_t)(s + len - colon - 1), &req->port))
+	port = http_port(colon + 1, (size_t)(s + len - colon - 1));
+	if (port < 0)
 		return 400;
+	req->port = (unsigned)port;
 	return 0;
 }
 

@@ -5,6 +5,7 @@
 #define HOST_MAX 253
 
 #define HTTP_BODY_MAX 65536     /* a GET/POST tunnel request body */
+#define SESSION_TOKEN_LEN 48    /* hex: a 64-bit id, then a 128-bit secret */
 
 enum { HTTP_CONNECT = 1, HTTP_GET, HTTP_POST, HTTP_DELETE };
 
@@ -66,8 +67,21 @@ int http_parse_reply(const char *buf, size_t len, struct reply *r);
  * value, or -1. */
 long long http_decimal(const char *s, size_t n, size_t max);
 
+/* A host name, one set of rules for targets, rules and URLs: letters,
+ * digits, '_', '-' (not first in a label) and '.', labels of 1-63 bytes,
+ * one trailing dot allowed, at most HOST_MAX bytes without it; and nothing
+ * the C library would read as an IPv4 address (2130706433, 0x7f.1, 127.1,
+ * 0177.0.0.1: never a real name, they only serve to slip past rules), nor
+ * all digits and dots. A dotted quad is an address, not a name. */
+int http_is_name(const char *s, size_t len);
+/* A port: plain decimal 1-65535 without a leading zero, or -1. */
+int http_port(const char *s, size_t len);
+
 /* Whether the comma-separated list v[0..n) holds the token tok (any case). */
 int http_has_token(const char *v, size_t n, const char *tok);
+/* A session token (Tunnel-Token, PROTOCOL.md): exactly SESSION_TOKEN_LEN
+ * lower-case hex digits. */
+int http_is_session_token(const char *s, size_t n);
 
 /* Reason phrase for a status code. */
 const char *http_reason(int status);

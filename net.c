@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <net/if.h>
 #include <poll.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 
 #include "config.h"
 #include "fmt.h"
+#include "http.h"
 #include "net.h"
 
 static const unsigned char v4mapped[12] = { 0,0,0,0, 0,0,0,0, 0,0,0xff,0xff };
@@ -22,6 +24,53 @@ long long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int net_wait(int fd, short events, long long deadline)
+{
+	struct pollfd p = { fd, events, 0 };
+
+	for (;;) {
+		long long left = deadline < 0 ? -1 : deadline - now_ms();
+		int r = poll(&p, 1, deadline < 0 ? -1 : left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left);
+
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (deadline >= 0 && now_ms() >= deadline) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+	}
+}
+
+/* write(2) that never blocks on a socket, nor raises SIGPIPE. */
+static ssize_t plain_write(int fd, const void *buf, size_t len)
+{
+	ssize_t n = send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	return n < 0 && errno == ENOTSOCK ? write(fd, buf, len) : n;
+}
+
+int net_write_all(int fd, const void *buf, size_t len,
+		  ssize_t (*wr)(int, const void *, size_t), long long deadline)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = (wr ? wr : plain_write)(fd, p, len);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			return -1;
+		} else if (!(n < 0 && errno == EINTR) && net_wait(fd, POLLOUT, deadline) < 0) {
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void ep_from_sockaddr(struct endpoint *ep, const struct sockaddr *sa)
@@ -409,7 +458,7 @@ int net_listen(const char *spec, char *err, size_t errlen)
 	const char *port = spec, *colon;
 	struct endpoint ep = { 0 };
 	struct sockaddr_storage ss;
-	unsigned long p = 0;
+	int p;
 	socklen_t len;
 	int fd, one = 1, zero = 0;
 
@@ -437,11 +486,8 @@ int net_listen(const char *spec, char *err, size_t errlen)
 		/* A bare port: every address, IPv6 and IPv4 on one socket. */
 		ep.ip.family = CONFIG_IPV6 ? AF_INET6 : AF_INET;
 	}
-	if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port))
-		goto bad;
-	for (const char *c = port; *c; c++)
-		p = p * 10 + (unsigned long)(*c - '0');
-	if (p < 1 || p > 65535)
+	p = http_port(port, strlen(port));
+	if (p < 0)
 		goto bad;
 	ep.port = (unsigned)p;
 

@@ -1,6 +1,7 @@
 #ifndef NET_H
 #define NET_H
 #include <netinet/in.h>
+#include <sys/types.h>
 #include <sys/socket.h>
 
 /* An address as the rules see it: IPv4-mapped IPv6 is stored as IPv4. */
@@ -66,7 +67,18 @@ int net_self(void (*fn)(void *arg, const struct ip *ip, unsigned prefix, int loo
  * message in err. */
 int net_listen(const char *spec, char *err, size_t errlen);
 
-/* Milliseconds on a monotonic clock. */
+/* Milliseconds on a monotonic clock: the clock of every deadline. */
 long long now_ms(void);
+
+/* Wait until fd is ready for events, or the deadline passes (-1: none;
+ * one look even when it has passed). 0, or -1 with errno (ETIMEDOUT when
+ * the time ran out). */
+int net_wait(int fd, short events, long long deadline);
+
+/* Write all of buf to fd before the deadline (-1: none), with wr
+ * (write(2)-shaped, for TLS) or, for NULL, write(2) that never blocks on
+ * a socket and raises no SIGPIPE. 0, or -1 with errno. */
+int net_write_all(int fd, const void *buf, size_t len,
+		  ssize_t (*wr)(int, const void *, size_t), long long deadline);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "net.h"
 #include "relay.h"
 
 /* The pipe capacity is 64 KiB by default: move up to that per splice. */
@@ -21,7 +22,9 @@ struct half {
 	ssize_t (*rd)(int, void *, size_t);        /* read(2) or TLS */
 	ssize_t (*wr)(int, const void *, size_t);  /* write(2) or TLS */
 	size_t len, off;        /* bytes held, and written so far (copy mode) */
+	int (*pending)(void);                      /* bytes rd holds unseen by poll() */
 	int eof, shut;
+	int moved;                                 /* a byte came or went, or the end */
 	void (*end)(void);                         /* before the half-close */
 	int pipe[2];            /* splice mode when pipe[0] >= 0 */
 	unsigned long long *count;
@@ -32,22 +35,29 @@ struct half {
  * are never touched, so they cost a process no memory. */
 static char bufs[2][CONFIG_RELAY_BUF];
 
-/* rd and wr: NULL for plain read(2)/write(2), which may splice instead. */
-static void half_init(struct half *h, int in, int out, unsigned long long *count,
-		      ssize_t (*rd)(int, void *, size_t), ssize_t (*wr)(int, const void *, size_t))
+/* Bytes go from side `from` to side `to`: through their io, or plainly
+ * (read(2)/write(2), which may splice instead). */
+static void half_init(struct half *h, const struct relay_side *from, const struct relay_side *to,
+		      unsigned long long *count, char *buf)
 {
-	h->in = in;
-	h->out = out;
-	h->rd = rd ? rd : read;
-	h->wr = wr ? wr : write;
+	const struct relay_io *rio = from->io, *wio = to->io;
+
+	h->in = from->in;
+	h->out = to->out;
+	h->rd = rio ? rio->read : read;
+	h->wr = wio ? wio->write : write;
+	h->pending = rio ? rio->pending : NULL;
+	h->end = wio ? wio->end : NULL;
 	h->len = h->off = 0;
-	h->eof = h->shut = 0;
-	h->end = NULL;
+	h->eof = h->shut = h->moved = 0;
 	h->count = count;
+	h->buf = buf;
 	h->pipe[0] = h->pipe[1] = -1;
 	/* Bytes that pass through TLS must come into user space. */
-	if (CONFIG_SPLICE && !rd && !wr && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+	if (CONFIG_SPLICE && !rio && !wio && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		h->pipe[0] = h->pipe[1] = -1;
+	fcntl(h->in, F_SETFL, fcntl(h->in, F_GETFL) | O_NONBLOCK);
+	fcntl(h->out, F_SETFL, fcntl(h->out, F_GETFL) | O_NONBLOCK);
 }
 
 static void half_close(struct half *h)
@@ -86,14 +96,16 @@ static ssize_t drain(struct half *h)
 	return n;
 }
 
-/* Both sockets are dropped with a reset (SO_LINGER 0) when the process
+/* Every socket is dropped with a reset (SO_LINGER 0) when the process
  * exits, so a reset seen on one side reaches the other. */
-static void reset(int a, int b)
+static void reset(const struct half *hs)
 {
 	struct linger lg = { 1, 0 };
 
-	setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-	setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	for (int i = 0; i < 2; i++) {
+		setsockopt(hs[i].in, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		setsockopt(hs[i].out, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	}
 }
 
 /* A direction whose poll said ready: read, write what was read, and go on
@@ -107,19 +119,21 @@ static const char *step(struct half *h, short revents)
 	for (int k = 0; revents && k < STEPS && !(h->eof && h->len == 0); k++) {
 		if (h->len == 0) {
 			n = fill(h);
+			if (n < 0 && errno != EAGAIN && errno != EINTR)
+				return errno == ECONNRESET ? "reset" : "read-error";
+			if (n < 0)
+				break;
+			h->moved = 1;
 			if (n > 0)
 				h->len = (size_t)n;
-			else if (n == 0)
-				h->eof = 1;
-			else if (errno != EAGAIN && errno != EINTR)
-				return errno == ECONNRESET ? "reset" : "read-error";
 			else
-				break;
+				h->eof = 1;
 		} else {
 			n = drain(h);
 			if (n > 0) {
 				h->len -= (size_t)n;
 				*h->count += (unsigned long long)n;
+				h->moved = 1;
 			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				return errno == EPIPE || errno == ECONNRESET ? "reset" : "write-error";
 			} else {
@@ -139,54 +153,67 @@ static const char *step(struct half *h, short revents)
 	return NULL;
 }
 
-const char *relay(int cin, int cout, int target, int idle_ms, const struct relay_io *io,
+/* The poll timeout: none while a direction holds bytes (its peer is slow,
+ * the stream is not idle) or without an idle limit; else what is left of
+ * idle_ms since a byte last moved. *end is that deadline, -1 for none. */
+static int idle_wait(const struct half *hs, int idle_ms, long long *end)
+{
+	long long now;
+
+	if (idle_ms < 0 || hs[0].len || hs[1].len) {
+		*end = -1;
+		return -1;
+	}
+	now = now_ms();
+	if (*end < 0 || hs[0].moved || hs[1].moved)
+		*end = now + idle_ms;
+	return *end > now ? (int)(*end - now) : 0;
+}
+
+const char *relay(const struct relay_side *a, const struct relay_side *b, int idle_ms,
 		  struct relay_stats *st)
 {
-	struct half up, down;
-	struct half *hs[2] = { &up, &down };
+	struct half hs[2];
 	const char *why = NULL;
+	long long end = -1;
 
-	half_init(&up, cin, target, &st->up, io ? io->read : NULL, NULL);
-	half_init(&down, target, cout, &st->down, NULL, io ? io->write : NULL);
-	up.buf = bufs[0];
-	down.buf = bufs[1];
-	if (io)
-		down.end = io->end;
-	fcntl(cin, F_SETFL, fcntl(cin, F_GETFL) | O_NONBLOCK);
-	fcntl(cout, F_SETFL, fcntl(cout, F_GETFL) | O_NONBLOCK);
-	fcntl(target, F_SETFL, fcntl(target, F_GETFL) | O_NONBLOCK);
-
-	while (!why && !(up.shut && down.shut)) {
+	half_init(&hs[0], a, b, &st->up, bufs[0]);
+	half_init(&hs[1], b, a, &st->down, bufs[1]);
+	while (!why && !(hs[0].shut && hs[1].shut)) {
 		struct pollfd pfd[2];
-		int i, r, held = 0;
+		int i, r, wait = idle_wait(hs, idle_ms, &end), unseen = 0;
 
 		for (i = 0; i < 2; i++) {
-			struct half *h = hs[i];
+			struct half *h = &hs[i];
 
 			pfd[i].fd = h->len ? h->out : h->shut || h->eof ? -1 : h->in;
 			pfd[i].events = h->len ? POLLOUT : POLLIN;
 			pfd[i].revents = 0;
+			h->moved = 0;
+			/* Bytes a TLS library holds are not visible to poll(). */
+			if (h->pending && !h->len && !h->eof && h->pending()) {
+				unseen |= 1 << i;
+				pfd[i].fd = -1;
+			}
 		}
-		/* Bytes the TLS library holds are not visible to poll(). */
-		if (io && io->pending && !up.len && !up.eof && io->pending()) {
-			held = 1;
-			pfd[0].fd = -1;
-		}
-		r = poll(pfd, 2, held ? 0 : idle_ms);
-		if (held) {
-			pfd[0].revents = POLLIN;
-			r = r < 0 ? 1 : r + 1;
-		}
-		if (r == 0)
+		r = poll(pfd, 2, unseen ? 0 : wait);
+		if (unseen && r < 0)
+			r = 0;
+		for (i = 0; i < 2; i++)
+			if (unseen & 1 << i) {
+				pfd[i].revents = POLLIN;
+				r++;
+			}
+		if (r == 0 && end >= 0 && now_ms() >= end)
 			why = "idle";
 		else if (r < 0 && errno != EINTR)
 			why = "poll-error";
 		for (i = 0; r > 0 && !why && i < 2; i++)
-			why = step(hs[i], pfd[i].revents);
+			why = step(&hs[i], pfd[i].revents);
 	}
 	if (why && strcmp(why, "idle"))
-		reset(cin, target);
-	half_close(&up);
-	half_close(&down);
+		reset(hs);
+	half_close(&hs[0]);
+	half_close(&hs[1]);
 	return why;
 }

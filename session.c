@@ -81,16 +81,6 @@ static socklen_t unix_name(struct sockaddr_un *sa, const char *scope, const char
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-static int is_token(const char *t, size_t len)
-{
-	if (len != SESSION_TOKEN_LEN)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'a' && t[i] <= 'f')))
-			return 0;
-	return 1;
-}
-
 /* Send fd and ho to the holder of the token's session: the socket on which
  * it will say whether it took them, or -1 no such session (or the name is
  * not our own user's), -2 busy. */
@@ -103,7 +93,7 @@ static int pass_start(const char *scope, int fd, const char *token, size_t token
 	long long deadline = now_ms() + full_ms;
 	int u, r = -1;
 
-	if (!is_token(token, token_len) || strlen(scope) > 47)
+	if (!http_is_session_token(token, token_len) || strlen(scope) > 47)
 		return -1;
 	sl = unix_name(&sa, scope, token);
 	u = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -167,7 +157,6 @@ static int write_iov(int fd, struct iovec *iov, int n)
 	long long deadline = now_ms() + WRITE_MS;
 
 	while (n > 0) {
-		struct pollfd p = { fd, POLLOUT, 0 };
 		ssize_t w = writev(fd, iov, n);
 
 		if (w < 0 && errno != EAGAIN && errno != EINTR)
@@ -182,8 +171,7 @@ static int write_iov(int fd, struct iovec *iov, int n)
 		}
 		while (n > 0 && iov->iov_len == 0)
 			iov++, n--;
-		long long left = deadline - now_ms();
-		if (n > 0 && (left <= 0 || poll(&p, 1, (int)left) == 0))
+		if (n > 0 && net_wait(fd, POLLOUT, deadline) < 0)
 			return -1;
 	}
 	return 0;

@@ -12,8 +12,6 @@
  * and every client connection that carries its requests. It serves nothing
  * else: other requests go to fresh processes (spawn.h). */
 
-#define SESSION_TOKEN_LEN 48   /* hex: a 64-bit id, then a 128-bit secret */
-
 struct session_opts {
 	const char *path;          /* the endpoint, --http-tunnel PATH */
 	int session_ms;            /* no request for this long: expired */

@@ -24,25 +24,12 @@
 
 static int chan = -1;          /* to the listener or the spawner */
 
-static int wait_for(int fd, short events, int timeout_ms)
-{
-	struct pollfd p = { fd, events, 0 };
-	long long deadline = now_ms() + timeout_ms;
-	int r;
-
-	do {
-		long long left = deadline - now_ms();
-
-		r = poll(&p, 1, left > 0 ? (int)left : 0);
-	} while (r < 0 && errno == EINTR);
-	return r;
-}
-
 int fd_send(int u, int fd, const struct handover *ho, int timeout_ms)
 {
 	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } cm = { 0 };
 	struct iovec iov = { (void *)ho, HEAD + ho->len };
 	struct msghdr m = { 0 };
+	long long deadline;
 
 	if (ho->len > sizeof ho->buf)
 		return -1;
@@ -54,10 +41,11 @@ int fd_send(int u, int fd, const struct handover *ho, int timeout_ms)
 	cm.h.cmsg_type = SCM_RIGHTS;
 	cm.h.cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(&cm.h), &fd, sizeof fd);
+	deadline = now_ms() + timeout_ms;
 	for (;;) {
 		if (sendmsg(u, &m, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
 			return 0;
-		if ((errno != EAGAIN && errno != EINTR) || wait_for(u, POLLOUT, timeout_ms) <= 0)
+		if ((errno != EAGAIN && errno != EINTR) || net_wait(u, POLLOUT, deadline) < 0)
 			return -1;
 	}
 }
@@ -75,7 +63,7 @@ int fd_recv(int u, struct handover *ho, int timeout_ms)
 	m.msg_iovlen = 1;
 	m.msg_control = cm.b;
 	m.msg_controllen = sizeof cm.b;
-	if (wait_for(u, POLLIN, timeout_ms) <= 0)
+	if (net_wait(u, POLLIN, now_ms() + timeout_ms) < 0)
 		return -1;
 	n = recvmsg(u, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0)

@@ -26,6 +26,7 @@
 #include <psa/crypto.h>
 
 #include "net.h"
+#include "relay.h"
 #include "tls.h"
 
 /* The project's mbedtls_config.h, or a system library by choice: not the
@@ -140,11 +141,8 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 /* Wait until the socket can do what mbedTLS asked for. */
 static int wait_io(int want, long long deadline)
 {
-	struct pollfd p = { want == MBEDTLS_ERR_SSL_WANT_WRITE ? bio_out : bio_in,
-			    want == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT : POLLIN, 0 };
-	long long left = deadline - now_ms();
-
-	return left > 0 && poll(&p, 1, (int)left) > 0 ? 0 : -1;
+	return want == MBEDTLS_ERR_SSL_WANT_WRITE ? net_wait(bio_out, POLLOUT, deadline)
+						   : net_wait(bio_in, POLLIN, deadline);
 }
 
 int tls_accept(int timeout_ms, const char **why)
@@ -207,6 +205,13 @@ int tls_pending(void)
 void tls_shutdown(void)
 {
 	(void)mbedtls_ssl_close_notify(&ssl);
+}
+
+const struct relay_io *tls_relay_io(void)
+{
+	static const struct relay_io io = { tls_read, tls_write, tls_pending, tls_shutdown };
+
+	return &io;
 }
 
 int tls_client_init(const char *cafile, char *err, size_t errlen)

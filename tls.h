@@ -5,6 +5,8 @@
 
 #include "config.h"
 
+struct relay_io;
+
 /* TLS toward the client (mbedTLS 3.6). One connection per process, so the
  * session lives in tls.c. The read/write calls have read(2)'s shape for the
  * relay: -1 with errno EAGAIN when they would block, 0 at the peer's end. */
@@ -21,6 +23,8 @@ ssize_t tls_write(int fd, const void *buf, size_t len);
 int tls_pending(void);
 /* Send close_notify: the end of what we send, as a TCP half-close. */
 void tls_shutdown(void);
+/* The calls above, as relay() takes them for the TLS side. */
+const struct relay_io *tls_relay_io(void);
 
 /* The client side (tunnel): trust the PEM bundle cafile. 0, or -1 with
  * "FILE: why" in err. */
@@ -41,6 +45,7 @@ static inline ssize_t tls_read(int f, void *b, size_t n) { (void)f; (void)b; (vo
 static inline ssize_t tls_write(int f, const void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }
 static inline int tls_pending(void) { return 0; }
 static inline void tls_shutdown(void) { }
+static inline const struct relay_io *tls_relay_io(void) { return 0; }
 static inline int tls_client_init(const char *c, char *e, size_t n)
 { (void)c; (void)e; (void)n; return -1; }
 static inline int tls_connect(int f, const char *h, int t, char *e, size_t n)

@@ -103,34 +103,9 @@ static void log_conn(const struct conn *c)
 	       c->reason ? " reason=" : "", c->reason ? c->reason : "");
 }
 
-/* Write all of buf to fd within timeout_ms with wr (write(2) or TLS).
- * 0 or -1. */
-static int write_all(int fd, const char *buf, size_t len, int timeout_ms,
-		     ssize_t (*wr)(int, const void *, size_t))
-{
-	long long deadline = now_ms() + timeout_ms;
-
-	while (len) {
-		struct pollfd p = { fd, POLLOUT, 0 };
-		long long left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
-			return -1;
-		n = wr(fd, buf, len);
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 static int client_write(const struct conn *c, const char *buf, size_t len)
 {
-	return write_all(1, buf, len, 5000, CONFIG_TLS && c->tls ? tls_write : write);
+	return net_write_all(1, buf, len, CONFIG_TLS && c->tls ? tls_write : NULL, now_ms() + 5000);
 }
 
 /* Read what the client sent into buf, waiting until deadline. Returns the
@@ -138,13 +113,11 @@ static int client_write(const struct conn *c, const char *buf, size_t len)
 static ssize_t client_read(const struct conn *c, char *buf, size_t len, long long deadline)
 {
 	for (;;) {
-		struct pollfd p = { 0, POLLIN, 0 };
-		long long left = deadline - now_ms();
 		ssize_t n;
 
 		/* What the TLS library already holds, poll() cannot see. */
-		if (!(CONFIG_TLS && c->tls && tls_pending()) && (left <= 0 || poll(&p, 1, (int)left) == 0))
-			return -2;
+		if (!(CONFIG_TLS && c->tls && tls_pending()) && net_wait(0, POLLIN, deadline) < 0)
+			return errno == ETIMEDOUT ? -2 : -1;
 		n = CONFIG_TLS && c->tls ? tls_read(0, buf, len) : read(0, buf, len);
 		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
 			return n < 0 ? -1 : n;
@@ -458,12 +431,13 @@ static void __attribute__((noreturn)) serve_request(struct conn *c)
 	c->status = 200;
 	/* Bytes the client sent before the answer go first. */
 	if (c->len > c->head) {
-		if (write_all(fd, c->buf + c->head, c->len - c->head, o->idle_timeout * 1000, write) < 0)
+		if (net_write_all(fd, c->buf + c->head, c->len - c->head, NULL,
+				  now_ms() + o->idle_timeout * 1000) < 0)
 			reply_and_exit(c, 200, "target-error", 0);
 		c->st.up += c->len - c->head;
 	}
-	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
-	why = relay(0, 1, fd, o->idle_timeout * 1000, CONFIG_TLS && c->tls ? &tls_io : NULL, &c->st);
+	why = relay(&(struct relay_side){ 0, 1, c->tls ? tls_relay_io() : NULL },
+		    &(struct relay_side){ fd, fd, NULL }, o->idle_timeout * 1000, &c->st);
 	reply_and_exit(c, 200, why, 0);
 }
 
@@ -705,7 +679,6 @@ static void handover_of(const struct conn *c, struct handover *ho)
  * end a fresh process serves; that one can be handed over. */
 static void __attribute__((noreturn)) split_tls(struct conn *c)
 {
-	static const struct relay_io tls_io = { tls_read, tls_write, tls_pending, tls_shutdown };
 	static struct handover ho;
 	struct relay_stats st = { 0 };
 	int sp[2];
@@ -717,7 +690,8 @@ static void __attribute__((noreturn)) split_tls(struct conn *c)
 		reply_and_exit(c, 503, "spawn-failed", 0);
 	close(sp[1]);
 	sandbox_enter(SANDBOX_RELAY);
-	relay(0, 1, sp[0], c->o->idle_timeout * 1000, &tls_io, &st);
+	relay(&(struct relay_side){ 0, 1, tls_relay_io() }, &(struct relay_side){ sp[0], sp[0], NULL },
+	      c->o->idle_timeout * 1000, &st);
 	exit(0);
 }
 

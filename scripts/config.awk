@@ -1,8 +1,10 @@
-# Turn Kconfig defaults, overridden by an optional .config, into config.h.
-# Usage: awk -f scripts/config.awk Kconfig [.config]
-#        awk -v fmt=mk -f scripts/config.awk Kconfig [.config]  (for make)
-# Every symbol becomes CONFIG_NAME 0/1 or a number, behind #ifndef so a
-# packager can override one with -DCONFIG_NAME=... without patching.
+# Turn Kconfig defaults, overridden by an optional .config and then by
+# set="CONFIG_A=v CONFIG_B=v" (make's command line), into config.h.
+# Usage: awk [-v set=...] -f scripts/config.awk Kconfig [.config]
+#        awk -v fmt=mk [-v set=...] -f scripts/config.awk Kconfig [.config]  (for make)
+# A bool is y/n or 1/0. Every symbol becomes CONFIG_NAME 0/1 or a number,
+# behind #ifndef so a packager can override one with -DCONFIG_NAME=...
+# without patching; for make, an override of the command line.
 FNR == 1 { file++ }
 file == 1 && $1 == "config" { name = $2; order[++n] = name; next }
 file == 1 && ($1 == "bool" || $1 == "int") && name != "" { type[name] = $1; next }
@@ -19,6 +21,11 @@ file == 2 && /^# CONFIG_[A-Z0-9_]+ is not set/ {
 	next
 }
 END {
+	k = split(set, kvs, " ")
+	for (i = 1; i <= k; i++) {
+		split(kvs[i], kv, "="); sub(/^CONFIG_/, "", kv[1])
+		if (kv[1] in type) val[kv[1]] = kv[2]
+	}
 	if (fmt == "mk")
 		print "# Generated from Kconfig and .config by scripts/config.awk; do not edit."
 	else {
@@ -28,13 +35,13 @@ END {
 	}
 	for (i = 1; i <= n; i++) {
 		s = order[i]; v = val[s]
-		if (type[s] == "bool") v = (v == "y") ? 1 : 0
+		if (type[s] == "bool") v = (v == "y" || v == "1") ? 1 : 0
 		else if (v !~ /^[0-9]+$/ || (s in lo && (v + 0 < lo[s] || v + 0 > hi[s]))) {
 			printf ".config: CONFIG_%s=%s is not a number from %s to %s\n", s, v, lo[s], hi[s] > "/dev/stderr"
 			exit 1
 		}
 		if (fmt == "mk")
-			printf "CONFIG_%s := %s\n", s, v
+			printf "override CONFIG_%s := %s\n", s, v
 		else
 			printf "#ifndef CONFIG_%s\n#define CONFIG_%s %s\n#endif\n", s, s, v
 	}

@@ -49,3 +49,62 @@ def test_out_of_range_values_are_refused(tmp_path):
         r = config_h(dot)
         assert r.returncode != 0, line
         assert f"CONFIG_{symbol}=" in r.stderr and "is not a number from" in r.stderr, r.stderr
+
+
+FEATURES = {"AUTH": "auth", "TLS": "tls", "IPV6": "ipv6", "SPLICE": "splice",
+            "HTTP_TUNNEL": "http-tunnel", "SANDBOX": "sandbox"}
+
+
+def test_every_build_follows_its_configuration(tmp_path):
+    """config.h and config.mk follow .config and CONFIG_*= on the command
+    line both ways: each feature turned off and on again rebuilds tunneld
+    with it off and on (--version), a .config added, changed and removed
+    does the same, and a make with nothing changed rebuilds nothing. The
+    build runs in a copy of the tree, sharing its build/ (mbedTLS)."""
+    tree = tmp_path / "tree"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                           check=True, timeout=30).stdout.split(b"\0")
+    for f in filter(None, files):
+        dest = tree / f.decode()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not (REPO / f.decode()).is_symlink() and (REPO / f.decode()).is_file():
+            dest.write_bytes((REPO / f.decode()).read_bytes())
+    (tree / "build").symlink_to(REPO / "build")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CONFIG_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def make(*args):
+        r = subprocess.run(["make", "--no-print-directory", "tunneld", *args], cwd=tree,
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    def features():
+        out = subprocess.run([str(tree / "tunneld"), "--version"], capture_output=True,
+                             text=True, timeout=10).stdout
+        words = out.replace("(", " ").replace(")", " ").split()
+        assert all(f"+{f}" in words or f"-{f}" in words for f in FEATURES.values()), out
+        return {name: f"+{flag}" in words for name, flag in FEATURES.items()}
+
+    make()
+    assert all(features().values()), features()
+    assert "tunneld.new" not in make(), "a make with nothing changed rebuilt tunneld"
+    # Each feature off in turn (as n or as 0); the one before it, no longer
+    # on the command line, is back on.
+    for i, name in enumerate(FEATURES):
+        make(f"CONFIG_{name}={'n0'[i % 2]}")
+        got = features()
+        assert not got[name] and all(v for k, v in got.items() if k != name), (name, got)
+    make()
+    assert all(features().values()), features()
+    dot = tree / ".config"
+    dot.write_text("# CONFIG_TLS is not set\n")
+    make()
+    assert not features()["TLS"]
+    dot.write_text("CONFIG_TLS=y\n# CONFIG_SPLICE is not set\n")
+    make()
+    assert features()["TLS"] and not features()["SPLICE"]
+    dot.unlink()
+    make()
+    assert all(features().values()), features()
+    assert "tunneld.new" not in make(), "a make with nothing changed rebuilt tunneld"

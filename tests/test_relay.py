@@ -313,3 +313,25 @@ def test_max_conns_queues_and_releases(make_proxy, echo):
     assert third.read_until(b"\r\n\r\n") == OK_REPLY
     third.send(b"3rd")
     assert third.read_exact(3) == b"3rd"
+
+
+def test_idle_timeout_spares_a_reader_that_pauses(make_proxy, mode, make_target):
+    """A client that stops reading a download for longer than --idle-timeout
+    is slow, not idle: while tunneld holds bytes for it the idle clock does
+    not run, and every byte arrives once it reads again."""
+    size = 48 * MiB
+    data = os.urandom(size)
+
+    def source(conn, server):
+        conn.sendall(data)
+        conn.settimeout(20)
+        server.results.append(conn.recv(1))   # b"" at the client's end
+
+    p = make_proxy(mode, args=["--idle-timeout", "1"])
+    target = make_target(source)
+    c = open_tunnel(p, target.hostport)
+    time.sleep(3)                           # nothing read: tunneld's buffers fill
+    got = c.read_exact(size, timeout=30)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    c.sock.shutdown(socket.SHUT_WR)
+    assert target.wait_results(1) == [b""]

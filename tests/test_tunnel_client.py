@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import (ALICE, LOOPBACK_ACL, clean_env, descendants, echo_handler, free_port,
+from conftest import (ALICE, LOOPBACK_ACL, children, clean_env, descendants, echo_handler, free_port,
                       kill_pid, listening, netns_wrap, openssl_hash, recv_all, self_signed,
                       wait_until)
 from faultproxy import FaultProxy
@@ -445,6 +445,36 @@ def tls_server(make_proxy, mode, tls_files):
 @pytest.mark.needs("tls")
 def test_tls_round_trip(tunnel_bin, tls_server, make_target):
     two_way(tunnel_bin, make_target, tls_server.url, 512 * KiB, "--cacert", tls_server.cafile)
+
+
+@pytest.mark.needs("tls")
+def test_tls_connect_mode_round_trip(tunnel_bin, tls_server, make_target):
+    """CONNECT over TLS from stdin/stdout: two descriptors on the plain side,
+    one TLS socket on the other, in one relay."""
+    server = f"https://127.0.0.1:{tls_server.port}"
+    two_way(tunnel_bin, make_target, server, 1 * MiB, "-m", "connect", "--cacert", tls_server.cafile)
+
+
+@pytest.mark.needs("tls")
+def test_tls_connect_mode_needs_no_helper_process(tunnel_bin, tls_server, echo):
+    """The relay takes TLS on either side: while the stream flows the
+    client is one process, with no child joining stdin and stdout."""
+    server = f"https://127.0.0.1:{tls_server.port}"
+    proc = subprocess.Popen([tunnel_bin, "-m", "connect", "--cacert", tls_server.cafile, server,
+                             echo.hostport], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=clean_env())
+    try:
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        assert proc.stdout.read(5) == b"ping\n"   # the relay is running
+        assert children(proc.pid) == []
+        proc.stdin.close()
+        assert proc.stdout.read() == b""
+        assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.needs("tls")

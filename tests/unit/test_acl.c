@@ -175,6 +175,13 @@ static const struct {
 	{ "allow to 0177.0.0.1\n", "t:1:" },
 	{ "allow to a..b\n", "t:1:" },
 	{ "allow to *.\n", "t:1:" },
+	/* http_is_name's rules, as for a CONNECT target */
+	{ "allow to -a.example\n", "t:1: '-a.example' is not a host name, address or CIDR" },
+	{ "allow to a.-b.example\n", "t:1:" },
+	{ "allow to 0x7f.1\n", "t:1:" },
+	{ "allow to *.0x7f.1\n", "t:1:" },
+	{ "allow to aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example\n", "t:1:" },
+	{ "allow port 022\n", "t:1:" },
 	{ "allow to a,,b\n", "t:1: empty item" },
 	{ "allow to ,a\n", "t:1: empty item" },
 	{ "allow to exa mple.com\n", "t:1: unknown condition 'mple.com'" },

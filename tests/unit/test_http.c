@@ -374,6 +374,12 @@ static void test_replies(void)
 	CHECK(http_has_token(R("a, close ,b"), "close") && http_has_token(R("CLOSE"), "close") &&
 	      !http_has_token(R("closed"), "close") && !http_has_token(R("x close"), "close") &&
 	      !http_has_token(R(""), "close"), "token lists");
+	CHECK(http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdef")) &&
+	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcde")) &&
+	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdef0")) &&
+	      !http_is_session_token(R("0123456789ABCDEF0123456789abcdef0123456789abcdef")) &&
+	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdeg")),
+	      "session tokens");
 }
 
 int main(void)
