@@ -44,6 +44,7 @@ include fuzz.mk
 include bench.mk
 include busybox.mk
 include dist.mk
+include openwrt.mk
 
 CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c fmt.c user.c opt.c sandbox.c
 TUNNEL_SERVER_SRCS = session.c spawn.c
@@ -175,8 +176,7 @@ include cross.mk
 # read Kconfig and write .config, from which make regenerates config.h.
 KCONFIG_CONF = kconfig-conf
 deps-kconfig:
-	@command -v kconfig-mconf >/dev/null || \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kconfig-frontends-nox
+	@sh scripts/deps.sh kconfig-mconf:kconfig-frontends-nox
 menuconfig: deps-kconfig
 	kconfig-mconf Kconfig
 defconfig: deps-kconfig
@@ -215,7 +215,7 @@ check-asan: tunneld-asan tunnel-asan
 # some 30 times slower): every log must stay empty.
 VALGRIND_TESTS = tests/test_clients.py tests/test_http_tunnel.py
 check-valgrind: tunneld
-	@command -v valgrind >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
+	@sh scripts/deps.sh valgrind
 	rm -rf build/valgrind && mkdir -p build/valgrind && chmod 1777 build/valgrind
 	VALGRIND_LOG=$(CURDIR)/build/valgrind TUNNELD=tests/valgrind-tunneld \
 		$(PYTHON) -m pytest -q $(VALGRIND_TESTS)
@@ -240,42 +240,20 @@ tests/unit/test_user: tests/unit/test_user.c user.c $(HDRS)
 tests/unit/test_fmt: tests/unit/test_fmt.c fmt.c net.c http.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_fmt.c fmt.c net.c http.c
 
-# What the tests use, installed when missing (Debian). The servers among
-# them (squid, sshd, openbsd-inetd) are only started by the tests, on
-# loopback: a policy-rc.d keeps their packages from starting system services.
+# What the tests use, installed when missing by scripts/deps.sh (Debian),
+# which keeps the servers among them from starting system services.
 DEPS = curl ncat nc:netcat-openbsd systemd-socket-activate:systemd \
 	unshare:util-linux openssl htpasswd:apache2-utils musl-gcc:musl-tools chromium \
 	kconfig-conf:kconfig-frontends-nox squid sshd:openssh-server ssh:openssh-client \
 	inetd:openbsd-inetd tcpserver:ucspi-tcp shellcheck prlimit:util-linux haproxy \
 	setpriv:util-linux stress-ng corkscrew proxytunnel connect-proxy proxychains4 elinks
-# xinetd conflicts with openbsd-inetd (each package is the inet-superserver):
-# the tests run it from build/xinetd, unpacked from its .deb, with the
-# libraries it links installed.
+# xinetd conflicts with openbsd-inetd: the tests run it from build/xinetd.
 XINETD_DIR = build/xinetd
 deps:
-	@missing=""; for d in $(DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
-		PATH=$$PATH:/usr/sbin command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
-	$(PYTHON) -c 'import pytest' 2>/dev/null || missing="$$missing python3-pytest"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		if [ ! -e /usr/sbin/policy-rc.d ]; then \
-			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
-			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
-	@PATH=$$PATH:/usr/sbin command -v xinetd >/dev/null || [ -x $(XINETD_DIR)/usr/sbin/xinetd ] || { \
-		echo "unpacking xinetd into $(XINETD_DIR)"; \
-		rm -rf build/xinetd-deb && mkdir -p build/xinetd-deb && \
-		(cd build/xinetd-deb && apt-get download -qq -o APT::Sandbox::User=root xinetd) && \
-		libs=""; for p in $$(dpkg-deb -f build/xinetd-deb/xinetd_*.deb Depends | tr ',' '\n' | \
-			sed -n 's/^ *\(lib[^ ]*\).*/\1/p'); do [ "$$(dpkg-query -W -f='$${db:Status-Status}' \
-			$$p 2>/dev/null)" = installed ] || libs="$$libs $$p"; done; \
-		{ [ -z "$$libs" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			-o DPkg::Lock::Timeout=120 $$libs; } && \
-		dpkg -x build/xinetd-deb/xinetd_*.deb $(XINETD_DIR); }
+	@sh scripts/deps.sh $(DEPS) py:pytest:python3-pytest
+	@sh scripts/deps.sh xinetd $(XINETD_DIR)
 deps-static:
-	@command -v musl-gcc >/dev/null || \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq musl-tools
+	@sh scripts/deps.sh musl-gcc:musl-tools
 
 # The unit tests, then the whole suite against the default build, then the
 # static musl build (what routers run) and the build with every feature

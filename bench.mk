@@ -15,19 +15,10 @@ tests/bench/blast: tests/bench/blast.c
 tests/bench/refrelay: tests/bench/refrelay.c | deps-static
 	musl-gcc -O2 -static $(XCFLAGS) -o $@ $<
 
-# The compared servers, installed when missing; a policy-rc.d (when there
-# is none) keeps their packages from starting system services: the bench
-# starts its own, on loopback, with its own config files.
+# The compared servers, installed when missing (scripts/deps.sh); the
+# bench starts its own, on loopback, with its own config files.
 deps-bench:
-	@missing=""; for d in $(BENCH_DEPS); do cmd=$${d%%:*}; pkg=$${d#*:}; \
-		PATH=$$PATH:/usr/sbin command -v $$cmd >/dev/null || missing="$$missing $$pkg"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		if [ ! -e /usr/sbin/policy-rc.d ]; then \
-			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; \
-			trap 'rm -f /usr/sbin/policy-rc.d' EXIT; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	@sh scripts/deps.sh $(BENCH_DEPS)
 
 bench: deps-bench tunneld-static $(BENCH_BINS)
 	$(PYTHON) tests/bench/bench.py

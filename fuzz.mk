@@ -26,8 +26,7 @@ build/fuzz/fuzz_sni: tests/fuzz/fuzz_sni.c sni.c $(HDRS) | deps-fuzz
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_sni.c sni.c
 
 deps-fuzz:
-	@command -v clang >/dev/null || \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang
+	@sh scripts/deps.sh clang
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZERS); do mkdir -p build/fuzz/corpus/$$f; \

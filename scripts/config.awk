@@ -27,9 +27,9 @@ END {
 		if (kv[1] in type) val[kv[1]] = kv[2]
 	}
 	if (fmt == "mk")
-		print "# Generated from Kconfig and .config by scripts/config.awk; do not edit."
+		print "# Generated from Kconfig, .config and the command line by scripts/config.awk; do not edit."
 	else {
-		print "/* Generated from Kconfig and .config by scripts/config.awk; do not edit. */"
+		print "/* Generated from Kconfig, .config and the command line by scripts/config.awk; do not edit. */"
 		print "#ifndef CONFIG_H"
 		print "#define CONFIG_H"
 	}

@@ -6,6 +6,9 @@ this server, never asks the machine's real resolver.
 
 Run standalone for debugging:  python3 tests/dnsserver.py [HOST [PORT]]
 Two test runs at once need two addresses: TUNNELD_TEST_DNS=127.0.0.78.
+Under pytest-xdist, worker gwN adds N to the address's second byte
+(127.0.0.77: gw0 127.0.0.77, gw1 127.1.0.77), so the workers of one run,
+and runs with different addresses, never share one.
 """
 
 import ipaddress
@@ -16,7 +19,13 @@ import struct
 import sys
 import threading
 
-HOST = os.environ.get("TUNNELD_TEST_DNS", "127.0.0.77")
+def _host():
+    base = ipaddress.IPv4Address(os.environ.get("TUNNELD_TEST_DNS", "127.0.0.77"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return str(base + (int(worker[2:]) << 16))
+
+
+HOST = _host()
 PORT = 53
 
 NXDOMAIN = "NXDOMAIN"   # answer "no such name"

@@ -28,7 +28,7 @@ def make_install(destdir, *args):
 
 def client_built():
     mk = (REPO / "config.mk").read_text()
-    return re.search(r"^CONFIG_CLIENT := 1$", mk, re.M) is not None
+    return re.search(r"^(override )?CONFIG_CLIENT := 1$", mk, re.M) is not None
 
 
 def tree(root):
