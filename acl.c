@@ -2,14 +2,12 @@
  * hold decides, none holds: deny. Evaluated once per (name, resolved
  * address) pair, so a name never vouches for the address it resolves to. */
 #include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "acl.h"
 #include "file.h"
+#include "fmt.h"
 #include "http.h"
 
 enum { C_FROM, C_TO, C_PORT, C_USER, C_TLS, C_SNI };
@@ -37,9 +35,9 @@ static int fail(struct parser *p, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof why, fmt, ap);
+	vstrfmt(why, sizeof why, fmt, ap);
 	va_end(ap);
-	snprintf(p->err, p->errlen, "%s:%d: %s", p->name, p->line, why);
+	strfmt(p->err, p->errlen, "%s:%d: %s", p->name, p->line, why);
 	return -1;
 }
 
@@ -321,17 +319,22 @@ struct check {
 	int self;  /* bit i: to[i] is ours; -1 not looked up yet, -2 failed */
 };
 
-/* A prefix length from an IPv4 netmask: its leading one bits. */
-static unsigned mask_len(const struct sockaddr *sa)
-{
-	const unsigned char *m = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
-	unsigned n = 0, i;
+/* One of this host's addresses (net_self()): which of to[] it makes ours. */
+struct self_scan {
+	const struct ip *const *to;
+	int bits;
+};
 
-	for (i = 0; i < 4 && m[i] == 0xff; i++)
-		n += 8;
-	for (unsigned b = i < 4 ? m[i] : 0; b & 0x80; b = b << 1 & 0xff)
-		n++;
-	return n;
+static void self_one(void *arg, const struct ip *ip, unsigned prefix, int loopback)
+{
+	struct self_scan *sc = arg;
+	struct acl_item it = { .kind = I_CIDR, .ip = *ip };
+
+	it.prefix = (unsigned char)(ip->family == AF_INET && loopback ? prefix :
+				    ip->family == AF_INET ? 32 : 128);
+	for (int k = 0; k < 2; k++)
+		if (cidr_match(&it, sc->to[k]))
+			sc->bits |= 1 << k;
 }
 
 /* Which of to[] are this host's own: an address of one of its interfaces,
@@ -339,37 +342,16 @@ static unsigned mask_len(const struct sockaddr *sa)
  * 127.0.0.0/8 on lo; an IPv6 prefix there is routed, not local), or
  * unspecified (a connect there reaches this host).
  * Read afresh for each check, so an address that came later (DHCP)
- * counts: getifaddrs() is one netlink dump of links and one of addresses. */
+ * counts: one netlink dump of links and one of addresses. */
 static int self_lookup(const struct ip *const to[2])
 {
 	static const unsigned char zero[16];
-	struct ifaddrs *ifs, *i;
-	int bits = 0;
+	struct self_scan sc = { to, 0 };
 
 	for (int k = 0; k < 2; k++)
 		if (to[k] && !memcmp(to[k]->a, zero, to[k]->family == AF_INET ? 4 : 16))
-			bits |= 1 << k;
-	if (getifaddrs(&ifs) < 0)
-		return -2;
-	for (i = ifs; i; i = i->ifa_next) {
-		struct acl_item it = { .kind = I_CIDR };
-		struct endpoint ep;
-
-		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
-				     i->ifa_addr->sa_family != AF_INET6))
-			continue;
-		ep_from_sockaddr(&ep, i->ifa_addr);
-		it.ip = ep.ip;
-		it.prefix = ep.ip.family == AF_INET ? 32 : 128;
-		if (ep.ip.family == AF_INET && (i->ifa_flags & IFF_LOOPBACK) &&
-		    i->ifa_netmask && i->ifa_netmask->sa_family == AF_INET)
-			it.prefix = (unsigned char)mask_len(i->ifa_netmask);
-		for (int k = 0; k < 2; k++)
-			if (cidr_match(&it, to[k]))
-				bits |= 1 << k;
-	}
-	freeifaddrs(ifs);
-	return bits;
+			sc.bits |= 1 << k;
+	return net_self(self_one, &sc) < 0 ? -2 : sc.bits;
 }
 
 /* Names compare case-insensitively and without a trailing dot. */

@@ -1,5 +1,6 @@
 /* Basic authentication (RFC 7617) against a flat file of crypt(3) hashes. */
-#include <stdio.h>
+#include <errno.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/random.h>
 #include <termios.h>
@@ -7,6 +8,11 @@
 #if __has_include(<crypt.h>)
 #include <crypt.h>
 #endif
+
+#include "auth.h"
+#include "file.h"
+#include "config.h"
+#include "fmt.h"
 
 #if AUTH_OWN_CRYPT
 /* musl's own hash functions, compiled in by the static build because the
@@ -27,20 +33,33 @@ static char *hash_with(const char *key, const char *setting)
 		return __crypt_sha512(key, setting, out);
 	return NULL;
 }
+
+/* Those files write their "$5$rounds=N$salt$" prefix with sprintf(), the
+ * one call that would bring the C library's printf into a build that has
+ * none: this sprintf takes its place, on the bounded formatter, for the
+ * conversions they use (%s, %.*s, %u). What they print is at most 38 bytes
+ * (a 16-byte salt, rounds below 10^9) into buffers of 20 and 128 bytes; 64
+ * bounds it all the same. */
+int sprintf(char *restrict buf, const char *restrict f, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, f);
+	n = vstrfmt(buf, 64, f, ap);
+	va_end(ap);
+	return n < 64 ? n : 63;
+}
 #else
 #define hash_with crypt
 #endif
-
-#include "auth.h"
-#include "file.h"
-#include "config.h"
 
 /* Default cost of --hash-password: see the README's measurements. */
 #define HASH_PREFIX "$5$rounds=5000$"
 
 static int fail(char *err, size_t errlen, const char *name, int line, const char *why)
 {
-	snprintf(err, errlen, "%s:%d: %s", name, line, why);
+	strfmt(err, errlen, "%s:%d: %s", name, line, why);
 	return -1;
 }
 
@@ -297,7 +316,7 @@ int auth_hash_password(void)
 	static const char salt_chars[] =
 		"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 	unsigned char rnd[16];
-	char pw[256], setting[64];
+	char pw[256], setting[64], msg[96];
 	struct termios t, quiet;
 	int tty = tcgetattr(0, &t) == 0;
 	ssize_t n;
@@ -308,7 +327,7 @@ int auth_hash_password(void)
 		quiet = t;
 		quiet.c_lflag &= ~(tcflag_t)ECHO;
 		tcsetattr(0, TCSAFLUSH, &quiet);
-		fputs("Password: ", stderr);
+		(void)fd_puts(2, "Password: ");
 	}
 	while (len < sizeof pw - 1 && (n = read(0, pw + len, sizeof pw - 1 - len)) > 0) {
 		len += (size_t)n;
@@ -317,35 +336,38 @@ int auth_hash_password(void)
 	}
 	if (tty) {
 		tcsetattr(0, TCSAFLUSH, &t);
-		fputs("\n", stderr);
+		(void)fd_puts(2, "\n");
 	}
 	pw[len] = 0;
 	if (!memchr(pw, '\n', len) && len == sizeof pw - 1) {
 		explicit_bzero(pw, sizeof pw);
-		fprintf(stderr, "tunneld: the password is longer than %zu bytes\n", sizeof pw - 2);
+		strfmt(msg, sizeof msg, "tunneld: the password is longer than %zu bytes\n", sizeof pw - 2);
+		(void)fd_puts(2, msg);
 		return 64;
 	}
 	pw[strcspn(pw, "\r\n")] = 0;
 	if (!pw[0] || !valid_text((unsigned char *)pw, strlen(pw))) {
 		explicit_bzero(pw, sizeof pw);
-		fputs("tunneld: the password must be non-empty UTF-8 text on one line\n", stderr);
+		(void)fd_puts(2, "tunneld: the password must be non-empty UTF-8 text on one line\n");
 		return 64;
 	}
 	if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
 		explicit_bzero(pw, sizeof pw);
-		perror("tunneld: getrandom");
+		strfmt(msg, sizeof msg, "tunneld: getrandom: %s\n", strerror(errno));
+		(void)fd_puts(2, msg);
 		return 1;
 	}
-	n = snprintf(setting, sizeof setting, "%s", HASH_PREFIX);
+	n = strfmt(setting, sizeof setting, "%s", HASH_PREFIX);
 	for (size_t k = 0; k < sizeof rnd; k++)
 		setting[n++] = salt_chars[rnd[k] & 63];
 	setting[n] = 0;
 	h = hash_with(pw, setting);
 	explicit_bzero(pw, sizeof pw);
 	if (!h || h[0] != '$') {
-		fputs("tunneld: crypt failed\n", stderr);
+		(void)fd_puts(2, "tunneld: crypt failed\n");
 		return 1;
 	}
-	puts(h);
+	(void)fd_puts(1, h);
+	(void)fd_puts(1, "\n");
 	return 0;
 }

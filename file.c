@@ -1,21 +1,21 @@
 /* Small configuration files, read whole into a caller's fixed buffer. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "file.h"
+#include "fmt.h"
 
 int text_fits(const char *text, size_t len, size_t cap, const char *name,
 	      char *err, size_t errlen)
 {
 	if (len >= cap) {
-		snprintf(err, errlen, "%s: larger than %zu bytes", name, cap - 1);
+		strfmt(err, errlen, "%s: larger than %zu bytes", name, cap - 1);
 		return -1;
 	}
 	if (memchr(text, 0, len)) {
-		snprintf(err, errlen, "%s: contains a NUL byte", name);
+		strfmt(err, errlen, "%s: contains a NUL byte", name);
 		return -1;
 	}
 	return 0;
@@ -38,7 +38,7 @@ ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t err
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		strfmt(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	/* Up to cap bytes: a file that fills buf is one byte too large. */
@@ -49,7 +49,7 @@ ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t err
 			len += (size_t)n;
 	}
 	if (n < 0)
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		strfmt(err, errlen, "%s: %s", path, strerror(errno));
 	close(fd);
 	if (n < 0 || text_fits(buf, len, cap, path, err, errlen) < 0)
 		return -1;

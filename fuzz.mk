@@ -9,18 +9,18 @@ FUZZ_BINS = $(addprefix build/fuzz/fuzz_,$(FUZZERS))
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
 
-build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c http.c $(HDRS) | deps-fuzz
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http.c http.c
-build/fuzz/fuzz_reply: tests/fuzz/fuzz_reply.c http.c $(HDRS) | deps-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http.c http.c fmt.c
+build/fuzz/fuzz_reply: tests/fuzz/fuzz_reply.c http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_reply.c http.c
-build/fuzz/fuzz_acl: tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c $(HDRS) | deps-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_reply.c http.c fmt.c
+build/fuzz/fuzz_acl: tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c
-build/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c auth.c file.c $(HDRS) | deps-fuzz
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c fmt.c
+build/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c auth.c file.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_auth.c file.c -lcrypt
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_auth.c file.c fmt.c -lcrypt
 build/fuzz/fuzz_sni: tests/fuzz/fuzz_sni.c sni.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_sni.c sni.c

@@ -4,10 +4,10 @@
  * numbers, ports and host names (one set of rules). RFC 9110 §5, §9.3.6,
  * RFC 9112 §2-§5. */
 #include <arpa/inet.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "http.h"
 
 static int is_digit(int c) { return c >= '0' && c <= '9'; }
@@ -529,7 +529,7 @@ size_t http_answer(char *out, size_t size, int status, const char *extra, size_t
 	const char *text = status >= 400 ? statuses[i].text : "";
 	size_t tlen = *text ? strlen(text) + 1 : 0;
 	/* A place frees when a session or a connection ends: soon. */
-	int n = snprintf(out, size, "HTTP/1.1 %d %s\r\n%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
+	int n = strfmt(out, size, "HTTP/1.1 %d %s\r\n%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "%s\r\n%s%s", statuses[i].status, statuses[i].reason,
 			 status == 503 ? "Retry-After: 2\r\n" : "", extra, tlen ? "text/plain" : "application/octet-stream",
 			 tlen ? tlen : blen, close ? "Connection: close\r\n" : "", text, tlen ? "\n" : "");

@@ -2,12 +2,12 @@
  * msg": the C library's syslog() would read the time zone in every
  * connection's process only to stamp a time the syslog daemon stamps too. */
 #include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "log.h"
 
 static enum log_sink sink = LOG_TO_STDERR;
@@ -43,11 +43,11 @@ void logmsg(int prio, const char *fmt, ...)
 	if (prio == LOG_DEBUG && !verbose)
 		return;
 	if (sink == LOG_TO_SYSLOG)
-		head = snprintf(line, sizeof line, "<%d>tunneld[%ld]: ", LOG_DAEMON | prio, (long)getpid());
+		head = strfmt(line, sizeof line, "<%d>tunneld[%ld]: ", LOG_DAEMON | prio, (long)getpid());
 	else
-		head = snprintf(line, sizeof line, "tunneld[%ld]: ", (long)getpid());
+		head = strfmt(line, sizeof line, "tunneld[%ld]: ", (long)getpid());
 	va_start(ap, fmt);
-	n = vsnprintf(line + head, sizeof line - (size_t)head - 1, fmt, ap);
+	n = vstrfmt(line + head, sizeof line - (size_t)head - 1, fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		return;

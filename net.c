@@ -4,13 +4,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <net/if.h>
 #include <poll.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "http.h"
 #include "net.h"
 
@@ -114,15 +116,201 @@ socklen_t ep_to_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss)
 	return sizeof *s6;
 }
 
+/* An IPv6 address as RFC 5952 writes it: lower-case hex groups without
+ * leading zeros, the first longest run of two or more zero groups as "::",
+ * and ::ffff:a.b.c.d for a mapped IPv4 address. (The C library's
+ * inet_ntop() would bring its snprintf, a tenth of a small static build.) */
+static void ip6_str(const unsigned char *a, char out[INET6_ADDRSTRLEN])
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	int groups = memcmp(a, mapped, 12) ? 8 : 6, best = -1, bestlen = 1, len = 0;
+	size_t n = 0;
+
+	for (int g = 0; g < groups; g++) {
+		len = a[2 * g] || a[2 * g + 1] ? 0 : len + 1;
+		if (len > bestlen) {
+			best = g - len + 1;
+			bestlen = len;
+		}
+	}
+	for (int g = 0; g < groups; g++) {
+		if (g == best) {
+			n += (size_t)strfmt(out + n, INET6_ADDRSTRLEN - n, "::");
+			g += bestlen - 1;
+			continue;
+		}
+		n += (size_t)strfmt(out + n, INET6_ADDRSTRLEN - n, "%s%x",
+				    n && out[n - 1] != ':' ? ":" : "", a[2 * g] << 8 | a[2 * g + 1]);
+	}
+	if (groups == 6)
+		strfmt(out + n, INET6_ADDRSTRLEN - n, "%s%u.%u.%u.%u", out[n - 1] != ':' ? ":" : "",
+		       a[12], a[13], a[14], a[15]);
+}
+
 const char *ep_str(const struct endpoint *ep, char buf[ADDRSTR_MAX])
 {
-	char a[INET6_ADDRSTRLEN];
+	const unsigned char *a = ep->ip.a;
+	char a6[INET6_ADDRSTRLEN];
 
-	if (!ep->ip.family || !inet_ntop(ep->ip.family, ep->ip.a, a, sizeof a))
+	if (ep->ip.family == AF_INET)
+		strfmt(buf, ADDRSTR_MAX, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], ep->port);
+	else if (ep->ip.family == AF_INET6) {
+		ip6_str(a, a6);
+		strfmt(buf, ADDRSTR_MAX, "[%s]:%u", a6, ep->port);
+	} else
 		return "-";
-	snprintf(buf, ADDRSTR_MAX, ep->ip.family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-		 a, ep->port);
 	return buf;
+}
+
+/* Loopback interfaces net_self() tells apart: a host has one (lo), a
+ * test namespace a few; one more counts as not loopback. */
+#define SELF_LOOPBACKS 8
+/* Netlink messages per dump, at most: far beyond a router's addresses. */
+#define SELF_MSGS 65536
+
+/* The kernel's netlink ABI (linux/netlink.h and rtnetlink.h, unchanged
+ * since Linux 2.2), written out: musl's headers have no linux/ ones. */
+struct nl_hdr {
+	uint32_t len;
+	uint16_t type, flags;
+	uint32_t seq, pid;
+};
+struct nl_link {     /* struct ifinfomsg */
+	unsigned char family, pad;
+	unsigned short type;
+	int index;
+	unsigned flags, change;
+};
+struct nl_addr {     /* struct ifaddrmsg */
+	uint8_t family, prefixlen, flags, scope;
+	uint32_t index;
+};
+struct nl_attr {     /* struct rtattr */
+	unsigned short len, type;
+};
+enum {
+	NL_ROUTE = 0, NL_ERROR = 2, NL_DONE = 3, NL_NEWLINK = 16, NL_GETLINK = 18,
+	NL_NEWADDR = 20, NL_GETADDR = 22, NL_REQUEST = 1, NL_DUMP = 0x300,
+	NL_IFA_ADDRESS = 1, NL_IFA_LOCAL = 2,
+};
+#define NL_ALIGN(n) (((size_t)(n) + 3) & ~(size_t)3)
+
+struct self {
+	void (*fn)(void *arg, const struct ip *ip, unsigned prefix, int loopback);
+	void *arg;
+	int lo[SELF_LOOPBACKS], nlo;
+};
+
+/* One RTM_NEWLINK: note the index of a loopback interface. */
+static void self_link(struct self *sf, const struct nl_hdr *h)
+{
+	const struct nl_link *ifi = (const void *)((const char *)h + NL_ALIGN(sizeof *h));
+
+	if (h->len >= NL_ALIGN(sizeof *h) + sizeof *ifi && (ifi->flags & IFF_LOOPBACK) &&
+	    sf->nlo < SELF_LOOPBACKS)
+		sf->lo[sf->nlo++] = ifi->index;
+}
+
+/* One RTM_NEWADDR: its IFA_LOCAL, else its IFA_ADDRESS, to sf->fn. */
+static void self_addr(struct self *sf, const struct nl_hdr *h)
+{
+	const struct nl_addr *ifa = (const void *)((const char *)h + NL_ALIGN(sizeof *h));
+	const unsigned char *local = NULL, *addr = NULL, *a;
+	size_t off = NL_ALIGN(sizeof *h) + NL_ALIGN(sizeof *ifa), alen;
+	struct sockaddr_storage ss;
+	struct endpoint ep;
+	int lo = 0;
+
+	if (h->len < off || (ifa->family != AF_INET && ifa->family != AF_INET6))
+		return;
+	alen = ifa->family == AF_INET ? 4 : 16;
+	/* Each attribute is 4 bytes or more: a bounded walk. */
+	while (off + sizeof(struct nl_attr) <= h->len) {
+		const struct nl_attr *rta = (const void *)((const char *)h + off);
+
+		if (rta->len < sizeof *rta || rta->len > h->len - off)
+			break;
+		if (rta->len - sizeof *rta == alen && rta->type == NL_IFA_LOCAL)
+			local = (const unsigned char *)(rta + 1);
+		if (rta->len - sizeof *rta == alen && rta->type == NL_IFA_ADDRESS)
+			addr = (const unsigned char *)(rta + 1);
+		off += NL_ALIGN(rta->len);
+	}
+	if (!(a = local ? local : addr))
+		return;
+	memset(&ss, 0, sizeof ss);
+	ss.ss_family = ifa->family;
+	if (ifa->family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, a, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, a, 16);
+	ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
+	for (int k = 0; k < sf->nlo; k++)
+		lo |= sf->lo[k] == (int)ifa->index;
+	sf->fn(sf->arg, &ep.ip, ifa->prefixlen, lo);
+}
+
+/* One dump of type (RTM_GETLINK, RTM_GETADDR) on fd, each answer to
+ * self_link() or self_addr(). 8 KiB takes any message a dump sends (the
+ * kernel fills at most a page, or the largest buffer read before, to 8
+ * KiB). 0 at its end, -1 on an error or a dump too long. */
+static int self_dump(int fd, int type, struct self *sf)
+{
+	struct {
+		struct nl_hdr h;
+		unsigned char family;  /* struct rtgenmsg */
+	} req = {
+		.h = { .len = sizeof req, .type = (uint16_t)type, .flags = NL_REQUEST | NL_DUMP,
+		       .seq = (uint32_t)type },
+		.family = AF_UNSPEC,
+	};
+	union {
+		char b[8192];
+		struct nl_hdr h;
+	} buf;
+	int msgs = 0;
+
+	if (send(fd, &req, sizeof req, 0) < 0)
+		return -1;
+	while (msgs < SELF_MSGS) {
+		ssize_t n = recv(fd, buf.b, sizeof buf.b, 0);
+		size_t off = 0;
+
+		if (n <= 0)
+			return -1;
+		/* Each message is 16 bytes or more: a bounded walk. */
+		for (; off + sizeof buf.h <= (size_t)n; msgs++) {
+			const struct nl_hdr *h = (const void *)(buf.b + off);
+
+			if (h->len < sizeof *h || h->len > (size_t)n - off)
+				break;
+			off += NL_ALIGN(h->len);
+			if (h->seq != (uint32_t)type)
+				continue;
+			if (h->type == NL_DONE)
+				return 0;
+			if (h->type == NL_ERROR)
+				return -1;
+			if (h->type == NL_NEWLINK)
+				self_link(sf, h);
+			else if (h->type == NL_NEWADDR)
+				self_addr(sf, h);
+		}
+	}
+	return -1;
+}
+
+int net_self(void (*fn)(void *arg, const struct ip *ip, unsigned prefix, int loopback),
+	     void *arg)
+{
+	struct self sf = { fn, arg, { 0 }, 0 };
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NL_ROUTE), r;
+
+	if (fd < 0)
+		return -1;
+	r = self_dump(fd, NL_GETLINK, &sf) < 0 || self_dump(fd, NL_GETADDR, &sf) < 0 ? -1 : 0;
+	close(fd);
+	return r;
 }
 
 int net_connect(const struct endpoint *ep, int timeout_ms)
@@ -309,7 +497,7 @@ int net_listen(const char *spec, char *err, size_t errlen)
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	}
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: socket: %s", spec, strerror(errno));
+		strfmt(err, errlen, "%s: socket: %s", spec, strerror(errno));
 		return -1;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -317,12 +505,12 @@ int net_listen(const char *spec, char *err, size_t errlen)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, host[0] ? &one : &zero, sizeof one);
 	len = ep_to_sockaddr(&ep, &ss);
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
-		snprintf(err, errlen, "%s: %s", spec, strerror(errno));
+		strfmt(err, errlen, "%s: %s", spec, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
 bad:
-	snprintf(err, errlen, "%s: not [ADDR:]PORT", spec);
+	strfmt(err, errlen, "%s: not [ADDR:]PORT", spec);
 	return -1;
 }

@@ -53,6 +53,15 @@ int net_race(struct race *r, long long deadline,
 /* Whether ep is an address of this host (bind test). */
 int net_is_local(const struct endpoint *ep);
 
+/* This host's addresses, as getifaddrs() reads them but without its
+ * malloc: one netlink dump of the links (which are loopback ones) and one
+ * of the addresses. fn(arg, ip, prefix, loopback) for each IPv4 and IPv6
+ * address (the local one of a point-to-point link), its prefix length and
+ * whether its interface is a loopback one. 0, or -1 when the kernel did
+ * not answer. */
+int net_self(void (*fn)(void *arg, const struct ip *ip, unsigned prefix, int loopback),
+	     void *arg);
+
 /* Parse "[ADDR:]PORT" ("3128", "127.0.0.1:3128", "[::1]:3128") and return a
  * bound socket, for the caller to listen(2) on once ready, or -1 with a
  * message in err. */

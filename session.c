@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fmt.h"
 #include "http.h"
 #include "log.h"
 #include "session.h"
@@ -76,7 +76,7 @@ static socklen_t unix_name(struct sockaddr_un *sa, const char *scope, const char
 
 	memset(sa, 0, sizeof *sa);
 	sa->sun_family = AF_UNIX;
-	n = snprintf(sa->sun_path + 1, sizeof sa->sun_path - 1, "tunneld/%u/%s/%.*s",
+	n = strfmt(sa->sun_path + 1, sizeof sa->sun_path - 1, "tunneld/%u/%s/%.*s",
 		     (unsigned)geteuid(), scope, ID_LEN, id);
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
@@ -198,17 +198,17 @@ static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 	int ok = status == 200, close_it = !ok || h->req.close;
 	size_t hl;
 	struct iovec iov[3];
-	int xl = snprintf(extra, sizeof extra, "Cache-Control: no-store\r\n");
+	int xl = strfmt(extra, sizeof extra, "Cache-Control: no-store\r\n");
 
 	/* Each at most 40 bytes: extra has room for them all. */
 	if (off != ~0ULL)
-		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Offset: %llu\r\n", off);
+		xl += strfmt(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Offset: %llu\r\n", off);
 	if (eof)
-		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Eof: 1\r\n");
+		xl += strfmt(extra + xl, sizeof extra - (size_t)xl, "Tunnel-Eof: 1\r\n");
 	if (!close_it && h->req.http10)  /* HTTP/1.0 closes unless told (RFC 9112 §9.3) */
-		xl += snprintf(extra + xl, sizeof extra - (size_t)xl, "Connection: keep-alive\r\n");
+		xl += strfmt(extra + xl, sizeof extra - (size_t)xl, "Connection: keep-alive\r\n");
 	if (status == 405)
-		snprintf(extra + xl, sizeof extra - (size_t)xl, "Allow: CONNECT, GET, POST, DELETE\r\n");
+		strfmt(extra + xl, sizeof extra - (size_t)xl, "Allow: CONNECT, GET, POST, DELETE\r\n");
 	if (!ok)
 		n1 = n2 = 0;  /* an error's body is its text, in the head */
 	hl = http_answer(head, sizeof head, status, extra, n1 + n2, close_it);

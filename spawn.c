@@ -11,13 +11,13 @@
  * exec, and its sandbox forbids both. */
 #include <errno.h>
 #include <poll.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "spawn.h"
 
 #define HEAD (offsetof(struct handover, buf))
@@ -101,7 +101,7 @@ int place_take(const char *scope, const char *kind, int max)
 	for (int k = 0; k < max; k++) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		/* sun_path[0] stays 0: the abstract namespace, nothing on disk. */
-		int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "tunneld/%u/%s/%s/%d",
+		int n = strfmt(sa.sun_path + 1, sizeof sa.sun_path - 1, "tunneld/%u/%s/%s/%d",
 				 (unsigned)geteuid(), scope, kind, k);
 		int fd;
 

@@ -8,15 +8,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <grp.h>
 #include <netinet/tcp.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -27,15 +24,18 @@
 #include "acl.h"
 #include "auth.h"
 #include "config.h"
+#include "fmt.h"
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "opt.h"
 #include "relay.h"
 #include "sandbox.h"
 #include "session.h"
 #include "sni.h"
 #include "spawn.h"
 #include "tls.h"
+#include "user.h"
 
 #include "version.h"
 
@@ -94,7 +94,7 @@ static void log_conn(const struct conn *c)
 	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], tg[HOST_MAX + 16] = "-";
 
 	if (c->parsed)
-		snprintf(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
+		strfmt(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
 			 c->req.host, c->req.port);
 	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
 	       "client=%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
@@ -144,7 +144,7 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 			strcpy(extra, c->o->tunnel_path ? "Allow: CONNECT, GET, POST, DELETE\r\n"
 							: "Allow: CONNECT\r\n");
 		if (status == 407 || status == 401)
-			snprintf(extra, sizeof extra, "%s-Authenticate: Basic realm=\"%s\", "
+			strfmt(extra, sizeof extra, "%s-Authenticate: Basic realm=\"%s\", "
 				 "charset=\"UTF-8\"\r\n", status == 401 ? "WWW" : "Proxy", c->o->realm);
 		if (c->tunnel)
 			strcat(extra, "Cache-Control: no-store\r\n");
@@ -337,12 +337,13 @@ static int open_target(struct conn *c, struct acl_query *q)
 	char s[ADDRSTR_MAX];
 	int fd, err;
 
+	/* res is not freed: open_target() runs once in a process that ends
+	 * with its connection, and without a free() musl links its simple
+	 * allocator, not its malloc (7.5 KiB of a small static build). */
 	for (ai = res; ai && r.n < RACE_MAX; ai = ai->ai_next) {
 		ep_from_sockaddr(&r.ep[r.n], ai->ai_addr);
 		r.ep[r.n++].port = c->req.port;
 	}
-	if (!c->req.literal)
-		freeaddrinfo(res);
 	fd = net_race(&r, deadline, pick_addr, &pk);
 	err = errno;
 	c->target = r.ep[0];
@@ -466,17 +467,17 @@ static void answer_busy(int fd)
 /* --user: the user's groups and ids, for good. 0, or -1 logged. */
 static int drop_privileges(const char *name)
 {
-	struct passwd *pw = getpwnam(name);
+	uid_t uid;
+	gid_t gid;
 
-	if (!pw) {
+	if (user_lookup(USER_PASSWD, name, &uid, &gid) < 0) {
 		logmsg(LOG_ERR, "--user %s: no such user", name);
 		return -1;
 	}
 	/* Started as that user already (by an inetd that dropped root): so be. */
-	if (geteuid() && getuid() == pw->pw_uid && geteuid() == pw->pw_uid &&
-	    getgid() == pw->pw_gid && getegid() == pw->pw_gid)
+	if (geteuid() && getuid() == uid && geteuid() == uid && getgid() == gid && getegid() == gid)
 		return 0;
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		logmsg(LOG_ERR, "--user %s: %s", name, strerror(errno));
 		return -1;
 	}
@@ -549,7 +550,7 @@ static const char *scope_of(const struct conn *c)
 
 	if (c->o->nown)
 		return c->o->scope;
-	snprintf(scope, sizeof scope, "p%u-%s", c->local.port, c->o->scope);
+	strfmt(scope, sizeof scope, "p%u-%s", c->local.port, c->o->scope);
 	return scope;
 }
 
@@ -948,11 +949,23 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 done, 64 bad usage, 78 unreadable or invalid config file.\n";
 
+/* The features compiled in, for scripts and tests. */
+static void print_version(void)
+{
+	char v[128];
+
+	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox)\n",
+	       VERSION, CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
+	       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
+	       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-');
+	(void)fd_puts(1, v);
+}
+
 static void __attribute__((noreturn)) usage_error(const char *fmt, const char *arg)
 {
 	char msg[256];
 
-	snprintf(msg, sizeof msg, fmt, arg);
+	strfmt(msg, sizeof msg, fmt, arg);
 	logmsg(LOG_ERR, "%s (see --help)", msg);
 	exit(EXIT_USAGE);
 }
@@ -968,7 +981,7 @@ static int number(const char *opt, const char *s, long min, long max)
 	if (!*s || *end || errno || v < min || v > max || s[0] == '+' || s[0] == '-') {
 		char what[64];
 
-		snprintf(what, sizeof what, "%s: '%%s' is not a number from %ld to %ld", opt, min, max);
+		strfmt(what, sizeof what, "%s: '%%s' is not a number from %ld to %ld", opt, min, max);
 		usage_error(what, s);
 	}
 	return (int)v;
@@ -977,80 +990,76 @@ static int number(const char *opt, const char *s, long min, long max)
 /* The command line into o; --help, --version and --hash-password end here. */
 static void parse_options(int argc, char **argv, struct opts *o)
 {
-	static const struct option longopts[] = {
-		{ "listen", required_argument, 0, 'l' },
-		{ "acl", required_argument, 0, 'a' },
-		{ "users", required_argument, 0, 'u' },
-		{ "realm", required_argument, 0, 'r' },
-		{ "hash-password", no_argument, 0, 7 },
-		{ "cert", required_argument, 0, 'c' },
-		{ "key", required_argument, 0, 'k' },
-		{ "http-tunnel", optional_argument, 0, 8 },
-		{ "session-timeout", required_argument, 0, 9 },
-		{ "max-sessions", required_argument, 0, 10 },
-		{ "max-client-sessions", required_argument, 0, 11 },
-		{ "connect-timeout", required_argument, 0, 1 },
-		{ "header-timeout", required_argument, 0, 2 },
-		{ "idle-timeout", required_argument, 0, 3 },
-		{ "max-conns", required_argument, 0, 4 },
-		{ "user", required_argument, 0, 5 },
-		{ "log", required_argument, 0, 6 },
-		{ "verbose", no_argument, 0, 'v' },
-		{ "version", no_argument, 0, 'V' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 }
+	static const struct opt_long longopts[] = {
+		{ "listen", OPT_REQUIRED, 'l' },
+		{ "acl", OPT_REQUIRED, 'a' },
+		{ "users", OPT_REQUIRED, 'u' },
+		{ "realm", OPT_REQUIRED, 'r' },
+		{ "hash-password", OPT_NONE, 7 },
+		{ "cert", OPT_REQUIRED, 'c' },
+		{ "key", OPT_REQUIRED, 'k' },
+		{ "http-tunnel", OPT_OPTIONAL, 8 },
+		{ "session-timeout", OPT_REQUIRED, 9 },
+		{ "max-sessions", OPT_REQUIRED, 10 },
+		{ "max-client-sessions", OPT_REQUIRED, 11 },
+		{ "connect-timeout", OPT_REQUIRED, 1 },
+		{ "header-timeout", OPT_REQUIRED, 2 },
+		{ "idle-timeout", OPT_REQUIRED, 3 },
+		{ "max-conns", OPT_REQUIRED, 4 },
+		{ "user", OPT_REQUIRED, 5 },
+		{ "log", OPT_REQUIRED, 6 },
+		{ "verbose", OPT_NONE, 'v' },
+		{ "version", OPT_NONE, 'V' },
+		{ "help", OPT_NONE, 'h' },
+		{ 0, 0, 0 }
 	};
+	struct opt_state st = { .argc = argc, .argv = argv, .i = 1 };
 	int ch;
 
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":l:a:u:r:c:k:vVh", longopts, NULL)) != -1) {
+	while ((ch = opt_next(&st, "l:a:u:r:c:k:vVh", longopts)) != -1) {
 		switch (ch) {
 		case 'l':
 			if (o->nlisten == LISTEN_MAX)
 				usage_error("at most %s --listen addresses", "16");
-			o->listen[o->nlisten++] = optarg;
+			o->listen[o->nlisten++] = st.arg;
 			break;
-		case 'a': o->acl_path = optarg; break;
-		case 'u': o->users_path = optarg; break;
-		case 'r': o->realm = optarg; break;
+		case 'a': o->acl_path = st.arg; break;
+		case 'u': o->users_path = st.arg; break;
+		case 'r': o->realm = st.arg; break;
 		case 7:
 			if (!CONFIG_AUTH)
 				usage_error("%s", "--hash-password: built without authentication (CONFIG_AUTH)");
 			exit(auth_hash_password());
-		case 8: o->tunnel_path = optarg ? optarg : "/"; break;
-		case 9: o->session_timeout = number("--session-timeout", optarg, 2, 86400); break;
-		case 10: o->max_sessions = number("--max-sessions", optarg, 1, 4096); break;
-		case 11: o->max_client = number("--max-client-sessions", optarg, 1, 4096); break;
-		case 'c': o->cert = optarg; break;
-		case 'k': o->key = optarg; break;
-		case 1: o->connect_timeout = number("--connect-timeout", optarg, 1, 3600); break;
-		case 2: o->header_timeout = number("--header-timeout", optarg, 1, 3600); break;
-		case 3: o->idle_timeout = number("--idle-timeout", optarg, 1, 86400 * 7); break;
-		case 4: o->max_conns = number("--max-conns", optarg, 1, 65536); break;
-		case 5: o->user = optarg; break;
+		case 8: o->tunnel_path = st.arg ? st.arg : "/"; break;
+		case 9: o->session_timeout = number("--session-timeout", st.arg, 2, 86400); break;
+		case 10: o->max_sessions = number("--max-sessions", st.arg, 1, 4096); break;
+		case 11: o->max_client = number("--max-client-sessions", st.arg, 1, 4096); break;
+		case 'c': o->cert = st.arg; break;
+		case 'k': o->key = st.arg; break;
+		case 1: o->connect_timeout = number("--connect-timeout", st.arg, 1, 3600); break;
+		case 2: o->header_timeout = number("--header-timeout", st.arg, 1, 3600); break;
+		case 3: o->idle_timeout = number("--idle-timeout", st.arg, 1, 86400 * 7); break;
+		case 4: o->max_conns = number("--max-conns", st.arg, 1, 65536); break;
+		case 5: o->user = st.arg; break;
 		case 6:
-			if (!strcmp(optarg, "syslog"))
+			if (!strcmp(st.arg, "syslog"))
 				o->log = LOG_TO_SYSLOG;
-			else if (!strcmp(optarg, "stderr"))
+			else if (!strcmp(st.arg, "stderr"))
 				o->log = LOG_TO_STDERR;
 			else
-				usage_error("--log: '%s' is not syslog or stderr", optarg);
+				usage_error("--log: '%s' is not syslog or stderr", st.arg);
 			break;
 		case 'v': o->verbose = 1; break;
 		case 'V':
-			/* The features compiled in, for scripts and tests. */
-			printf("tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox)\n", VERSION,
-			       CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
-			       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
-			       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-');
+			print_version();
 			exit(0);
-		case 'h': fputs(usage, stdout); exit(0);
-		case ':': usage_error("%s needs a value", argv[optind - 1]);
-		default: usage_error("unknown option '%s'", argv[optind - 1]);
+		case 'h': (void)fd_puts(1, usage); exit(0);
+		case ':': usage_error("%s needs a value", st.elem);
+		default: usage_error("unknown option '%s'", st.elem);
 		}
 	}
-	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+	if (st.operand)
+		usage_error("unexpected argument '%s'", st.operand);
 }
 
 /* Options that cannot work together or in this build: a usage error. */
@@ -1136,7 +1145,7 @@ int main(int argc, char **argv)
 	}
 	o.nown = nfds;  /* from here on, 0 means inetd mode */
 	if (!nfds)
-		snprintf(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
+		strfmt(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
 	if (!o.user && geteuid() == 0)
 		logmsg(LOG_WARNING, "running as root: --user NAME would drop root after the files are read");
 	if (!nfds)
@@ -1154,7 +1163,7 @@ int main(int argc, char **argv)
 		logmsg(LOG_ERR, "getrandom: %s", strerror(errno));
 		return 1;
 	}
-	snprintf(o.scope, sizeof o.scope, "l%016llx", rnd[0]);
+	strfmt(o.scope, sizeof o.scope, "l%016llx", rnd[0]);
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
 	serve_listeners(fds, nfds, &o);
 }

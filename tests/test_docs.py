@@ -23,18 +23,22 @@ def test_readme_lists_the_help_options():
     assert help_options(out.stdout) == help_options(block)
 
 
+# An entry of tunneld.c's option table (opt.h): { "name", OPT_REQUIRED, 'x' }.
+LONGOPT = r'\{ "([a-z-]+)", OPT_(?:REQUIRED|OPTIONAL|NONE)'
+
+
 def test_every_long_option_is_in_the_man_page():
     source = (REPO / "tunneld.c").read_text()
     # mdoc writes --name as "Fl \-name", with "\-" for each further dash.
     page = (REPO / "tunneld.8").read_text().replace("Fl \\-", "Fl --").replace("\\-", "-")
-    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|optional|no)_argument', source))
+    longopts = set(re.findall(LONGOPT, source))
     for name in sorted(longopts - {"help"}):
         assert f"Fl --{name}" in page, f"--{name} is not in tunneld.8"
 
 
 def test_every_long_option_is_in_help():
     source = (REPO / "tunneld.c").read_text()
-    longopts = set(re.findall(r'\{ "([a-z-]+)", (?:required|optional|no)_argument', source))
+    longopts = set(re.findall(LONGOPT, source))
     out = subprocess.run([binary(), "--help"], capture_output=True, text=True, timeout=10).stdout
     assert longopts, "no long options found in tunneld.c"
     for name in sorted(longopts):

@@ -1,6 +1,8 @@
 /* The rule parser and matcher: rule text + one query -> verdict, and every
  * malformed rule -> an error naming file and line. */
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <string.h>
 
 #include "acl.h"
@@ -230,6 +232,63 @@ static int load(const char *rules, char *err, size_t errlen)
 	return acl_parse(&acl, rules, strlen(rules), "t", err, errlen);
 }
 
+/* net_self() against the C library's getifaddrs() on this host: the same
+ * addresses, prefix lengths and loopback flags, in the same order. */
+struct seen {
+	struct ip ip[64];
+	unsigned prefix[64];
+	int lo[64], n;
+};
+
+static void seen_one(void *arg, const struct ip *a, unsigned prefix, int lo)
+{
+	struct seen *s = arg;
+
+	if (s->n < 64) {
+		s->ip[s->n] = *a;
+		s->prefix[s->n] = prefix;
+		s->lo[s->n++] = lo;
+	}
+}
+
+static unsigned prefix_of(const struct sockaddr *mask)
+{
+	const unsigned char *m = mask->sa_family == AF_INET ?
+		(const unsigned char *)&((const struct sockaddr_in *)mask)->sin_addr :
+		((const struct sockaddr_in6 *)mask)->sin6_addr.s6_addr;
+	unsigned n = 0;
+
+	for (int i = 0; i < (mask->sa_family == AF_INET ? 4 : 16); i++)
+		n += (unsigned)__builtin_popcount(m[i]);
+	return n;
+}
+
+static void self_like_getifaddrs(void)
+{
+	struct seen got = { .n = 0 }, want = { .n = 0 };
+	struct ifaddrs *ifs;
+
+	CHECK(net_self(seen_one, &got) == 0, "net_self failed");
+	CHECK(getifaddrs(&ifs) == 0, "getifaddrs failed");
+	for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+		struct endpoint ep;
+
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		ep_from_sockaddr(&ep, i->ifa_addr);
+		seen_one(&want, &ep.ip, i->ifa_netmask ? prefix_of(i->ifa_netmask) : 0,
+			 !!(i->ifa_flags & IFF_LOOPBACK));
+	}
+	freeifaddrs(ifs);
+	CHECK(got.n == want.n && got.n > 0, "net_self: %d addresses, getifaddrs %d", got.n, want.n);
+	for (int k = 0; k < got.n && k < want.n; k++)
+		CHECK(!memcmp(&got.ip[k], &want.ip[k], sizeof got.ip[k]) &&
+		      got.prefix[k] == want.prefix[k] && got.lo[k] == want.lo[k],
+		      "address %d: prefix %u/%u, loopback %d/%d", k, got.prefix[k], want.prefix[k],
+		      got.lo[k], want.lo[k]);
+}
+
 int main(void)
 {
 	char err[256];
@@ -277,5 +336,6 @@ int main(void)
 	CHECK(acl_load(&acl, "/nonexistent/rules", err, sizeof err) < 0 &&
 	      strstr(err, "/nonexistent/rules"), "missing file named: %s", err);
 	test_unknown_hello();
+	self_like_getifaddrs();
 	return tally("test_acl");
 }
