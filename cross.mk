@@ -221,16 +221,24 @@ cross_run = $(CROSS_DIR)/$(if $(CROSS_QEMU_$(1)),run-)$(2)
 cross: $(addprefix cross-,$(CROSS_ALL))
 	@$(MAKE) --no-print-directory cross-sizes
 
-# The size table (README): stripped binaries, in bytes; a dynamic one's
+# The size tables (README): stripped binaries, in bytes; a dynamic one's
 # file alone (libc.so and the shared mbedTLS are packages of their own).
-cross-sizes:
-	@echo "| CPU | link | tunneld | tunneld, TLS off | tunneld, all off | tunnel | tunnel, TLS off |"
-	@echo "|---|---|---:|---:|---:|---:|---:|"
-	@size() { if [ -f "$$1" ]; then stat -c %s "$$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; \
-		else echo -; fi; }; \
-	$(foreach a,$(CROSS_ALL),$(foreach l,static dynamic,row='| $(CROSS_NAME_$(a)) | $(l)'; \
+# First the files, then their code and data (binutils' size: text + data),
+# the files without the zeros that align their segments to the largest
+# page the CPU may have (64 KiB on aarch64 and MIPS, 4 KiB on x86_64 and
+# ARMv7), which a firmware's compressed file system keeps almost nothing of.
+# cross_table,COMMAND: COMMAND prints the size of file $$f (binutils: $$t-).
+cross_table = echo "| CPU | link | tunneld | tunneld, TLS off | tunneld, all off | tunnel | tunnel, TLS off |"; \
+	echo "|---|---|---:|---:|---:|---:|---:|"; \
+	$(foreach a,$(CROSS_ALL),$(foreach l,static dynamic,t=$(CROSS_TRIPLET_$(a)); \
+		row='| $(CROSS_NAME_$(a)) | $(l)'; \
 		for f in $(call cross_files,$(a),$(if $(filter dynamic,$(l)),-dyn)); do \
-			row="$$row | $$(size $$f)"; done; echo "$$row |";))
+			if [ -f $$f ]; then n=$$($(1)); else n=-; fi; \
+			row="$$row | $$(echo $$n | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta')"; done; echo "$$row |";))
+cross-sizes:
+	@$(call cross_table,stat -c %s $$f)
+	@echo
+	@$(call cross_table,$$t-size -B $$f | awk 'NR == 2 { print $$1 + $$2 }')
 
 # The cross packages and qemu; the tests' own tools come from `make deps`.
 # Nothing here needs a foreign dpkg architecture, nor a C library for the
