@@ -1,14 +1,17 @@
-# cross.mk: static tunneld and tunnel for routers' CPUs, and their tests
-# under qemu-user (DESIGN §10). Included by the Makefile, after its sources.
+# cross.mk: tunneld and tunnel for routers' CPUs, static and dynamic, on
+# musl, and their tests under qemu-user (DESIGN §10). Included by the
+# Makefile, after its sources.
 #
 #   make deps-cross   the cross compilers and qemu-user-static (apt), when missing
 #   make cross        build/cross/{tunneld,tunnel}-ARCH and -ARCH-notls, static,
 #                     stripped, with the default features whatever .config says
 #                     (TLS, auth, IPv6, splice, http-tunnel; -notls: TLS off),
 #                     and tunneld-ARCH-min (every feature off, as tunneld-min);
-#                     then the size table (also alone: make cross-sizes)
-#   make check-cross  the end-to-end tests against each ARCH's binaries under
-#                     qemu-user (check-cross-ARCH for one); not part of `make check`
+#                     the same five dynamic, NAME-dyn; then the size tables
+#                     (also alone: make cross-sizes)
+#   make check-cross  the end-to-end tests against each ARCH's static binaries,
+#                     under qemu-user but for x86_64 (check-cross-ARCH for one),
+#                     then tests/test_hardening.py on all; not part of `make check`
 #
 # ARCH     CPU                               C library, static    dynamic
 # aarch64  ARMv8-A (Filogic, IPQ807x)        musl, built here     musl, built here
