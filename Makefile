@@ -169,7 +169,8 @@ tunneld-min-static: $(CORE_SRCS) $(HDRS) $(MUSL_SPECS) | deps-static
 	$(static_strip)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
 
-# Cross builds for armhf, mipsel and mips, tested under qemu-user (make cross, check-cross).
+# Cross builds for aarch64, armhf, mipsel, mips and x86_64, static and dynamic, on musl,
+# tested under qemu-user (make cross, check-cross).
 include cross.mk
 
 # Kconfig's front ends (kconfig-frontends), installed when missing; they

@@ -10,7 +10,11 @@ The facts come from readelf and objdump on the files as built: the host
 builds beside the Makefile, the static ones through their unstripped copy in
 build/debug (the stripped file has no symbols left to look at), and the
 cross builds of build/cross when they exist (their ARCH's binutils, which
-come with the cross compiler). A binary that is not built is skipped.
+come with the cross compiler): static PIEs on musl, and the dynamic ones
+(NAME-dyn) PIEs whose interpreter is musl's /lib/ld-musl-ARCH.so.1, which
+need libc.so and, with TLS, the shared mbedTLS; those run --version under
+qemu-user through the musl built here. A binary that is not built is
+skipped.
 
 Randomness: each process forked from one that seeded the TLS library's
 random generator (a `tunneld --listen` worker, each of `tunnel --listen`'s)
@@ -39,26 +43,29 @@ HOST = {
     "tunneld-static": ("musl", True), "tunnel-static": ("musl", True),
     "tunneld-min-static": ("musl", True),
 }
-CROSS = {"armhf": ("musl", "arm-linux-gnueabihf"), "mipsel": ("musl", "mipsel-linux-gnu"),
-         "mips": ("glibc", "mips-linux-gnu"), "x86_64": ("musl", "")}
-# Debian's glibc for mips has no static PIE (no rcrt1.o): static, not PIE,
-# so no dynamic section either (nothing to bind, lazily or not).
-NOT_PIE = {"mips"}
+# ARCH: (binutils prefix, musl's name for its loader ld-musl-NAME.so.1, qemu-user)
+CROSS = {"aarch64": ("aarch64-linux-gnu-", "aarch64", "qemu-aarch64-static"),
+         "armhf": ("arm-linux-gnueabihf-", "armhf", "qemu-arm-static"),
+         "mipsel": ("mipsel-linux-gnu-", "mipsel", "qemu-mipsel-static"),
+         "mips": ("mips-linux-gnu-", "mips", "qemu-mips-static"),
+         "x86_64": ("", "x86_64", None)}
 CROSS_NAMES = ("tunneld-{}", "tunneld-{}-notls", "tunneld-{}-min", "tunnel-{}", "tunnel-{}-notls")
+TLS_NAMES = ("tunneld-{}", "tunnel-{}")
+MBEDTLS = ("libmbedtls.so", "libmbedx509.so", "libmbedcrypto.so")
 
 
 def binaries():
-    """(id, path, unstripped path or None, libc, static, PIE, binutils prefix)"""
+    """(id, path, unstripped path or None, libc, static, binutils prefix)"""
     rows = []
     for name, (libc, static) in HOST.items():
         debug = REPO / "build/debug" / name if static else None
-        rows.append((name, REPO / name, debug, libc, static, True, ""))
-    for arch, (libc, triplet) in CROSS.items():
+        rows.append((name, REPO / name, debug, libc, static, ""))
+    for arch, (prefix, _, _) in CROSS.items():
         for pattern in CROSS_NAMES:
-            name = pattern.format(arch)
-            rows.append((f"cross/{name}", REPO / "build/cross" / name,
-                         REPO / "build/cross/debug" / name, libc, True, arch not in NOT_PIE,
-                         f"{triplet}-" if triplet else ""))
+            for suffix, static in (("", True), ("-dyn", False)):
+                name = pattern.format(arch) + suffix
+                rows.append((f"cross/{name}", REPO / "build/cross" / name,
+                             REPO / "build/cross/debug" / name, "musl", static, prefix))
     return [pytest.param(*row[1:], id=row[0]) for row in rows]
 
 
@@ -71,28 +78,25 @@ def tool(prefix, name, *args):
     return r.stdout
 
 
-@pytest.mark.parametrize("path,debug,libc,static,pie,prefix", binaries())
-def test_hardened(path, debug, libc, static, pie, prefix):
+@pytest.mark.parametrize("path,debug,libc,static,prefix", binaries())
+def test_hardened(path, debug, libc, static, prefix):
     if not path.exists():
         pytest.skip(f"{path.name} not built")
     header = tool("", "readelf", "-hW", path)
     dynamic = tool("", "readelf", "-dW", path)
     segments = tool("", "readelf", "-lW", path)
 
-    if pie:
-        assert re.search(r"Type:\s+DYN\b", header), f"{path.name}: not a PIE:\n{header}"
-        assert re.search(r"FLAGS_1\).*\bPIE\b", dynamic), f"{path.name}: no PIE flag:\n{dynamic}"
-        assert re.search(r"\bBIND_NOW\b|FLAGS\).*\bNOW\b", dynamic), \
-            f"{path.name}: no BIND_NOW (-z now):\n{dynamic}"
-    else:
-        assert re.search(r"Type:\s+EXEC\b", header), header
+    assert re.search(r"Type:\s+DYN\b", header), f"{path.name}: not a PIE:\n{header}"
+    assert re.search(r"FLAGS_1\).*\bPIE\b", dynamic), f"{path.name}: no PIE flag:\n{dynamic}"
+    assert re.search(r"\bBIND_NOW\b|FLAGS\).*\bNOW\b", dynamic), \
+        f"{path.name}: no BIND_NOW (-z now):\n{dynamic}"
     assert "GNU_RELRO" in segments, f"{path.name}: no RELRO segment:\n{segments}"
     if static:
         # A static PIE: no program interpreter, no shared library.
         assert "INTERP" not in segments, f"{path.name}: has a program interpreter"
         assert "(NEEDED)" not in dynamic, f"{path.name}: needs shared libraries"
 
-    if not static:
+    if not debug:
         syms = tool("", "readelf", "--dyn-syms", "-W", path)
     else:
         assert debug.exists(), f"{debug} missing: the unstripped copy of {path.name}"
@@ -101,7 +105,7 @@ def test_hardened(path, debug, libc, static, pie, prefix):
     if libc == "glibc":
         checked = sorted(set(re.findall(r"\b__\w+_chk\b", syms)) - {"__stack_chk_fail"})
         assert checked, f"{path.name}: no _FORTIFY_SOURCE checked call"
-    if static:
+    if debug:
         # musl always links __stack_chk_fail (its start-up sets the canary):
         # the proof is a check in our own code. main has arrays on its
         # stack in every build; on MIPS the call goes through the GOT and
@@ -111,6 +115,42 @@ def test_hardened(path, debug, libc, static, pie, prefix):
         if "mips" in prefix and want not in code:
             pytest.skip(f"{path.name}: MIPS PIC code names no canary symbol to look for")
         assert want in code, f"{path.name}: main has no stack check:\n{code[:2000]}"
+
+
+def cross_dynamic():
+    """(id, path, ARCH, with TLS) of each dynamic cross build."""
+    return [pytest.param(REPO / "build/cross" / (p.format(a) + "-dyn"), a, p in TLS_NAMES,
+                         id=p.format(a) + "-dyn") for a in CROSS for p in CROSS_NAMES]
+
+
+@pytest.mark.parametrize("path,arch,tls", cross_dynamic())
+def test_cross_dynamic(path, arch, tls):
+    """A dynamic build is linked as OpenWrt links it: musl's loader for its
+    CPU, libc.so, the three shared mbedTLS libraries when it has TLS (and
+    none without), nothing else. It runs: --version through the loader of
+    the musl built here, with the shared mbedTLS built here."""
+    if not path.exists():
+        pytest.skip(f"{path.name} not built (make cross)")
+    prefix, loader, qemu = CROSS[arch]
+    segments = tool("", "readelf", "-lW", path)
+    interp = re.search(r"\[Requesting program interpreter: ([^]]+)\]", segments)
+    assert interp and interp.group(1) == f"/lib/ld-musl-{loader}.so.1", segments
+    needed = re.findall(r"\(NEEDED\).*\[(.+)\]", tool("", "readelf", "-dW", path))
+    assert sorted(needed) == sorted(["libc.so", *(MBEDTLS if tls else ())]), needed
+
+    libc = REPO / "build/cross" / f"musl-{arch}" / "lib/libc.so"
+    cmd = [str(libc), str(path), "--version"]
+    if qemu:
+        if not shutil.which(qemu):
+            pytest.skip(f"no {qemu} (make deps-cross)")
+        cmd.insert(0, shutil.which(qemu))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                       env={"LD_LIBRARY_PATH": str(REPO / "build/cross" / f"lib-{arch}")})
+    assert r.returncode == 0, r.stderr
+    name = path.name.split("-")[0]
+    assert r.stdout.startswith(f"{name} "), r.stdout
+    if name == "tunneld":
+        assert ("+tls" in r.stdout) == tls, r.stdout
 
 
 # --------------------------------------------------------------------------
