@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -304,11 +305,15 @@ int net_self(void (*fn)(void *arg, const struct ip *ip, unsigned prefix, int loo
 	     void *arg)
 {
 	struct self sf = { fn, arg, { 0 }, 0 };
+	/* The kernel answers at once; a dump it garbled (qemu-user) must not
+	 * leave recv() waiting for more. */
+	struct timeval tv = { 1, 0 };
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NL_ROUTE), r;
 
 	if (fd < 0)
 		return -1;
-	r = self_dump(fd, NL_GETLINK, &sf) < 0 || self_dump(fd, NL_GETADDR, &sf) < 0 ? -1 : 0;
+	r = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+	    self_dump(fd, NL_GETLINK, &sf) < 0 || self_dump(fd, NL_GETADDR, &sf) < 0 ? -1 : 0;
 	close(fd);
 	return r;
 }
