@@ -198,9 +198,9 @@ $(CROSS_DIR)/lib-$(1)/libmbedx509.so: $(CROSS_DIR)/lib-$(1)/libmbedcrypto.so
 $(CROSS_DIR)/lib-$(1)/libmbedtls.so: $(CROSS_DIR)/lib-$(1)/libmbedx509.so $(CROSS_DIR)/lib-$(1)/libmbedcrypto.so
 # The sandbox's filters, run through the unit test's interpreter: the CPU's
 # numbers, architecture word and argument layout (qemu-user cannot filter).
-$(CROSS_DIR)/test_sandbox-$(1): tests/unit/test_sandbox.c sandbox.c log.c $$(HDRS) \
+$(CROSS_DIR)/test_sandbox-$(1): tests/unit/test_sandbox.c sandbox.c log.c fmt.c $$(HDRS) \
 		| deps-cross $$(CROSS_PRE_$(1))
-	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -I. -o $$@ tests/unit/test_sandbox.c log.c
+	$$(CROSS_CC_$(1)) $$(STATIC_FLAGS) $$(CROSS_DEFS) -I. -o $$@ tests/unit/test_sandbox.c log.c fmt.c
 CROSS_BINS_$(1) = $$(call cross_files,$(1),)
 CROSS_DYN_BINS_$(1) = $$(call cross_files,$(1),-dyn)
 cross-$(1): $$(CROSS_BINS_$(1)) $$(CROSS_DYN_BINS_$(1))
