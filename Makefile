@@ -258,19 +258,27 @@ deps-static:
 	@sh scripts/deps.sh musl-gcc:musl-tools
 
 # make check: every build, then its lanes at once, each with its own test
-# DNS address (tests/dnsserver.py), its output kept together (-O): the unit
-# tests and 15 s of each fuzzer; the build with every feature off through
-# the whole suite; the builds without auth and without TLS through the
-# tests that apply to them; the static musl build (what routers run); the
-# sanitizer build. Then, alone, the whole suite against the default build.
-# Each pytest runs TEST_JOBS workers (pytest-xdist), each worker with its
-# own DNS address too.
+# DNS address (tests/dnsserver.py) and its log (build/check/LANE.log,
+# printed whole when the lane ends): the unit tests and 15 s of each
+# fuzzer; the whole suite against the default build; the build with every
+# feature off through the whole suite; the builds without auth and without
+# TLS through the tests that apply to them; the static musl build (what
+# routers run); the sanitizer build. Every lane runs to its end; the last
+# lines are a line per lane and the total, "N passed, N failed"
+# (scripts/check-summary.sh). Each pytest runs TEST_JOBS workers
+# (pytest-xdist), each worker with its own DNS address too.
 TEST_JOBS ?= 4
 PYTEST = $(PYTHON) -m pytest -q -n $(TEST_JOBS)
-CHECK_LANES = check-unit check-min check-variants check-static check-asan
+CHECK_LANES = check-full check-min check-unit check-variants check-static check-asan
 check: deps all static tunneld-min tunneld-noauth tunneld-notls $(TEST_BINS) $(FUZZ_BINS) \
 		tunneld-asan tunnel-asan
-	$(MAKE) --no-print-directory -O -j$(words $(CHECK_LANES)) $(CHECK_LANES)
+	@rm -rf build/check && mkdir -p build/check
+	@$(MAKE) --no-print-directory -k -O -j$(words $(CHECK_LANES)) \
+		$(addprefix logged-,$(CHECK_LANES)); rc=$$?; sh scripts/check-summary.sh build/check; exit $$rc
+logged-%:
+	@$(MAKE) --no-print-directory $* > build/check/$*.log 2>&1; rc=$$?; \
+		cat build/check/$*.log; exit $$rc
+check-full: all
 	$(PYTEST) tests
 check-unit: $(TEST_BINS) $(FUZZ_BINS)
 	@for t in $(TEST_BINS); do ./$$t || exit 1; done
