@@ -40,6 +40,7 @@ config.mk: Kconfig scripts/config.awk config-force
 .PHONY: config-force
 include config.mk
 include mbedtls.mk
+include musl.mk
 include fuzz.mk
 include bench.mk
 include busybox.mk
@@ -62,20 +63,8 @@ $(HARDEN_STAMP): harden-force
 ifeq ($(CONFIG_AUTH),1)
 SRCS += auth.c
 HOST_LIBS += -lcrypt
-# Debian's musl leaves crypt(3) out: the static build compiles musl's own
-# bcrypt and SHA crypt files, fetched from Debian's source package.
-MUSL_SRC ?= build/musl-src
-MUSL_CRYPT = $(addprefix build/musl-crypt/,crypt_blowfish.o crypt_sha256.o crypt_sha512.o)
 MUSL_LIBS += $(MUSL_CRYPT)
 MUSL_DEFS = -DAUTH_OWN_CRYPT=1
-$(MUSL_SRC)/src/crypt/%.c:
-	sh scripts/debian-src.sh musl $(MUSL_SRC)
-# Fetched sources, not intermediates: make must not delete them.
-.PRECIOUS: $(MUSL_SRC)/src/crypt/%.c
-# Their code, their warnings: compiled as musl compiles it, not with ours.
-build/musl-crypt/%.o: $(MUSL_SRC)/src/crypt/%.c Makefile | deps-static
-	@mkdir -p $(@D)
-	musl-gcc -Os -w -ffunction-sections -fdata-sections $(HARDEN_CC) -c -o $@ $<
 endif
 # SYSTEM_MBEDTLS=1 links the system's mbedTLS (OpenWrt's libmbedtls), 3.6.6
 # or newer (tls.c stops the build on an older one), instead of building one
@@ -95,32 +84,7 @@ endif
 tunneld: $(SRCS) $(HDRS) $(filter %.a,$(HOST_LIBS))
 	$(CC) $(HOST_FLAGS) $(TLS_CFLAGS) $(LDFLAGS) -o $@.new $(SRCS) $(HOST_LIBS) && mv $@.new $@
 
-# A static, stripped musl binary: what goes on a router.
-# No unwind tables: nothing in C unwinds (no C++, no backtrace()), and a
-# crash is read from build/debug's symbols; 3 KiB of .eh_frame less.
-STATIC_FLAGS = -Os $(HARDEN_STATIC) $(XCFLAGS) $(HARDEN) -ffunction-sections -fdata-sections \
-	-fno-asynchronous-unwind-tables -fno-unwind-tables -Wl,--gc-sections
-# Linked unstripped into build/debug (symbols for a router's crash, and
-# for tests/test_hardening.py), then stripped beside the Makefile.
-DEBUG_DIR = build/debug
-static_strip = strip -o $@ $(DEBUG_DIR)/$@
-# The static link goes through a copy of musl-gcc's specs that knows
-# -static-pie: Debian's (musl 1.2.3) always starts a program with Scrt1.o,
-# where a static PIE needs rcrt1.o (which musl-dev ships), and passes ld no
-# -pie. musl 1.2.5's own specs do both, as this copy then does.
-MUSL_GCC ?= gcc
-MUSL_SPECS = build/musl-gcc.specs
-MUSL_CC = $(MUSL_GCC) -specs $(CURDIR)/$(MUSL_SPECS)
-$(MUSL_SPECS): | deps-static
-	@mkdir -p $(@D)
-	@spec=$$(sed -n 's/.*-specs "\([^"]*\)".*/\1/p' "$$(command -v musl-gcc)"); \
-	if grep -q static-pie "$$spec"; then cp "$$spec" $@.tmp; else sed \
-		-e 's|%{!shared: *\([^ }]*\)/Scrt1\.o}|%{shared:;static-pie:\1/rcrt1.o;:\1/Scrt1.o}|' \
-		-e 's|%{static:-static}|& %{static-pie:-static -pie --no-dynamic-linker -z text}|' \
-		"$$spec" > $@.tmp; fi; \
-	grep -q 'static-pie:[^ ]*rcrt1\.o' $@.tmp || { rm -f $@.tmp; \
-		echo "$@: no static-pie start file in $$spec: build with HARDEN=" >&2; exit 1; }; \
-	mv $@.tmp $@
+# A static, stripped musl binary: what goes on a router (musl.mk).
 static: tunneld-static
 tunneld-static: $(SRCS) $(HDRS) $(MUSL_LIBS) $(MUSL_SPECS) | deps-static
 	@mkdir -p $(DEBUG_DIR)
@@ -254,8 +218,6 @@ XINETD_DIR = build/xinetd
 deps:
 	@sh scripts/deps.sh $(DEPS) py:pytest:python3-pytest py:xdist:python3-pytest-xdist
 	@sh scripts/deps.sh xinetd $(XINETD_DIR)
-deps-static:
-	@sh scripts/deps.sh musl-gcc:musl-tools
 
 # make check: every build, then its lanes at once, each with its own test
 # DNS address (tests/dnsserver.py) and its log (build/check/LANE.log,
