@@ -72,7 +72,12 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(scope="session", autouse=True)
 def dns():
-    srv = dnsserver.DNSServer().start()
+    try:
+        srv = dnsserver.DNSServer().start()
+    except OSError as e:
+        pytest.exit(f"FAILED: the test DNS server cannot bind {dnsserver.HOST}:53 ({e}): "
+                    "another test run uses it; give this one TUNNELD_TEST_DNS=127.0.0.N",
+                    returncode=1)
     yield srv
     srv.stop()
 

@@ -107,13 +107,10 @@ def answer(msg, zone):
 
 
 class _Reuse:
+    # No SO_REUSEPORT: two runs on one address would share its queries,
+    # each answering from its own table; the second run fails to bind.
     allow_reuse_address = True
     daemon_threads = True
-
-    def server_bind(self):
-        # Two test runs at once may both serve the same table.
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
 
 class _UDPServer(_Reuse, socketserver.ThreadingUDPServer):
