@@ -226,7 +226,7 @@ check-valgrind: tunneld
 		echo "check-valgrind: $$(ls build/valgrind | wc -l) processes, no error"
 
 TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox \
-	tests/unit/test_fmt tests/unit/test_user tests/unit/test_opt
+	tests/unit/test_fmt tests/unit/test_user tests/unit/test_opt tests/unit/test_dns
 tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c fmt.c
 tests/unit/test_http: tests/unit/test_http.c http.c fmt.c $(HDRS)
@@ -239,6 +239,8 @@ tests/unit/test_opt: tests/unit/test_opt.c opt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_opt.c opt.c
 tests/unit/test_user: tests/unit/test_user.c user.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_user.c user.c
+tests/unit/test_dns: tests/unit/test_dns.c dns.c net.c fmt.c http.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_dns.c dns.c net.c fmt.c http.c
 tests/unit/test_fmt: tests/unit/test_fmt.c fmt.c net.c http.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_fmt.c fmt.c net.c http.c
 
