@@ -47,7 +47,7 @@ include busybox.mk
 include dist.mk
 include openwrt.mk
 
-CORE_SRCS = tunneld.c http.c acl.c net.c relay.c sni.c log.c file.c fmt.c user.c opt.c sandbox.c
+CORE_SRCS = tunneld.c dns.c http.c acl.c net.c relay.c sni.c log.c file.c fmt.c user.c opt.c sandbox.c
 TUNNEL_SERVER_SRCS = session.c spawn.c
 SRCS = $(CORE_SRCS)
 ifeq ($(CONFIG_HTTP_TUNNEL),1)
@@ -190,7 +190,7 @@ check-valgrind: tunneld
 		echo "check-valgrind: $$(ls build/valgrind | wc -l) processes, no error"
 
 TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox \
-	tests/unit/test_fmt tests/unit/test_user tests/unit/test_opt
+	tests/unit/test_fmt tests/unit/test_user tests/unit/test_opt tests/unit/test_dns
 tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c fmt.c
 tests/unit/test_http: tests/unit/test_http.c http.c fmt.c $(HDRS)
@@ -203,6 +203,8 @@ tests/unit/test_opt: tests/unit/test_opt.c opt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_opt.c opt.c
 tests/unit/test_user: tests/unit/test_user.c user.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_user.c user.c
+tests/unit/test_dns: tests/unit/test_dns.c dns.c net.c fmt.c http.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_dns.c dns.c net.c fmt.c http.c
 tests/unit/test_fmt: tests/unit/test_fmt.c fmt.c net.c http.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_fmt.c fmt.c net.c http.c
 

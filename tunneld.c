@@ -10,9 +10,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/tcp.h>
-#include <netdb.h>
 #include <poll.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +22,7 @@
 #include "acl.h"
 #include "auth.h"
 #include "config.h"
+#include "dns.h"
 #include "fmt.h"
 #include "http.h"
 #include "log.h"
@@ -75,12 +74,6 @@ struct conn {
 	const char *reason;
 	struct relay_stats st;
 	long long start;
-	/* resolve()'s: its way out of a slow lookup, and a literal address.
-	 * Here rather than apart, as everything a process writes: the fewer
-	 * pages it writes, the less memory each connection costs. */
-	sigjmp_buf dns_jmp;
-	struct addrinfo lit;
-	struct sockaddr_storage lit_sa;
 	size_t len, head;       /* bytes in buf; of which the head */
 	char buf[CONFIG_HEADER_MAX];  /* last: a short request touches one page */
 };
@@ -241,54 +234,32 @@ static int is_loop(const struct conn *c, const struct endpoint *ep)
 	return ep->port == c->local.port && net_is_local(ep);
 }
 
-/* getaddrinfo() has no timeout of its own beyond resolv.conf's: the alarm
- * bounds it. The jump lands outside the resolver, which may hold a lock
- * logging needs, so a second alarm with the default action backs it up. */
-
-static void dns_alarm(int sig)
+/* The target's addresses into r, ports aside: the literal, or what the
+ * resolver (dns.c) finds before the deadline. */
+static void resolve(struct conn *c, struct race *r, long long deadline)
 {
-	(void)sig;
-	signal(SIGALRM, SIG_DFL);
-	alarm(3);
-	siglongjmp(conn.dns_jmp, 1);
-}
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *s4 = (void *)&ss;
+	struct sockaddr_in6 *s6 = (void *)&ss;
+	int n;
 
-static struct addrinfo *resolve(struct conn *c, long long deadline)
-{
-	struct addrinfo hints = { 0 }, *res = NULL;
-	int r;
-
-	/* An address literal needs no lookup, nor getaddrinfo()'s malloc:
-	 * two written pages less in this process. */
 	if (c->req.literal) {
-		struct sockaddr_in *s4 = (void *)&c->lit_sa;
-		struct sockaddr_in6 *s6 = (void *)&c->lit_sa;
-
 		if (inet_pton(AF_INET, c->req.host, &s4->sin_addr) == 1)
 			s4->sin_family = AF_INET;
 		else if (CONFIG_IPV6 && inet_pton(AF_INET6, c->req.host, &s6->sin6_addr) == 1)
 			s6->sin6_family = AF_INET6;
 		else
 			reply_and_exit(c, 400, "bad-request", 0);
-		c->lit.ai_addr = (struct sockaddr *)&c->lit_sa;
-		return &c->lit;
+		ep_from_sockaddr(&r->ep[0], (struct sockaddr *)&ss);
+		r->n = 1;
+		return;
 	}
-	hints.ai_family = CONFIG_IPV6 ? AF_UNSPEC : AF_INET;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = c->req.literal ? AI_NUMERICHOST : 0;
-	if (sigsetjmp(c->dns_jmp, 1))
+	n = dns_resolve(c->req.host, r->ep, RACE_MAX, deadline);
+	if (n == DNS_TIMEOUT)
 		reply_and_exit(c, 504, "dns-timeout", 0);
-	signal(SIGALRM, dns_alarm);
-	/* Whole seconds, rounded up: the lookup is the first step of the
-	 * connect phase, so this overshoots the deadline by no more than the
-	 * microseconds since it was set. */
-	alarm((unsigned)((deadline - now_ms() + 999) / 1000));
-	r = getaddrinfo(c->req.host, NULL, &hints, &res);
-	alarm(0);
-	signal(SIGALRM, SIG_DFL);
-	if (r)
-		reply_and_exit(c, 502, r == EAI_NONAME ? "dns-no-such-name" : "dns-failure", 0);
-	return res;
+	if (n < 0)
+		reply_and_exit(c, 502, n == DNS_NXDOMAIN ? "dns-no-such-name" : "dns-failure", 0);
+	r->n = n;
 }
 
 /* What open_target() checks before each connect attempt, and counts. */
@@ -331,19 +302,14 @@ static int pick_addr(void *arg, const struct endpoint *ep)
 static int open_target(struct conn *c, struct acl_query *q)
 {
 	long long deadline = now_ms() + c->o->connect_timeout * 1000LL;
-	struct addrinfo *res = resolve(c, deadline), *ai;
 	struct race r = { .n = 0 };
 	struct pick pk = { c, q, 0, 0 };
 	char s[ADDRSTR_MAX];
 	int fd, err;
 
-	/* res is not freed: open_target() runs once in a process that ends
-	 * with its connection, and without a free() musl links its simple
-	 * allocator, not its malloc (7.5 KiB of a small static build). */
-	for (ai = res; ai && r.n < RACE_MAX; ai = ai->ai_next) {
-		ep_from_sockaddr(&r.ep[r.n], ai->ai_addr);
-		r.ep[r.n++].port = c->req.port;
-	}
+	resolve(c, &r, deadline);
+	for (int i = 0; i < r.n; i++)
+		r.ep[i].port = c->req.port;
 	fd = net_race(&r, deadline, pick_addr, &pk);
 	err = errno;
 	c->target = r.ep[0];

@@ -48,6 +48,10 @@ ZONE = {
     # test_connect.py: ::1 sorts first; sixteen addresses for one name
     "v6-first.test": {"AAAA": ["::1"], "A": ["127.0.0.1"]},
     "silent16.test": {"A": [f"127.0.0.{i}" for i in range(10, 26)]},
+    # over UDP only the TC bit: the answer comes over TCP
+    "tcp.test": {"A": ["127.0.0.1"], "truncate": True},
+    # over UDP a forged answer (wrong id, 127.0.0.3) comes first
+    "forged.test": {"A": ["127.0.0.1"], "forge": True},
     "nx.test": NXDOMAIN,
     "slow.test": DROP,
 }
@@ -80,7 +84,7 @@ def parse_question(msg):
     return ".".join(labels).lower(), qtype, off + 4
 
 
-def answer(msg, zone):
+def answer(msg, zone, tcp=False):
     """Build the reply to the query msg, or None to stay silent."""
     q = parse_question(msg)
     if q is None:
@@ -96,6 +100,9 @@ def answer(msg, zone):
     rcode, answers = 0, []
     if entry == NXDOMAIN:
         rcode = 3
+    elif entry.get("truncate") and not tcp:
+        flags = 0x8000 | 0x0400 | 0x0200 | rd | 0x0080     # QR AA TC RD RA
+        return msg[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 0) + msg[12:qend]
     elif qtype in QTYPES:
         kind, family = QTYPES[qtype]
         for addr in entry.get(kind, []):
@@ -132,7 +139,10 @@ class DNSServer:
         class UDPHandler(socketserver.BaseRequestHandler):
             def handle(self):
                 data, sock = self.request
-                reply = server._reply(data)
+                reply = server._reply(data, tcp=False)
+                forged = server._forged(data)
+                if reply is not None and forged is not None:
+                    sock.sendto(forged, self.client_address)
                 if reply is not None:
                     sock.sendto(reply, self.client_address)
 
@@ -149,7 +159,7 @@ class DNSServer:
                             return
                     except OSError:
                         return
-                    reply = server._reply(data)
+                    reply = server._reply(data, tcp=True)
                     if reply is None:
                         return
                     self.request.sendall(struct.pack("!H", len(reply)) + reply)
@@ -167,11 +177,21 @@ class DNSServer:
         self.tcp = _TCPServer((host, port), TCPHandler)
         self.threads = []
 
-    def _reply(self, data):
+    def _reply(self, data, tcp):
         q = parse_question(data[:MAX_MESSAGE])
         if q:
-            self.queries.append(q[:2])
-        return answer(data[:MAX_MESSAGE], self.zone)
+            self.queries.append(q[:2] + (tcp,))
+        return answer(data[:MAX_MESSAGE], self.zone, tcp)
+
+    def _forged(self, data):
+        """For a "forge" name: the answer to a query of another id, naming
+        127.0.0.3; else None."""
+        q = parse_question(data[:MAX_MESSAGE])
+        entry = self.zone.get(q[0].rstrip("."), {}) if q else {}
+        if not isinstance(entry, dict) or not entry.get("forge"):
+            return None
+        other = bytes([data[0] ^ 0xff]) + data[1:MAX_MESSAGE]
+        return answer(other, {q[0].rstrip("."): {"A": ["127.0.0.3"]}})
 
     def start(self):
         for srv in (self.udp, self.tcp):
