@@ -202,14 +202,22 @@ static int is_name(const char *s, size_t len)
 
 int http_is_name(const char *s, size_t len)
 {
-	char name[HOST_MAX + 2];
-	struct in_addr a4;
+	size_t last;
 
 	if (!is_name(s, len))
 		return 0;
-	memcpy(name, s, len);
-	name[len] = 0;
-	return !inet_aton(name, &a4) && strspn(name, "0123456789.") != len;
+	if (s[len - 1] == '.')
+		len--;
+	/* The last label: what inet_aton() reads as a number (decimal,
+	 * octal, 0x hex) ends every form it takes, and no real name has a
+	 * numeric top-level label. */
+	for (last = len; last && s[last - 1] != '.'; last--)
+		;
+	s += last;
+	len -= last;
+	if (len > 2 && s[0] == '0' && (s[1] | 0x20) == 'x')
+		return strspn(s + 2, "0123456789abcdefABCDEF") != len - 2;
+	return strspn(s, "0123456789") != len;
 }
 
 int http_port(const char *s, size_t len)

@@ -69,10 +69,11 @@ long long http_decimal(const char *s, size_t n, size_t max);
 
 /* A host name, one set of rules for targets, rules and URLs: letters,
  * digits, '_', '-' (not first in a label) and '.', labels of 1-63 bytes,
- * one trailing dot allowed, at most HOST_MAX bytes without it; and nothing
+ * one trailing dot allowed, at most HOST_MAX bytes without it; and a last
+ * label that is not a number (decimal, or 0x and hex digits): so nothing
  * the C library would read as an IPv4 address (2130706433, 0x7f.1, 127.1,
- * 0177.0.0.1: never a real name, they only serve to slip past rules), nor
- * all digits and dots. A dotted quad is an address, not a name. */
+ * 0177.0.0.1: never a real name, they only serve to slip past rules). A
+ * dotted quad is an address, not a name. */
 int http_is_name(const char *s, size_t len);
 /* A port: plain decimal 1-65535 without a leading zero, or -1. */
 int http_port(const char *s, size_t len);

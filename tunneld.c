@@ -850,13 +850,12 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 static int inherited_listeners(int *fds)
 {
 	const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
-	char *end;
-	long n;
+	long long n;
 
-	if (!pid || !nfds || strtol(pid, &end, 10) != (long)getpid() || *end)
+	if (!pid || !nfds || http_decimal(pid, strlen(pid), 18) != (long long)getpid())
 		return 0;
-	n = strtol(nfds, &end, 10);
-	if (*end || n < 1 || n > LISTEN_MAX)
+	n = http_decimal(nfds, strlen(nfds), 18);
+	if (n < 1 || n > LISTEN_MAX)
 		return 0;
 	for (int i = 0; i < n; i++) {
 		fds[i] = 3 + i;
@@ -939,12 +938,9 @@ static void __attribute__((noreturn)) usage_error(const char *fmt, const char *a
 /* A whole decimal number in [min, max], or a usage error. */
 static int number(const char *opt, const char *s, long min, long max)
 {
-	char *end;
-	long v;
+	long long v = http_decimal(s, strlen(s), 18);
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v < min || v > max || s[0] == '+' || s[0] == '-') {
+	if (v < min || v > max) {
 		char what[64];
 
 		strfmt(what, sizeof what, "%s: '%%s' is not a number from %ld to %ld", opt, min, max);

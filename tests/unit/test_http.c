@@ -374,6 +374,14 @@ static void test_replies(void)
 	CHECK(http_has_token(R("a, close ,b"), "close") && http_has_token(R("CLOSE"), "close") &&
 	      !http_has_token(R("closed"), "close") && !http_has_token(R("x close"), "close") &&
 	      !http_has_token(R(""), "close"), "token lists");
+	CHECK(http_is_name(R("example.com")) && http_is_name(R("example.com.")) &&
+	      http_is_name(R("1.2.3.example")) && http_is_name(R("a.0x")) && http_is_name(R("0xg.example")) &&
+	      http_is_name(R("x.0x1g")) && !http_is_name(R("example.123")) &&
+	      !http_is_name(R("example.0x1f")) && !http_is_name(R("0x7f000001")) &&
+	      !http_is_name(R("2130706433")) && !http_is_name(R("0177.0.0.1")) &&
+	      !http_is_name(R("127.1.")) && !http_is_name(R("-a.example")), "host names");
+	CHECK(http_port(R("1")) == 1 && http_port(R("65535")) == 65535 && http_port(R("0")) < 0 &&
+	      http_port(R("65536")) < 0 && http_port(R("080")) < 0 && http_port(R("")) < 0, "ports");
 	CHECK(http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdef")) &&
 	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcde")) &&
 	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdef0")) &&
