@@ -117,17 +117,28 @@ def test_mixed_name_connects_only_to_allowed_address(make_proxy, mode, same_port
 
 @pytest.mark.parametrize("failure", ["refused", "timeout"])
 @pytest.mark.parametrize("up", ["127.0.0.1", "127.0.0.2"])
-def test_addresses_tried_in_turn(make_proxy, mode, same_port, up, failure):
+def test_addresses_tried_in_turn(make_proxy, mode, same_port, make_target, up, failure):
     """mixed.test has two allowed addresses; one fails, the other serves."""
     down = "127.0.0.2" if up == "127.0.0.1" else "127.0.0.1"
-    t_up, t_down = same_port(up, down)
-    t_down.close()
     filler = None
     if failure == "timeout":                # a full accept queue drops SYNs
-        hole = socket.socket()
-        hole.bind((down, t_up.port))
+        # The hole is bound where the target's port is free on down, never
+        # after closing one there: another socket may take the port between.
+        for _ in range(20):
+            t_up, hole = make_target(echo_handler, up), socket.socket()
+            try:
+                hole.bind((down, t_up.port))
+                break
+            except OSError:
+                hole.close()
+                t_up.close()
+        else:
+            pytest.fail(f"no port free on both {up} and {down}")
         hole.listen(0)
         filler = socket.create_connection((down, t_up.port), timeout=2)
+    else:
+        t_up, t_down = same_port(up, down)
+        t_down.close()
     try:
         p = make_proxy(mode, acl="allow to 127.0.0.0/8\ndeny\n", args=["--connect-timeout", "1"])
         c = open_tunnel(p, f"mixed.test:{t_up.port}")
