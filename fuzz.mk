@@ -9,10 +9,10 @@ FUZZ_BINS = $(addprefix build/fuzz/fuzz_,$(FUZZERS))
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
 
-build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c http.c fmt.c $(HDRS) | deps-fuzz
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c tests/fuzz/head.h http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_http.c http.c fmt.c
-build/fuzz/fuzz_reply: tests/fuzz/fuzz_reply.c http.c fmt.c $(HDRS) | deps-fuzz
+build/fuzz/fuzz_reply: tests/fuzz/fuzz_reply.c tests/fuzz/head.h http.c fmt.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_reply.c http.c fmt.c
 build/fuzz/fuzz_acl: tests/fuzz/fuzz_acl.c acl.c net.c file.c http.c fmt.c $(HDRS) | deps-fuzz

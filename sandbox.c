@@ -87,6 +87,28 @@ struct prog {
 #endif
 #define X32_BIT 0x40000000u
 
+/* Calls some CPUs do not have (the 32-bit ones have the time64 and mmap2
+ * variants; aarch64 and riscv64 have no open(2) nor fork(2)): -1, which
+ * emit_call leaves out. */
+#ifndef SYS_futex
+#define SYS_futex -1
+#endif
+#ifndef SYS_futex_time64
+#define SYS_futex_time64 -1
+#endif
+#ifndef SYS_open
+#define SYS_open -1
+#endif
+#ifndef SYS_mmap
+#define SYS_mmap -1
+#endif
+#ifndef SYS_mmap2
+#define SYS_mmap2 -1
+#endif
+#ifndef SYS_fork
+#define SYS_fork -1
+#endif
+
 /* Socket kinds per stage: a family, and the types it may have (bit T for
  * type T, SOCK_NONBLOCK and SOCK_CLOEXEC aside). */
 struct kind {
@@ -157,30 +179,18 @@ static const struct kind session_kinds[] = {
 	{ AF_UNIX, T(SOCK_DGRAM) | T(SOCK_SEQPACKET) },
 };
 
-/* A request: the files are read, but name lookup reads its own (resolv.conf,
- * hosts, nsswitch.conf) and with glibc maps the NSS modules it names: the
- * one stage that may map code (and sorts 128 answers or more with qsort(),
- * which asks sysinfo(2) how much memory there is). Sockets to connect out,
- * to look up names, to read this host's addresses (netlink), to reach and
- * name sessions. */
+/* A request: the files are read, and names are looked up by dns.c, which
+ * reads resolv.conf and hosts and asks over UDP or TCP: no stage maps code.
+ * Sockets to connect out, to look up names, to read this host's addresses
+ * (netlink), to reach and name sessions. */
 static const int request_any[] = {
 	SYS_lseek, SYS_bind, SYS_listen, SYS_accept4, SYS_socketpair, SYS_sendmsg,
-	SYS_recvmsg, SYS_sendmmsg, SYS_dup3, SYS_setitimer, SYS_uname, SYS_pipe2, SYS_splice,
-	SYS_mprotect, SYS_sysinfo,
-#ifdef SYS_mmap
-	SYS_mmap,
-#endif
-#ifdef SYS_mmap2
-	SYS_mmap2,
-#endif
+	SYS_recvmsg, SYS_sendmmsg, SYS_dup3, SYS_uname, SYS_pipe2, SYS_splice,
 #ifdef SYS__llseek
 	SYS__llseek,
 #endif
 #ifdef SYS_dup2
 	SYS_dup2,
-#endif
-#ifdef SYS_alarm
-	SYS_alarm,
 #endif
 };
 static const struct kind request_kinds[] = {
@@ -194,9 +204,8 @@ static const struct kind request_kinds[] = {
 enum {
 	S_FILES = 1,    /* open/openat with no write access, no creation;
 			   ioctl(FIONREAD) */
-	S_EXEC = 2,     /* mmap/mprotect with PROT_EXEC (else never) */
-	S_FORK = 4,     /* fork, clone as a plain fork, wait4 */
-	S_STAGE = 8,    /* prctl: only what installs a further stage */
+	S_FORK = 2,     /* fork, clone as a plain fork, wait4 */
+	S_STAGE = 4,    /* prctl: only what installs a further stage */
 };
 static const struct stage {
 	const int *any;
@@ -206,9 +215,9 @@ static const struct stage {
 	int flags;
 } stages[] = {
 #define STAGE(a, k, f) { a, sizeof a / sizeof *a, k, sizeof k / sizeof *k, f }
-	[SANDBOX_REQUEST] = STAGE(request_any, request_kinds, S_FILES | S_EXEC | S_STAGE),
+	[SANDBOX_REQUEST] = STAGE(request_any, request_kinds, S_FILES | S_STAGE),
 	/* inetd mode's spawner (tunneld.c): a request's calls, and fork */
-	[SANDBOX_SPAWNER] = STAGE(request_any, request_kinds, S_FILES | S_EXEC | S_STAGE | S_FORK),
+	[SANDBOX_SPAWNER] = STAGE(request_any, request_kinds, S_FILES | S_STAGE | S_FORK),
 	[SANDBOX_SESSION] = STAGE(session_any, session_kinds, 0),
 	[SANDBOX_RELAY] = STAGE(relay_any, relay_kinds, 0),
 };
@@ -269,6 +278,8 @@ static void emit_call(int nr, void (*what)(const void *), const void *arg)
 {
 	int at = plen;
 
+	if (nr < 0)
+		return;  /* a call this CPU does not have */
 	emit(JEQ, (uint32_t)nr, 0, 0);
 	if (what) {
 		what(arg);
@@ -282,9 +293,7 @@ static void emit_call(int nr, void (*what)(const void *), const void *arg)
 		plen = PROG_MAX + 1;
 }
 
-#ifdef SYS_open  /* not on aarch64 nor riscv64 */
 static void rdonly_1(const void *a) { (void)a; emit_arg_none(1, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
-#endif
 static void rdonly_2(const void *a) { (void)a; emit_arg_none(2, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
 static void noexec(const void *a) { (void)a; emit_arg_none(2, PROT_EXEC); }
 static void forks(const void *a)
@@ -333,46 +342,32 @@ static int build(enum sandbox_stage st)
 	emit(JEQ, ARCH, 1, 0);
 	emit(RET, DENY, 0, 0);
 	emit(LD_ABS, OFF_NR, 0, 0);
-#ifdef __x86_64__
-	emit(JSET, X32_BIT, 0, 1);  /* the x32 ABI: same arch, other numbers */
-	emit(RET, DENY, 0, 0);
-#endif
+	if (ARCH == 0xc000003eu) {  /* x86_64: the x32 ABI, same arch, other numbers */
+		emit(JSET, X32_BIT, 0, 1);
+		emit(RET, DENY, 0, 0);
+	}
 	for (size_t i = 0; i < sizeof common_any / sizeof *common_any; i++)
 		emit_call(common_any[i], NULL, NULL);
 	for (int i = 0; i < s->nany; i++)
 		emit_call(s->any[i], NULL, NULL);
 	emit_call(SYS_socket, sockets, s);
-#ifdef SYS_futex
 	emit_call(SYS_futex, futex_ops, NULL);
-#endif
-#ifdef SYS_futex_time64
 	emit_call(SYS_futex_time64, futex_ops, NULL);
-#endif
 	if (s->flags & S_FILES) {
 		emit_call(SYS_ioctl, fionread, NULL);
 		emit_call(SYS_openat, rdonly_2, NULL);
-#ifdef SYS_open
 		emit_call(SYS_open, rdonly_1, NULL);
-#endif
 	}
-	if (!(s->flags & S_EXEC)) {
-		emit_call(SYS_mprotect, noexec, NULL);
-#ifdef SYS_mmap
-		emit_call(SYS_mmap, noexec, NULL);
-#endif
-#ifdef SYS_mmap2
-		emit_call(SYS_mmap2, noexec, NULL);
-#endif
-	}
+	emit_call(SYS_mprotect, noexec, NULL);
+	emit_call(SYS_mmap, noexec, NULL);
+	emit_call(SYS_mmap2, noexec, NULL);
 	if (s->flags & S_STAGE)
 		emit_call(SYS_prctl, stage_prctl, NULL);
 	if (s->flags & S_FORK) {
 		emit_call(SYS_clone, forks, NULL);
 		emit_call(SYS_set_robust_list, NULL, NULL);  /* glibc's child, first */
 		emit_call(SYS_wait4, NULL, NULL);
-#ifdef SYS_fork
 		emit_call(SYS_fork, NULL, NULL);
-#endif
 	}
 	emit(RET, DENY, 0, 0);
 	return plen <= PROG_MAX ? 0 : -1;

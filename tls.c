@@ -51,14 +51,15 @@ static mbedtls_x509_crt ca;
  * knows the platform as Unix-like); this does not depend on that. */
 static pid_t seeded_pid;
 
-/* Start the crypto library, or reseed it in a forked process. 0 or -1. */
-static int crypto_start(void)
+/* Start the crypto library, or reseed it in a forked process. 0, or -1
+ * with a message in err. */
+static int crypto_start(char *err, size_t errlen)
 {
 	pid_t pid = getpid();
 	psa_status_t st;
 
 	if (psa_crypto_init() != PSA_SUCCESS)
-		return -1;
+		goto fail;
 	if (!seeded_pid)
 		seeded_pid = pid;
 	if (seeded_pid == pid)
@@ -67,10 +68,14 @@ static int crypto_start(void)
 	 * asks of a forked process; the entropy is getrandom()'s.
 	 * NOT_SUPPORTED: an external generator, which has no state here. */
 	st = psa_random_reseed((const uint8_t *)&pid, sizeof pid);
-	if (st != PSA_SUCCESS && st != PSA_ERROR_NOT_SUPPORTED)
-		return -1;
-	seeded_pid = pid;
-	return 0;
+	if (st == PSA_SUCCESS || st == PSA_ERROR_NOT_SUPPORTED) {
+		seeded_pid = pid;
+		return 0;
+	}
+fail:
+	if (errlen)
+		snprintf(err, errlen, "TLS: the crypto library did not start");
+	return -1;
 }
 
 /* The sockets the bio callbacks use: fd 0 reads and fd 1 writes, as inetd
@@ -103,10 +108,8 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 {
 	int r;
 
-	if (crypto_start() < 0) {
-		snprintf(err, errlen, "TLS: the crypto library did not start");
+	if (crypto_start(err, errlen) < 0)
 		return -1;
-	}
 	mbedtls_x509_crt_init(&chain);
 	mbedtls_pk_init(&key);
 	mbedtls_ssl_config_init(&conf);
@@ -151,7 +154,7 @@ int tls_accept(int timeout_ms, const char **why)
 	int r;
 
 	mbedtls_ssl_init(&ssl);
-	if (crypto_start() < 0 || mbedtls_ssl_setup(&ssl, &conf)) {
+	if (crypto_start(NULL, 0) < 0 || mbedtls_ssl_setup(&ssl, &conf)) {
 		*why = "tls-setup";
 		return -1;
 	}
@@ -218,10 +221,8 @@ int tls_client_init(const char *cafile, char *err, size_t errlen)
 {
 	int r;
 
-	if (crypto_start() < 0) {
-		snprintf(err, errlen, "TLS: the crypto library did not start");
+	if (crypto_start(err, errlen) < 0)
 		return -1;
-	}
 	mbedtls_x509_crt_init(&ca);
 	mbedtls_ssl_config_init(&cconf);
 	/* A positive count: certificates this build cannot read (a system
@@ -264,10 +265,8 @@ int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errl
 	int r;
 
 	/* Reseeded in a process forked since the last handshake. */
-	if (crypto_start() < 0) {
-		snprintf(err, errlen, "the crypto library did not start");
+	if (crypto_start(err, errlen) < 0)
 		return -1;
-	}
 	tls_close();
 	bio_in = bio_out = fd;
 	if (mbedtls_ssl_setup(&ssl, &cconf) || mbedtls_ssl_set_hostname(&ssl, host)) {

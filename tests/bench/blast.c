@@ -80,28 +80,14 @@ static void timeouts(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int read_all(int fd, void *buf, size_t len)
+/* Move exactly len bytes to (out) or from fd: 0, or -1 on an error or
+ * the peer's end. */
+static int move_all(int fd, void *buf, size_t len, int out)
 {
 	char *p = buf;
 
 	while (len) {
-		ssize_t n = recv(fd, p, len, 0);
+		ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -111,6 +97,8 @@ static int read_all(int fd, void *buf, size_t len)
 	}
 	return 0;
 }
+#define write_all(fd, buf, len) move_all(fd, (void *)(buf), len, 1)
+#define read_all(fd, buf, len) move_all(fd, buf, len, 0)
 
 /* Send n bytes of the pattern; 0 or -1. */
 static int send_pattern(int fd, uint64_t n)
