@@ -235,36 +235,21 @@ static int parse_line(struct parser *p, char *s)
 	return 0;
 }
 
-/* Parse the NUL-terminated text already in a->text. */
-static int parse_text(struct acl *a, const char *name, char *err, size_t errlen)
+int acl_load(struct acl *a, const char *name, const char *text, size_t len,
+	     char *err, size_t errlen)
 {
 	struct parser p = { a, name, 0, err, errlen };
-	char *s, *nl;
+	char *s, *rest = a->text;
 
+	if (file_text(a->text, sizeof a->text, name, text, len, err, errlen) < 0)
+		return -1;
 	a->nrules = a->nconds = a->nitems = 0;
-	for (s = a->text; s; s = nl) {
+	while ((s = text_line(&rest))) {
 		p.line++;
-		if ((nl = strchr(s, '\n')))
-			*nl++ = 0;
 		if (parse_line(&p, s) < 0)
 			return -1;
 	}
 	return 0;
-}
-
-int acl_parse(struct acl *a, const char *text, size_t len, const char *name,
-	      char *err, size_t errlen)
-{
-	if (text_copy(a->text, sizeof a->text, text, len, name, err, errlen) < 0)
-		return -1;
-	return parse_text(a, name, err, errlen);
-}
-
-int acl_load(struct acl *a, const char *path, char *err, size_t errlen)
-{
-	if (file_read(path, a->text, sizeof a->text, err, errlen) < 0)
-		return -1;
-	return parse_text(a, path, err, errlen);
 }
 
 static int cidr_match(const struct acl_item *it, const struct ip *ip)

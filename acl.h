@@ -61,12 +61,10 @@ enum { ACL_DENY = 0, ACL_ALLOW = 1, ACL_NEED_HELLO = 2 };
 /* The rules built in for when no --acl is given. */
 extern const char acl_builtin[];
 
-/* Parse len bytes of rule text (copied into acl). name labels errors:
- * "name:line: why". 0 or -1. */
-int acl_parse(struct acl *acl, const char *text, size_t len, const char *name,
-	      char *err, size_t errlen);
-/* Read and parse a rule file. 0 or -1 with err set. */
-int acl_load(struct acl *acl, const char *path, char *err, size_t errlen);
+/* Read the rules: len bytes of text (copied into acl), or with text NULL
+ * the file at name. name labels errors: "name:line: why". 0 or -1. */
+int acl_load(struct acl *acl, const char *name, const char *text, size_t len,
+	     char *err, size_t errlen);
 /* ACL_ALLOW, ACL_DENY or ACL_NEED_HELLO; *line is the deciding rule's line,
  * 0 if none held. A deny also holds for the IPv4 address that q->addr
  * carries (NAT64, 6to4, compatible). Reaching a "self" item reads the

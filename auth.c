@@ -94,20 +94,20 @@ static const char *hash_problem(const char *h)
 	return "unknown hash kind: use $2b$/$2y$ (bcrypt), $5$ or $6$ (SHA crypt)";
 }
 
-/* Parse the NUL-terminated text already in a->text. */
-static int parse_text(struct auth *a, const char *name, char *err, size_t errlen)
+int auth_load(struct auth *a, const char *name, const char *text, size_t len,
+	      char *err, size_t errlen)
 {
-	char *s, *nl;
+	char *s, *rest = a->text;
 	int line = 0;
 
+	if (file_text(a->text, sizeof a->text, name, text, len, err, errlen) < 0)
+		return -1;
 	a->nusers = 0;
-	for (s = a->text; s; s = nl) {
+	while ((s = text_line(&rest))) {
 		char *colon, *end;
 		const char *why;
 
 		line++;
-		if ((nl = strchr(s, '\n')))
-			*nl++ = 0;
 		end = s + strlen(s);
 		if (end > s && end[-1] == '\r')
 			*--end = 0;
@@ -134,21 +134,6 @@ static int parse_text(struct auth *a, const char *name, char *err, size_t errlen
 		a->users[a->nusers++].hash = colon + 1;
 	}
 	return 0;
-}
-
-int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
-	       char *err, size_t errlen)
-{
-	if (text_copy(a->text, sizeof a->text, text, len, name, err, errlen) < 0)
-		return -1;
-	return parse_text(a, name, err, errlen);
-}
-
-int auth_load(struct auth *a, const char *path, char *err, size_t errlen)
-{
-	if (file_read(path, a->text, sizeof a->text, err, errlen) < 0)
-		return -1;
-	return parse_text(a, path, err, errlen);
 }
 
 static int b64val(int c)

@@ -14,11 +14,11 @@ struct auth {  /* the count first, the text last: see struct acl */
 	char text[AUTH_TEXT_MAX];
 };
 
-/* Parse len bytes of "user:hash" lines; name labels errors "name:line: why".
- * DES and MD5 crypt hashes are refused. 0 or -1. */
-int auth_parse(struct auth *a, const char *text, size_t len, const char *name,
-	       char *err, size_t errlen);
-int auth_load(struct auth *a, const char *path, char *err, size_t errlen);
+/* Read "user:hash" lines: len bytes of text, or with text NULL the file at
+ * name. name labels errors "name:line: why". DES and MD5 crypt hashes are
+ * refused. 0 or -1. */
+int auth_load(struct auth *a, const char *name, const char *text, size_t len,
+	      char *err, size_t errlen);
 
 /* Check a Proxy-Authorization value (RFC 7617 Basic). Returns the user's
  * name as the file has it, or NULL: no header, another scheme, a garbled

@@ -7,8 +7,8 @@
 #include "file.h"
 #include "fmt.h"
 
-int text_fits(const char *text, size_t len, size_t cap, const char *name,
-	      char *err, size_t errlen)
+static int text_fits(const char *text, size_t len, size_t cap, const char *name,
+		     char *err, size_t errlen)
 {
 	if (len >= cap) {
 		strfmt(err, errlen, "%s: larger than %zu bytes", name, cap - 1);
@@ -21,15 +21,6 @@ int text_fits(const char *text, size_t len, size_t cap, const char *name,
 	return 0;
 }
 
-int text_copy(char *buf, size_t cap, const char *text, size_t len, const char *name,
-	      char *err, size_t errlen)
-{
-	if (text_fits(text, len, cap, name, err, errlen) < 0)
-		return -1;
-	memcpy(buf, text, len);
-	buf[len] = 0;
-	return 0;
-}
 
 ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t errlen)
 {
@@ -55,4 +46,28 @@ ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t err
 		return -1;
 	buf[len] = 0;
 	return (ssize_t)len;
+}
+
+int file_text(char *buf, size_t cap, const char *name, const char *text, size_t len,
+	      char *err, size_t errlen)
+{
+	if (!text)
+		return file_read(name, buf, cap, err, errlen) < 0 ? -1 : 0;
+	if (text_fits(text, len, cap, name, err, errlen) < 0)
+		return -1;
+	memcpy(buf, text, len);
+	buf[len] = 0;
+	return 0;
+}
+
+char *text_line(char **rest)
+{
+	char *s = *rest, *nl;
+
+	if (!s)
+		return NULL;
+	if ((nl = strchr(s, '\n')))
+		*nl++ = 0;
+	*rest = nl;
+	return s;
 }

@@ -3,17 +3,18 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Whether len bytes of text fit a buffer of cap bytes with its NUL and hold
- * no NUL of their own: 0, or -1 with "name: why" in err. */
-int text_fits(const char *text, size_t len, size_t cap, const char *name,
-	      char *err, size_t errlen);
-
-/* Copy text into buf under the same rules, NUL-terminated. 0 or -1. */
-int text_copy(char *buf, size_t cap, const char *text, size_t len, const char *name,
-	      char *err, size_t errlen);
-
-/* Read the file at path into buf (cap bytes), NUL-terminated, under the
- * same rules. Its length, or -1 with "path: why" in err. */
+/* Read the file at path into buf (cap bytes), NUL-terminated: it must fit
+ * with its NUL and hold no NUL of its own. Its length, or -1 with
+ * "path: why" in err. */
 ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t errlen);
+
+/* A configuration's text into buf under the same rules: len bytes of text,
+ * or with text NULL the file at name. 0, or -1 with "name: why" in err. */
+int file_text(char *buf, size_t cap, const char *name, const char *text, size_t len,
+	      char *err, size_t errlen);
+
+/* The next line of the NUL-terminated text at *rest, its '\n' cut off and
+ * *rest moved past it; NULL after the last. */
+char *text_line(char **rest);
 
 #endif

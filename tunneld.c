@@ -335,11 +335,10 @@ static int open_target(struct conn *c, struct acl_query *q)
  * connection in inetd mode (so edits apply to the next connection). */
 static int load_config(const struct opts *o, char *err, size_t errlen)
 {
-	if (o->acl_path ? acl_load(o->acl, o->acl_path, err, errlen) :
-			  acl_parse(o->acl, acl_builtin, strlen(acl_builtin), "built-in",
-				    err, errlen))
+	if (acl_load(o->acl, o->acl_path ? o->acl_path : "built-in",
+		     o->acl_path ? NULL : acl_builtin, strlen(acl_builtin), err, errlen) < 0)
 		return -1;
-	if (CONFIG_AUTH && o->auth && auth_load(o->auth, o->users_path, err, errlen) < 0)
+	if (CONFIG_AUTH && o->auth && auth_load(o->auth, o->users_path, NULL, 0, err, errlen) < 0)
 		return -1;
 	return 0;
 }

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int line;
 
 	memcpy(p, data, size);
-	if (acl_parse(&acl, p, size, "fuzz", err, sizeof err) == 0) {
+	if (acl_load(&acl, "fuzz", p, size, err, sizeof err) == 0) {
 		q.host = "www.example.org";
 		q.port = 443;
 		q.addr = &v4;

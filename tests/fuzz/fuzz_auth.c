@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int n;
 
 	memcpy(p, data, size);
-	if (auth_parse(&a, p, size, "fuzz", err, sizeof err) == 0) {
+	if (auth_load(&a, "fuzz", p, size, err, sizeof err) == 0) {
 		for (int i = 0; i < a.nusers; i++)
 			if (!a.users[i].user[0] || hash_problem(a.users[i].hash))
 				abort();

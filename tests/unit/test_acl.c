@@ -228,8 +228,8 @@ static void test_unknown_hello(void)
 static int load(const char *rules, char *err, size_t errlen)
 {
 	if (rules == builtin)
-		return acl_parse(&acl, acl_builtin, strlen(acl_builtin), "built-in", err, errlen);
-	return acl_parse(&acl, rules, strlen(rules), "t", err, errlen);
+		return acl_load(&acl, "built-in", acl_builtin, strlen(acl_builtin), err, errlen);
+	return acl_load(&acl, "t", rules, strlen(rules), err, errlen);
 }
 
 /* net_self() against the C library's getifaddrs() on this host: the same
@@ -326,14 +326,14 @@ int main(void)
 	size_t n = 0;
 	for (int i = 0; i < ACL_RULES_MAX + 1; i++)
 		n += (size_t)snprintf(big + n, sizeof big - n, "deny\n");
-	CHECK(acl_parse(&acl, big, n, "t", err, sizeof err) < 0 && strstr(err, "more than"),
+	CHECK(acl_load(&acl, "t", big, n, err, sizeof err) < 0 && strstr(err, "more than"),
 	      "too many rules: %s", err);
 	memset(big, '#', sizeof big);
-	CHECK(acl_parse(&acl, big, sizeof big, "t", err, sizeof err) < 0 && strstr(err, "larger"),
+	CHECK(acl_load(&acl, "t", big, sizeof big, err, sizeof err) < 0 && strstr(err, "larger"),
 	      "file too large: %s", err);
-	CHECK(acl_parse(&acl, "allow\0", 6, "t", err, sizeof err) < 0 && strstr(err, "NUL"),
+	CHECK(acl_load(&acl, "t", "allow\0", 6, err, sizeof err) < 0 && strstr(err, "NUL"),
 	      "NUL byte: %s", err);
-	CHECK(acl_load(&acl, "/nonexistent/rules", err, sizeof err) < 0 &&
+	CHECK(acl_load(&acl, "/nonexistent/rules", NULL, 0, err, sizeof err) < 0 &&
 	      strstr(err, "/nonexistent/rules"), "missing file named: %s", err);
 	test_unknown_hello();
 	self_like_getifaddrs();
