@@ -264,7 +264,7 @@ DOCDIR = $(PREFIX)/share/doc/tunneld
 EXAMPLES = inetd.conf xinetd.d/tunneld tcpserver.run tunneld.socket tunneld@.service \
 	tunneld-accept-no.socket tunneld-accept-no.service rules.example \
 	clients/ssh_config clients/apt.conf clients/gitconfig clients/curlrc clients/proxy.pac \
-	clients/proxychains4.conf clients/elinks.conf
+	clients/proxychains4.conf clients/elinks.conf haproxy.cfg
 install: tunneld
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld
