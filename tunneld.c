@@ -1053,7 +1053,7 @@ static void check_options(const struct opts *o)
 		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
 	if (!CONFIG_HTTP_TUNNEL && o->tunnel_path)
 		usage_error("%s", "--http-tunnel: this tunneld was built without it (CONFIG_HTTP_TUNNEL)");
-	if (o->node[0] && !o->tunnel_path)
+	if (CONFIG_HTTP_TUNNEL && o->node[0] && !o->tunnel_path)
 		usage_error("%s", "--node: names the sessions of --http-tunnel, which is not given");
 	/* The path is compared byte for byte with the request's. */
 	if (o->tunnel_path && (o->tunnel_path[0] != '/' || strlen(o->tunnel_path) > 128 ||
