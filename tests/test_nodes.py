@@ -75,12 +75,16 @@ class HAProxy:
         self.outf.close()
 
 
+def start_nodes(make_proxy, mode="listen"):
+    """Three tunneld nodes n1..n3 (the tunnel at /); HAProxy reaches them
+    all from one address, hence --max-client-sessions."""
+    return [make_proxy(mode, tunnel=True, args=["--node", name, "--max-client-sessions", "64"])
+            for name in NODES]
+
+
 @pytest.fixture
 def nodes(make_proxy):
-    """Three tunneld nodes n1..n3 (listen mode, the tunnel at /); HAProxy
-    reaches them all from one address, hence --max-client-sessions."""
-    return [make_proxy("listen", tunnel=True,
-                       args=["--node", name, "--max-client-sessions", "64"]) for name in NODES]
+    return start_nodes(make_proxy)
 
 
 @pytest.fixture
@@ -200,7 +204,8 @@ def assert_plain_404(c, r):
     assert r.header("Tunnel-Eof") is None, r
 
 
-def test_token_of_another_node_is_refused(nodes, make_target):
+def test_token_of_another_node_is_refused(make_proxy, mode, make_target):
+    nodes = start_nodes(make_proxy, mode)
     n1, n2, _ = nodes
     echo = make_target(echo_handler)
     c, token, name, hexpart = open_on(n1, echo.hostport)
@@ -250,7 +255,8 @@ def test_forged_and_foreign_tokens_through_haproxy(nodes, haproxy, make_target):
                 f"{other}.{hexpart}",              # the right id, another node
                 f"zz.{hexpart}",                   # a node HAProxy does not know
                 hexpart,                           # no node at all
-                f"{name}.{hexpart}x", "", "n1." + "0" * 48):
+                f"{name}.{hexpart}x", f"{name}.{hexpart}".upper(), "",
+                "n1." + "0" * 48, "n" * 200 + "." + hexpart):
         c2, r = request(port, "GET", tok, query="?o=0")
         assert r.status == 404, (tok, r)
         assert r.header("Tunnel-Offset") is None, (tok, r)
@@ -272,8 +278,8 @@ def test_forged_and_foreign_tokens_through_haproxy(nodes, haproxy, make_target):
     assert secret_flipped[16:] not in haproxy.log_path.read_text()
 
 
-def test_without_node_a_named_token_is_no_session(make_proxy, make_target):
-    p = make_proxy("listen", tunnel=True)
+def test_without_node_a_named_token_is_no_session(make_proxy, mode, make_target):
+    p = make_proxy(mode, tunnel=True)
     echo = make_target(echo_handler)
     c, r = request(p.port, "POST", body=echo.hostport.encode())
     assert r.status == 200 and re.fullmatch(rb"[0-9a-f]{48}\n", r.body), r
