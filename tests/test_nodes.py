@@ -11,9 +11,11 @@ import hashlib
 import os
 import re
 import secrets
+import select
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -288,3 +290,46 @@ def test_without_node_a_named_token_is_no_session(make_proxy, mode, make_target)
     assert_plain_404(c2, r)
     assert p.wait_log(lambda f: f.get("reason") == "other-node")["status"] == "404"
     c = echo_round(p, token, 0, b"still here\n", c)
+
+
+# --------------------------------------------------------------------------
+# a node that stops
+
+def test_node_that_stops_ends_its_sessions_cleanly(tunnel_bin, nodes, haproxy, make_target):
+    """Its sessions are lost, nowhere else looked for: HAProxy answers
+    their requests 503 (the shipped config checks no server), `tunnel`
+    repeats them for 30 s and gives up with one line; the other nodes
+    never see them."""
+    echo = make_target(echo_handler)
+    proc = subprocess.Popen([tunnel_bin, haproxy.url, echo.hostport], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    try:
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        got = b""
+        deadline = time.monotonic() + 20
+        while len(got) < 5 and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 1)[0]:
+                got += os.read(proc.stdout.fileno(), 64)
+        assert got == b"ping\n"
+        name = next(r[4] for r in haproxy.requests() if r[4])
+        holder = nodes[NODES.index(name)]
+        holder.stop()
+        start = time.monotonic()
+        rc = proc.wait(60)
+        took = time.monotonic() - start
+        err = proc.stderr.read().decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert rc == 1, (rc, err)
+    lines = err.strip().split("\n")
+    assert len(lines) == 1 and lines[0].startswith("tunnel: ") and "gave up after 30 s" in lines[0], err
+    assert 25 < took < 50, took
+    late = [r for r in haproxy.requests() if r[4]]
+    assert all(r[3] == name for r in late), late        # never balanced elsewhere
+    assert any(r[2] == 503 for r in late), late
+    for p in nodes:
+        if p is not holder:
+            assert refusals(p) == [], p.log_text()
