@@ -110,13 +110,11 @@ static void request(struct tun *t, struct link *l, const char *method, const cha
 }
 
 /* The open's body: a session token (with a node name or without, taken
- * as it is), then a line end. Its length, or 0. */
+ * as it is), then a line end or none. Its length, or 0. */
 static size_t token_line(const char *s, size_t n)
 {
 	if (n && s[n - 1] == '\n')
 		n -= 1 + (n > 1 && s[n - 2] == '\r');
-	else
-		return 0;
 	return http_session_token(s, n) < 0 ? 0 : n;
 }
 

@@ -333,3 +333,59 @@ def test_node_that_stops_ends_its_sessions_cleanly(tunnel_bin, nodes, haproxy, m
     for p in nodes:
         if p is not holder:
             assert refusals(p) == [], p.log_text()
+
+
+# --------------------------------------------------------------------------
+# the client takes the token as given, and nothing else
+
+def fake_node(token_body):
+    """A server answering the open with token_body and recording the
+    Tunnel-Token of every later request, which it answers 404."""
+    def handler(conn, server):
+        buf = b""
+        conn.settimeout(10)
+        while True:
+            while b"\r\n\r\n" not in buf:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
+            buf = buf[int(fields.get(b"Content-Length", b"0")):]
+            if b"Tunnel-Token" not in fields:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(token_body), token_body))
+                continue
+            server.results.append(fields[b"Tunnel-Token"])
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 11\r\nConnection: close"
+                         b"\r\n\r\nno session\n")
+            return
+    return handler
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b""], ids=["lf", "crlf", "none"])
+def test_client_sends_the_named_token_back_unchanged(tunnel_bin, make_target, echo, ending):
+    token = b"eu-west-1." + secrets.token_hex(24).encode()
+    server = make_target(fake_node(token + ending))
+    r = subprocess.run([tunnel_bin, f"http://{server.hostport}/", echo.hostport], input=b"x",
+                       capture_output=True, timeout=30, env=clean_env())
+    assert r.returncode != 0 and b"404" in r.stderr, r
+    assert server.results and set(server.results) == {token}, server.results
+
+
+@pytest.mark.parametrize("body", [
+    b"N1.%s\n", b"n1.%sx\n", b"n1..%s\n", b"n1.x\r\nEvil: yes.%s\n", b"%s.n1\n",
+    b"n" * 33 + b".%s\n", b"n1.%s\n\n", b"n1 .%s\n"],
+    ids=["upper", "long-hex", "two-dots", "header-injection", "suffix", "long-name",
+         "two-newlines", "space"])
+def test_client_refuses_a_malformed_token(tunnel_bin, make_target, echo, body):
+    server = make_target(fake_node(body % secrets.token_hex(24).encode()))
+    r = subprocess.run([tunnel_bin, f"http://{server.hostport}/", echo.hostport], input=b"x",
+                       capture_output=True, timeout=30, env=clean_env())
+    assert r.returncode == 76, r
+    assert b"without a session token" in r.stderr, r
+    assert server.results == [], "the client sent a malformed token back"
