@@ -263,6 +263,15 @@ def test_forged_and_foreign_tokens_through_haproxy(nodes, haproxy, make_target):
         assert r.status == 404, (tok, r)
         assert r.header("Tunnel-Offset") is None, (tok, r)
         c2.close()
+    # Two tokens where HAProxy routes on one (the last field of a list, the
+    # last of two lines) and tunneld sees both: refused, never served.
+    for extra in (f"Tunnel-Token: {other}.{hexpart}, {token}",
+                  f"Tunnel-Token: {other}.{hexpart}\r\nTunnel-Token: {token}"):
+        c2 = Client("127.0.0.1", port, 30)
+        r = c2.request(f"POST /?o=0 HTTP/1.1\r\nHost: nodes.test\r\n{extra}\r\n"
+                       "Content-Length: 6\r\n\r\nstolen".encode())
+        assert r.status in (400, 404) and r.header("Tunnel-Offset") is None, (extra, r)
+        c2.close()
     # The session is intact through HAProxy.
     for off, data in ((0, b"one\n"), (4, b"two\n")):
         _, r = request(port, "POST", token, data, f"?o={off}")
