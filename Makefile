@@ -163,7 +163,7 @@ SAN_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-san
 SAN_ENV = ASAN_OPTIONS=log_path=$(CURDIR)/build/asan/asan:detect_leaks=0 \
 	UBSAN_OPTIONS=log_path=$(CURDIR)/build/asan/ubsan:print_stacktrace=1
 SAN_TESTS = tests/test_clients.py tests/test_relay.py tests/test_http_tunnel.py \
-	tests/test_faults.py
+	tests/test_faults.py tests/test_nodes.py
 # No sandbox either: ASan opens its report files, and its runtime makes
 # calls no stage allows, which would kill the very process it reports on.
 tunneld-asan: $(SRCS) $(HDRS) $(filter %.a,$(HOST_LIBS))
@@ -264,7 +264,7 @@ DOCDIR = $(PREFIX)/share/doc/tunneld
 EXAMPLES = inetd.conf xinetd.d/tunneld tcpserver.run tunneld.socket tunneld@.service \
 	tunneld-accept-no.socket tunneld-accept-no.service rules.example \
 	clients/ssh_config clients/apt.conf clients/gitconfig clients/curlrc clients/proxy.pac \
-	clients/proxychains4.conf clients/elinks.conf
+	clients/proxychains4.conf clients/elinks.conf haproxy.cfg
 install: tunneld
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 tunneld $(DESTDIR)$(PREFIX)/sbin/tunneld

@@ -61,14 +61,27 @@ int http_has_token(const char *v, size_t n, const char *tok)
 	return 0;
 }
 
-int http_is_session_token(const char *s, size_t n)
+int http_is_node_name(const char *s, size_t n)
 {
-	if (n != SESSION_TOKEN_LEN)
+	if (n < 1 || n > NODE_MAX)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (!is_digit(s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+		if (!is_digit(s[i]) && !(s[i] >= 'a' && s[i] <= 'z') && s[i] != '-')
 			return 0;
 	return 1;
+}
+
+int http_session_token(const char *s, size_t n)
+{
+	size_t pre = n > SESSION_TOKEN_LEN ? n - SESSION_TOKEN_LEN : 0;
+
+	if (n < SESSION_TOKEN_LEN || n > SESSION_TOKEN_MAX ||
+	    (pre && (s[pre - 1] != '.' || !http_is_node_name(s, pre - 1))))
+		return -1;
+	for (size_t i = pre; i < n; i++)
+		if (!is_digit(s[i]) && !(s[i] >= 'a' && s[i] <= 'f'))
+			return -1;
+	return (int)pre;
 }
 
 /* A field line "name: value" of n bytes into f: a token for the name (so

@@ -6,6 +6,8 @@
 
 #define HTTP_BODY_MAX 65536     /* a GET/POST tunnel request body */
 #define SESSION_TOKEN_LEN 48    /* hex: a 64-bit id, then a 128-bit secret */
+#define NODE_MAX 32             /* --node NAME: the token's "NAME." prefix */
+#define SESSION_TOKEN_MAX (NODE_MAX + 1 + SESSION_TOKEN_LEN)
 
 enum { HTTP_CONNECT = 1, HTTP_GET, HTTP_POST, HTTP_DELETE };
 
@@ -80,9 +82,13 @@ int http_port(const char *s, size_t len);
 
 /* Whether the comma-separated list v[0..n) holds the token tok (any case). */
 int http_has_token(const char *v, size_t n, const char *tok);
-/* A session token (Tunnel-Token, PROTOCOL.md): exactly SESSION_TOKEN_LEN
- * lower-case hex digits. */
-int http_is_session_token(const char *s, size_t n);
+/* A node name (--node, PROTOCOL.md): 1 to NODE_MAX lower-case letters,
+ * digits and '-'. */
+int http_is_node_name(const char *s, size_t n);
+/* A session token (Tunnel-Token, PROTOCOL.md): SESSION_TOKEN_LEN lower-case
+ * hex digits, after a node name and a '.' when its tunneld has --node. The
+ * length of that prefix (0 without one), or -1: not a token. */
+int http_session_token(const char *s, size_t n);
 
 /* Reason phrase for a status code. */
 const char *http_reason(int status);

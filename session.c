@@ -53,7 +53,8 @@ static struct {
 	const struct session_opts *so;
 	int target, lfd;
 	int place, cplace;              /* counted among the sessions, and the client's */
-	char token[SESSION_TOKEN_LEN + 1];
+	char token[SESSION_TOKEN_MAX + 2];  /* "NODE." (pre bytes), then the hex */
+	size_t pre;
 	unsigned long long base, end;   /* receive: acknowledged; read from the target */
 	unsigned long long sent;        /* the highest offset answered */
 	int eof, err, told, closed;     /* target ended / failed; client told; DELETE */
@@ -81,10 +82,26 @@ static socklen_t unix_name(struct sockaddr_un *sa, const char *scope, const char
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-/* Send fd and ho to the holder of the token's session: the socket on which
- * it will say whether it took them, or -1 no such session (or the name is
- * not our own user's), -2 busy. */
-static int pass_start(const char *scope, int fd, const char *token, size_t token_len,
+/* The length of the token's node prefix when it is a token of this node:
+ * its prefix names so->node, or it has none and so->node is "". -1 when it
+ * is no token, -2 when it is another node's. Names are public: no secret
+ * is compared here. */
+static int own_token(const struct session_opts *so, const char *token, size_t token_len)
+{
+	int pre = http_session_token(token, token_len);
+	size_t nl = strlen(so->node);
+
+	if (pre < 0)
+		return -1;
+	if ((size_t)pre != (nl ? nl + 1 : 0) || memcmp(token, so->node, nl))
+		return -2;
+	return pre;
+}
+
+/* Send fd and ho to the holder of the session whose token's hex part is
+ * token: the socket on which it will say whether it took them, or -1 no
+ * such session (or the name is not our own user's), -2 busy. */
+static int pass_start(const char *scope, int fd, const char *token,
 		      const struct handover *ho, int full_ms)
 {
 	struct sockaddr_un sa;
@@ -93,7 +110,7 @@ static int pass_start(const char *scope, int fd, const char *token, size_t token
 	long long deadline = now_ms() + full_ms;
 	int u, r = -1;
 
-	if (!http_is_session_token(token, token_len) || strlen(scope) > 47)
+	if (http_session_token(token, SESSION_TOKEN_LEN) != 0 || strlen(scope) > 47)
 		return -1;
 	sl = unix_name(&sa, scope, token);
 	u = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -137,18 +154,17 @@ static int pass_outcome(int u, int fd, int ready)
 	return r;
 }
 
-static int pass(const char *scope, int fd, const char *token, size_t token_len,
-		const struct handover *ho)
+int session_pass(const struct session_opts *so, const char *token, size_t token_len,
+		 const struct handover *ho)
 {
-	int u = pass_start(scope, fd, token, token_len, ho, FULL_MS);
-	struct pollfd p = { u, POLLIN, 0 };
+	int pre = own_token(so, token, token_len), u;
+	struct pollfd p;
 
-	return u < 0 ? u : pass_outcome(u, fd, poll(&p, 1, TAKE_MS));
-}
-
-int session_pass(const char *scope, const char *token, size_t token_len, const struct handover *ho)
-{
-	return pass(scope, 0, token, token_len, ho);
+	if (pre < 0)
+		return pre == -1 ? -1 : -4;
+	u = pass_start(so->scope, 0, token + pre, ho, FULL_MS);
+	p = (struct pollfd){ u, POLLIN, 0 };
+	return u < 0 ? u : pass_outcome(u, 0, poll(&p, 1, TAKE_MS));
 }
 
 /* Write the iovecs to a non-blocking fd within WRITE_MS. 0 or -1. */
@@ -358,16 +374,16 @@ static int respawn(struct hconn *h)
 	return 0;
 }
 
-/* Hand h on to the holder of the session its request names. Its answer is
- * awaited in the loop, never here: two holders handing connections to each
- * other at once would each wait for the other. */
-static void hand_on(struct hconn *h)
+/* Hand h on to the holder of the session whose token's hex part is
+ * token. Its answer is awaited in the loop, never here: two holders handing
+ * connections to each other at once would each wait for the other. */
+static void hand_on(struct hconn *h, const char *token)
 {
 	s.ho.client = h->client;
 	s.ho.local = h->local;
 	s.ho.len = h->len;
 	memcpy(s.ho.buf, h->buf, h->len);
-	h->u = pass_start(s.so->scope, h->fd, h->req.token, h->req.token_len, &s.ho, 0);
+	h->u = pass_start(s.so->scope, h->fd, token, &s.ho, 0);
 	if (h->u < 0) {
 		fail(h, h->u == -1 ? 404 : 503);
 		return;
@@ -392,7 +408,8 @@ static void handed_on(struct hconn *h, int ready)
 static void request(struct hconn *h, size_t hl)
 {
 	struct request *r = &h->req;
-	int st = http_parse(h->buf, hl, s.so->path, r);
+	int st = http_parse(h->buf, hl, s.so->path, r), pre;
+	const char *t, *mine = s.token + s.pre;
 	volatile unsigned char d = 0;
 
 	if (st || (r->method != HTTP_POST && r->clen)) {
@@ -404,16 +421,18 @@ static void request(struct hconn *h, size_t hl)
 			fail(h, 503);
 		return;
 	}
-	if (!r->token) {
+	/* No token, or one of another node: never looked for. */
+	if (!r->token || (pre = own_token(s.so, r->token, r->token_len)) < 0) {
 		fail(h, 404);
 		return;
 	}
-	if (r->token_len != SESSION_TOKEN_LEN || memcmp(r->token, s.token, ID_LEN)) {
-		hand_on(h);
+	t = r->token + pre;
+	if (memcmp(t, mine, ID_LEN)) {
+		hand_on(h, t);
 		return;
 	}
 	for (int i = ID_LEN; i < SESSION_TOKEN_LEN; i++)
-		d |= (unsigned char)(r->token[i] ^ s.token[i]);
+		d |= (unsigned char)(t[i] ^ mine[i]);
 	if (d) {
 		fail(h, 404);
 		return;
@@ -561,12 +580,22 @@ static void conn_expire(struct hconn *h)
 	}
 }
 
-/* Listen on the abstract unix socket named by a fresh token's id. */
+/* Listen on the abstract unix socket named by a fresh token's id; the
+ * token is "NODE." (with --node) and the hex digits. */
 static int make_token(void)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char rnd[SESSION_TOKEN_LEN / 2];
+	size_t nl = strlen(s.so->node);
+	char *t = s.token + (nl ? nl + 1 : 0);
 
+	if (nl > NODE_MAX)
+		return -1;
+	if (nl) {
+		memcpy(s.token, s.so->node, nl);
+		s.token[nl] = '.';
+	}
+	s.pre = (size_t)(t - s.token);
 	for (int tries = 0; tries < 4; tries++) {
 		struct sockaddr_un sa;
 		socklen_t sl;
@@ -574,12 +603,12 @@ static int make_token(void)
 		if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
 			return -1;
 		for (size_t i = 0; i < sizeof rnd; i++) {
-			s.token[2 * i] = hex[rnd[i] >> 4];
-			s.token[2 * i + 1] = hex[rnd[i] & 15];
+			t[2 * i] = hex[rnd[i] >> 4];
+			t[2 * i + 1] = hex[rnd[i] & 15];
 		}
-		s.token[SESSION_TOKEN_LEN] = 0;
+		t[SESSION_TOKEN_LEN] = 0;
 		explicit_bzero(rnd, sizeof rnd);
-		sl = unix_name(&sa, s.so->scope, s.token);
+		sl = unix_name(&sa, s.so->scope, t);
 		s.lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (s.lfd < 0)
 			return -1;
@@ -767,9 +796,9 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 	}
 	/* Named and connected: from here on only unix sockets come and go. */
 	sandbox_enter(SANDBOX_SESSION);
-	s.token[SESSION_TOKEN_LEN] = '\n';
-	answer(h, 200, ~0ULL, 0, s.token, SESSION_TOKEN_LEN + 1, 0, 0);
-	s.token[SESSION_TOKEN_LEN] = 0;
+	s.token[s.pre + SESSION_TOKEN_LEN] = '\n';
+	answer(h, 200, ~0ULL, 0, s.token, s.pre + SESSION_TOKEN_LEN + 1, 0, 0);
+	s.token[s.pre + SESSION_TOKEN_LEN] = 0;
 	s.moved = s.seen = now_ms();  /* the open is a request, even if it closed */
 
 	why = run();

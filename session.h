@@ -20,14 +20,17 @@ struct session_opts {
 	int max_sessions;          /* sessions at once, of this user's tunneld */
 	int max_client;            /* ... and from one client address */
 	const char *scope;         /* which tunneld: names its sessions and places */
+	const char *node;          /* --node: its tokens' "NAME." prefix, or "" */
 };
 
 /* Hand the client connection on fd 0 and ho (the bytes read from it) to
  * the holder of the session the token names, in this tunneld's scope. 0 when it took them (the
  * caller exits); -1 when there is no such session (answer 404); -2 when the
  * holder is busy (503); -3 when it did not answer in time (the connection
- * is shut: exit). */
-int session_pass(const char *scope, const char *token, size_t token_len, const struct handover *ho);
+ * is shut: exit); -4 when the token is another node's (--node), which is
+ * never looked for (answer 404 too). */
+int session_pass(const struct session_opts *so, const char *token, size_t token_len,
+		 const struct handover *ho);
 
 /* Take this process's places among the sessions open at once in its
  * scope, in total and from the client's address: 0, or -1 when a limit is

@@ -61,7 +61,7 @@ struct tun {
 	char sname[HOST_MAX + 20], pname[HOST_MAX + 20];  /* "server H:P", "proxy H:P" */
 	struct endpoint addr[RACE_MAX];  /* the first hop: the proxy or SERVER */
 	int naddr;
-	char token[SESSION_TOKEN_LEN + 1];      /* the session's, "" before the open */
+	char token[SESSION_TOKEN_MAX + 1];      /* the session's, "" before the open */
 	char why[1024];                 /* the last failure */
 	struct answer a;
 };

@@ -109,16 +109,13 @@ static void request(struct tun *t, struct link *l, const char *method, const cha
 	}
 }
 
-/* The open's body: a session token, then a line end. */
-static int is_token_line(const char *s, size_t n)
+/* The open's body: a session token (with a node name or without, taken
+ * as it is), then a line end or none. Its length, or 0. */
+static size_t token_line(const char *s, size_t n)
 {
-	const size_t L = SESSION_TOKEN_LEN;
-
-	if (n == L + 1 && s[L] == '\n')
-		n = L;
-	else if (n == L + 2 && s[L] == '\r' && s[L + 1] == '\n')
-		n = L;
-	return http_is_session_token(s, n);
+	if (n && s[n - 1] == '\n')
+		n -= 1 + (n > 1 && s[n - 2] == '\r');
+	return http_session_token(s, n) < 0 ? 0 : n;
 }
 
 /* Open the session: POST the target, take the token. A tunneld at its
@@ -128,6 +125,7 @@ static void open_session(struct tun *t, struct link *l)
 {
 	long long first = now_ms();
 	int pause = 100;
+	size_t n;
 
 	for (;;) {
 		if (exchange(t, l, "POST", "", t->target, strlen(t->target)) < 0)
@@ -142,11 +140,11 @@ static void open_session(struct tun *t, struct link *l)
 	explicit_bzero(t->auth, sizeof t->auth);  /* from here on the token stands for it */
 	if (t->a.h.status != 200)
 		refused(t, 1);
-	if (!is_token_line(t->a.body, t->a.blen))
+	if (!(n = token_line(t->a.body, t->a.blen)))
 		die(EX_PROTOCOL, "%s answered the open without a session token: is %s "
 		    "its --http-tunnel path?", t->sname, t->server.path);
-	memcpy(t->token, t->a.body, SESSION_TOKEN_LEN);
-	t->token[SESSION_TOKEN_LEN] = 0;
+	memcpy(t->token, t->a.body, n);
+	t->token[n] = 0;
 }
 
 /* DELETE, once: a session left open expires on the server by itself. */

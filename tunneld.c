@@ -51,6 +51,7 @@ struct opts {
 	struct auth *auth;               /* NULL: no authentication */
 	const char *user;
 	const char *tunnel_path;         /* --http-tunnel, or NULL */
+	const char *node;                /* --node: its session tokens' prefix, or "" */
 	int connect_timeout, header_timeout, idle_timeout, max_conns, session_timeout;
 	int max_sessions, max_client;    /* GET/POST tunnel sessions at once */
 	enum log_sink log;
@@ -667,7 +668,7 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	const struct opts *o = c->o;
 	struct session_opts so = { o->tunnel_path, o->session_timeout * 1000, o->idle_timeout * 1000,
 				   o->header_timeout * 1000, o->max_sessions, o->max_client,
-				   scope_of(c) };
+				   scope_of(c), o->node };
 	long long deadline = now_ms() + o->header_timeout * 1000LL;
 	size_t end = c->head + c->req.clen;
 	static struct handover ho;
@@ -678,12 +679,14 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 		split_tls(c);
 	if (c->req.token) {
 		handover_of(c, &ho);
-		int r = session_pass(so.scope, c->req.token, c->req.token_len, &ho);
+		int r = session_pass(&so, c->req.token, c->req.token_len, &ho);
 
 		if (r == 0)
 			exit(0);  /* the holder serves it, and logs the session */
-		reply_and_exit(c, r == -1 ? 404 : r == -2 ? 503 : 0, r == -1 ? "no-session" :
-			       r == -2 ? "busy" : "holder-timeout", 0);
+		/* Another node's token is no session here either: the same 404,
+		 * and the log says the load balancer sent it astray. */
+		reply_and_exit(c, r == -1 || r == -4 ? 404 : r == -2 ? 503 : 0, r == -1 ? "no-session" :
+			       r == -4 ? "other-node" : r == -2 ? "busy" : "holder-timeout", 0);
 	}
 	if (c->req.method != HTTP_POST)
 		reply_and_exit(c, 404, "no-session", 0);
@@ -898,6 +901,8 @@ static const char usage[] =
 	"      --session-timeout SEC a tunnel session with no request (default 60)\n"
 	"      --max-sessions N      tunnel sessions open at once (default 32)\n"
 	"      --max-client-sessions N  ... from one client address (default 8)\n"
+	"      --node NAME           name this node in its session tokens, for a load\n"
+	"                            balancer to route on (a-z, 0-9, '-'; at most 32)\n"
 	"      --connect-timeout SEC connecting to the target (default 10)\n"
 	"      --header-timeout SEC  the whole request header (default 10)\n"
 	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
@@ -963,6 +968,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		{ "session-timeout", OPT_REQUIRED, 9 },
 		{ "max-sessions", OPT_REQUIRED, 10 },
 		{ "max-client-sessions", OPT_REQUIRED, 11 },
+		{ "node", OPT_REQUIRED, 12 },
 		{ "connect-timeout", OPT_REQUIRED, 1 },
 		{ "header-timeout", OPT_REQUIRED, 2 },
 		{ "idle-timeout", OPT_REQUIRED, 3 },
@@ -995,6 +1001,13 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		case 9: o->session_timeout = number("--session-timeout", st.arg, 2, 86400); break;
 		case 10: o->max_sessions = number("--max-sessions", st.arg, 1, 4096); break;
 		case 11: o->max_client = number("--max-client-sessions", st.arg, 1, 4096); break;
+		case 12:
+			if (!CONFIG_HTTP_TUNNEL)
+				usage_error("%s", "--node: this tunneld was built without --http-tunnel (CONFIG_HTTP_TUNNEL)");
+			if (!http_is_node_name(st.arg, strlen(st.arg)))
+				usage_error("--node: '%s' is not 1 to 32 of a-z, 0-9 and '-'", st.arg);
+			o->node = st.arg;
+			break;
 		case 'c': o->cert = st.arg; break;
 		case 'k': o->key = st.arg; break;
 		case 1: o->connect_timeout = number("--connect-timeout", st.arg, 1, 3600); break;
@@ -1039,6 +1052,8 @@ static void check_options(const struct opts *o)
 		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
 	if (!CONFIG_HTTP_TUNNEL && o->tunnel_path)
 		usage_error("%s", "--http-tunnel: this tunneld was built without it (CONFIG_HTTP_TUNNEL)");
+	if (CONFIG_HTTP_TUNNEL && o->node[0] && !o->tunnel_path)
+		usage_error("%s", "--node: names the sessions of --http-tunnel, which is not given");
 	/* The path is compared byte for byte with the request's. */
 	if (o->tunnel_path && (o->tunnel_path[0] != '/' || strlen(o->tunnel_path) > 128 ||
 			       strcspn(o->tunnel_path, "?# \t\r\n") != strlen(o->tunnel_path)))
@@ -1050,7 +1065,7 @@ int main(int argc, char **argv)
 {
 	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
 				 .idle_timeout = 600, .max_conns = 256, .session_timeout = 60,
-				 .max_sessions = 32, .max_client = 8 };
+				 .max_sessions = 32, .max_client = 8, .node = "" };
 	static struct acl acl;
 	static struct auth auth;
 	struct stat sb;

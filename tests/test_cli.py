@@ -39,6 +39,11 @@ USAGE_ERRORS = {
     "listen-port-too-big": ["--listen", "127.0.0.1:99999"],
     "listen-port-word": ["--listen", "127.0.0.1:x"],
     "log-unknown-sink": ["--log", "nowhere"],
+    "node-upper-case": ["--http-tunnel", "--node", "N1"],
+    "node-dot": ["--http-tunnel", "--node", "n.1"],
+    "node-empty": ["--http-tunnel", "--node", ""],
+    "node-too-long": ["--http-tunnel", "--node", "n" * 33],
+    "node-without-tunnel": ["--node", "n1"],
 }
 
 

@@ -173,6 +173,7 @@ FULL_COMMAND = [
     "--session-timeout", "90",
     "--max-sessions", "16",
     "--max-client-sessions", "4",
+    "--node", "router-1",
     "--connect-timeout", "5",
     "--header-timeout", "7",
     "--idle-timeout", "300",
@@ -285,7 +286,7 @@ def test_shipped_config_names_every_mapped_option():
 def test_menu_names_the_tunnel_options():
     text = (PKG / "Config.in").read_text()
     block = text[text.index("config TUNNELD_HTTP_TUNNEL"):].split("\nconfig ", 1)[0]
-    for name in ("http_tunnel", "session_timeout", "max_sessions", "max_client_sessions"):
+    for name in ("http_tunnel", "session_timeout", "max_sessions", "max_client_sessions", "node"):
         assert name in block, name
 
 

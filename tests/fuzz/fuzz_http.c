@@ -19,6 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (http_parse(p, end, "/t", &req) == 0 && req.method != HTTP_CONNECT &&
 		    (req.clen > HTTP_BODY_MAX || (req.token && (req.token < p || req.token + req.token_len > p + end))))
 			abort();
+		/* A token's node prefix: a name and a dot, then exactly the hex. */
+		if (http_parse(p, end, "/t", &req) == 0 && req.token) {
+			int pre = http_session_token(req.token, req.token_len);
+
+			if (pre >= 0 && (req.token_len - (size_t)pre != SESSION_TOKEN_LEN ||
+					 (pre && (req.token[pre - 1] != '.' ||
+						  !http_is_node_name(req.token, (size_t)pre - 1)))))
+				abort();
+		}
 	}
 	if (http_parse_target(p, size, &req) == 0 && strlen(req.host) > HOST_MAX + 1)
 		abort();

@@ -382,12 +382,27 @@ static void test_replies(void)
 	      !http_is_name(R("127.1.")) && !http_is_name(R("-a.example")), "host names");
 	CHECK(http_port(R("1")) == 1 && http_port(R("65535")) == 65535 && http_port(R("0")) < 0 &&
 	      http_port(R("65536")) < 0 && http_port(R("080")) < 0 && http_port(R("")) < 0, "ports");
-	CHECK(http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdef")) &&
-	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcde")) &&
-	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdef0")) &&
-	      !http_is_session_token(R("0123456789ABCDEF0123456789abcdef0123456789abcdef")) &&
-	      !http_is_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdeg")),
+#define HEX48 "0123456789abcdef0123456789abcdef0123456789abcdef"
+	CHECK(http_session_token(R(HEX48)) == 0 &&
+	      http_session_token(R("0123456789abcdef0123456789abcdef0123456789abcde")) < 0 &&
+	      http_session_token(R(HEX48 "0")) < 0 &&
+	      http_session_token(R("0123456789ABCDEF0123456789abcdef0123456789abcdef")) < 0 &&
+	      http_session_token(R("0123456789abcdef0123456789abcdef0123456789abcdeg")) < 0,
 	      "session tokens");
+	CHECK(http_session_token(R("a." HEX48)) == 2 && http_session_token(R("node-2." HEX48)) == 7 &&
+	      http_session_token(R("0123456789abcdef0123456789abcdef." HEX48)) == 33 &&
+	      http_session_token(R("0123456789abcdef0123456789abcdef0." HEX48)) < 0 &&
+	      http_session_token(R("." HEX48)) < 0 && http_session_token(R("a" HEX48)) < 0 &&
+	      http_session_token(R("A." HEX48)) < 0 && http_session_token(R("a_b." HEX48)) < 0 &&
+	      http_session_token(R("a.b." HEX48)) < 0 && http_session_token(R("a. " HEX48)) < 0 &&
+	      http_session_token(R("a." HEX48 ".")) < 0 && http_session_token(R("a.")) < 0,
+	      "session tokens with a node name");
+	CHECK(http_is_node_name(R("a")) && http_is_node_name(R("eu-west-3")) &&
+	      http_is_node_name(R("0123456789abcdef0123456789abcdef")) &&
+	      !http_is_node_name(R("0123456789abcdef0123456789abcdef0")) && !http_is_node_name(R("")) &&
+	      !http_is_node_name(R("Node")) && !http_is_node_name(R("a.b")) && !http_is_node_name(R("a b")),
+	      "node names");
+#undef HEX48
 }
 
 int main(void)
