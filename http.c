@@ -531,15 +531,56 @@ const char *http_reason(int status)
 	return statuses[status_index(status)].reason;
 }
 
-size_t http_answer(char *out, size_t size, int status, const char *extra, size_t blen, int close)
+/* Proxy-Status (RFC 9209 §2.3): the registered error type for each reason
+ * the log line gives, or for a status whatever the reason (reason NULL);
+ * otherwise a 5xx is proxy_internal_error, a 4xx http_request_error. A
+ * rule's verdict and the loop check give the same type, as they give the
+ * same status: which of them refused, and any address, stays in the log. */
+static const struct {
+	short status;
+	const char *reason, *error;
+} errors[] = {
+	{ 0, "dns-timeout", "dns_timeout" },
+	{ 0, "dns-no-such-name", "dns_error; rcode=\"NXDOMAIN\"" },
+	{ 0, "dns-failure", "dns_error" },
+	{ 0, "connect-timeout", "connection_timeout" },
+	{ 0, "connect-failed", "connection_refused" },
+	{ 0, "connect-unreachable", "destination_ip_unroutable" },
+	{ 403, NULL, "destination_ip_prohibited" },
+	{ 407, NULL, "http_request_denied" },
+	{ 401, NULL, "http_request_denied" },
+	{ 0, "bad-config", "proxy_configuration_error" },
+	{ 0, "bad-user", "proxy_configuration_error" },
+	{ 0, "socketpair-failed", "proxy_internal_error" },
+	{ 0, "spawn-failed", "proxy_internal_error" },
+	{ 410, NULL, "connection_terminated" },
+	{ 503, NULL, "connection_limit_reached" },
+};
+
+static const char *proxy_error(int status, const char *reason)
+{
+	for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+		if (errors[i].reason ? reason && !strcmp(errors[i].reason, reason) :
+				       errors[i].status == status)
+			return errors[i].error;
+	return status >= 500 ? "proxy_internal_error" : "http_request_error";
+}
+
+size_t http_answer(char *out, size_t size, int status, const char *reason, const char *extra,
+		   size_t blen, int close)
 {
 	size_t i = status_index(status);
+	char ps[96] = "";
 	const char *text = status >= 400 ? statuses[i].text : "";
 	size_t tlen = *text ? strlen(text) + 1 : 0;
 	/* A place frees when a session or a connection ends: soon. */
-	int n = strfmt(out, size, "HTTP/1.1 %d %s\r\n%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
+	int n;
+
+	if (status >= 400)
+		strfmt(ps, sizeof ps, "Proxy-Status: tunneld; error=%s\r\n", proxy_error(status, reason));
+	n = strfmt(out, size, "HTTP/1.1 %d %s\r\n%s%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "%s\r\n%s%s", statuses[i].status, statuses[i].reason,
-			 status == 503 ? "Retry-After: 2\r\n" : "", extra, tlen ? "text/plain" : "application/octet-stream",
+			 status == 503 ? "Retry-After: 2\r\n" : "", ps, extra, tlen ? "text/plain" : "application/octet-stream",
 			 tlen ? tlen : blen, close ? "Connection: close\r\n" : "", text, tlen ? "\n" : "");
 
 	return n > 0 && (size_t)n < size ? (size_t)n : 0;
