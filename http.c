@@ -531,38 +531,39 @@ const char *http_reason(int status)
 	return statuses[status_index(status)].reason;
 }
 
-/* Proxy-Status (RFC 9209 §2.3): the registered error type for each reason
- * the log line gives, or for a status whatever the reason (reason NULL);
+/* Proxy-Status (RFC 9209 §2.3): pairs of a reason the log line gives, or
+ * a status whatever the reason, and the registered error type it gets;
  * otherwise a 5xx is proxy_internal_error, a 4xx http_request_error. A
  * rule's verdict and the loop check give the same type, as they give the
- * same status: which of them refused, and any address, stays in the log. */
-static const struct {
-	short status;
-	const char *reason, *error;
-} errors[] = {
-	{ 0, "dns-timeout", "dns_timeout" },
-	{ 0, "dns-no-such-name", "dns_error; rcode=\"NXDOMAIN\"" },
-	{ 0, "dns-failure", "dns_error" },
-	{ 0, "connect-timeout", "connection_timeout" },
-	{ 0, "connect-failed", "connection_refused" },
-	{ 0, "connect-unreachable", "destination_ip_unroutable" },
-	{ 403, NULL, "destination_ip_prohibited" },
-	{ 407, NULL, "http_request_denied" },
-	{ 401, NULL, "http_request_denied" },
-	{ 0, "bad-config", "proxy_configuration_error" },
-	{ 0, "bad-user", "proxy_configuration_error" },
-	{ 0, "socketpair-failed", "proxy_internal_error" },
-	{ 0, "spawn-failed", "proxy_internal_error" },
-	{ 410, NULL, "connection_terminated" },
-	{ 503, NULL, "connection_limit_reached" },
-};
+ * same status: which of them refused, and any address, stays in the log.
+ * One string, not pointers: no relocation for each. */
+static const char errors[] =
+	"dns-timeout\0dns_timeout\0"
+	"dns-no-such-name\0dns_error; rcode=\"NXDOMAIN\"\0"
+	"dns-failure\0dns_error\0"
+	"connect-timeout\0connection_timeout\0"
+	"connect-failed\0connection_refused\0"
+	"connect-unreachable\0destination_ip_unroutable\0"
+	"bad-config\0proxy_configuration_error\0"
+	"bad-user\0proxy_configuration_error\0"
+	"403\0destination_ip_prohibited\0"
+	"401\0http_request_denied\0"
+	"407\0http_request_denied\0"
+	"410\0connection_terminated\0"
+	"503\0connection_limit_reached\0";
 
 static const char *proxy_error(int status, const char *reason)
 {
-	for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
-		if (errors[i].reason ? reason && !strcmp(errors[i].reason, reason) :
-				       errors[i].status == status)
-			return errors[i].error;
+	char st[8];
+
+	strfmt(st, sizeof st, "%d", status);
+	for (const char *p = errors; *p; p += strlen(p) + 1) {
+		const char *error = p + strlen(p) + 1;
+
+		if (!strcmp(p, st) || (reason && !strcmp(p, reason)))
+			return error;
+		p = error;
+	}
 	return status >= 500 ? "proxy_internal_error" : "http_request_error";
 }
 

@@ -12,8 +12,9 @@ import time
 import pytest
 
 from conftest import (ALICE, LOOPBACK_ACL, TUNNEL_PATH, Client, basic_auth, connect_head,
-                      expect_error)
+                      expect_error, open_tunnel)
 from test_errors import blackhole  # noqa: F401 (a fixture)
+from test_faults import own_user
 
 NAME = "tunneld"
 
@@ -27,6 +28,13 @@ def refused_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]          # bound, then closed: nothing listens
+
+
+def tunnel_open(target):
+    """A GET/POST tunnel's open of target, as bytes."""
+    body = target.encode()
+    return (f"POST {TUNNEL_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
+            "\r\n\r\n").encode() + body
 
 
 def check(proxy, target, status, error, *headers, **params):
@@ -100,6 +108,36 @@ def test_inetd_broken_rules_is_proxy_configuration_error(make_proxy):
     check(p, "good.test:443", 500, "proxy_configuration_error")
 
 
+def test_busy_is_connection_limit_reached(make_proxy, echo, tmp_path):
+    """No process to be had (RLIMIT_NPROC, as in test_faults): the listener
+    answers itself (answer_busy)."""
+    user, wrap = own_user(tmp_path)
+    p = make_proxy("listen", args=["--user", user], wrap=[*wrap, "prlimit", "--nproc=3:3", "--"])
+    held = [open_tunnel(p, echo.hostport) for _ in range(2)]
+    c = Client(p.host, p.port)
+    c.send(connect_head(echo.hostport))
+    head = c.read_until(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), head
+    assert f"\r\nProxy-Status: {status_of('connection_limit_reached')}\r\n".encode() in head
+    c.close()
+    for h in held:
+        h.close()
+
+
+@pytest.mark.needs("http-tunnel")
+def test_too_many_sessions_is_connection_limit_reached(make_proxy, mode, echo):
+    p = make_proxy(mode, args=["--max-sessions", "1"], tunnel=TUNNEL_PATH)
+    open_it = tunnel_open(echo.hostport)
+    first = Client(p.host, p.port)
+    assert first.request(open_it).status == 200
+    c = Client(p.host, p.port)
+    resp = c.request(open_it)
+    assert resp.status == 503, resp
+    assert resp.header("Proxy-Status") == status_of("connection_limit_reached"), resp
+    c.close()
+    first.close()
+
+
 def test_no_proxy_status_on_success(proxy, echo):
     c = Client(proxy.host, proxy.port)
     head = c.request(connect_head(echo.hostport))
@@ -132,9 +170,8 @@ def test_http_client_reads_it(proxy):
 def test_tunnel_refusals_carry_it(make_proxy, mode, alice_hashes):
     p = make_proxy(mode, tunnel=TUNNEL_PATH)
     c = Client(p.host, p.port)
-    body = f"127.0.0.1:{refused_port()}".encode()
-    resp = c.request(f"POST {TUNNEL_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
-                     "\r\n\r\n".encode() + body)
+    open_it = tunnel_open(f"127.0.0.1:{refused_port()}")
+    resp = c.request(open_it)
     assert resp.status == 502 and resp.header("Proxy-Status") == status_of(
         "connection_refused"), resp
     c.close()
@@ -145,8 +182,7 @@ def test_tunnel_refusals_carry_it(make_proxy, mode, alice_hashes):
     c.close()
     p = make_proxy(mode, tunnel=TUNNEL_PATH, users=f"alice:{alice_hashes['openssl-sha512']}\n")
     c = Client(p.host, p.port)
-    resp = c.request(f"POST {TUNNEL_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}"
-                     "\r\n\r\n".encode() + body)
+    resp = c.request(open_it)
     assert resp.status == 401 and resp.header("Proxy-Status") == status_of(
         "http_request_denied"), resp
     c.close()
