@@ -544,15 +544,57 @@ const char *http_reason(int status)
 	return statuses[status_index(status)].reason;
 }
 
-size_t http_answer(char *out, size_t size, int status, const char *extra, size_t blen, int close)
+/* Proxy-Status (RFC 9209 §2.3): pairs of a reason the log line gives, or
+ * a status whatever the reason, and the registered error type it gets;
+ * otherwise a 5xx is proxy_internal_error, a 4xx http_request_error. A
+ * rule's verdict and the loop check give the same type, as they give the
+ * same status: which of them refused, and any address, stays in the log.
+ * One string, not pointers: no relocation for each. */
+static const char errors[] =
+	"dns-timeout\0dns_timeout\0"
+	"dns-no-such-name\0dns_error; rcode=\"NXDOMAIN\"\0"
+	"dns-failure\0dns_error\0"
+	"connect-timeout\0connection_timeout\0"
+	"connect-failed\0connection_refused\0"
+	"connect-unreachable\0destination_ip_unroutable\0"
+	"bad-config\0proxy_configuration_error\0"
+	"bad-user\0proxy_configuration_error\0"
+	"403\0destination_ip_prohibited\0"
+	"401\0http_request_denied\0"
+	"407\0http_request_denied\0"
+	"410\0connection_terminated\0"
+	"503\0connection_limit_reached\0";
+
+static const char *proxy_error(int status, const char *reason)
+{
+	char st[8];
+
+	strfmt(st, sizeof st, "%d", status);
+	for (const char *p = errors; *p; p += strlen(p) + 1) {
+		const char *error = p + strlen(p) + 1;
+
+		if (!strcmp(p, st) || (reason && !strcmp(p, reason)))
+			return error;
+		p = error;
+	}
+	return status >= 500 ? "proxy_internal_error" : "http_request_error";
+}
+
+size_t http_answer(char *out, size_t size, int status, const char *reason, const char *extra,
+		   size_t blen, int close)
 {
 	size_t i = status_index(status);
+	char ps[96] = "";
 	const char *text = status >= 400 ? statuses[i].text : "";
 	size_t tlen = *text ? strlen(text) + 1 : 0;
 	/* A place frees when a session or a connection ends: soon. */
-	int n = strfmt(out, size, "HTTP/1.1 %d %s\r\n%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
+	int n;
+
+	if (status >= 400)
+		strfmt(ps, sizeof ps, "Proxy-Status: tunneld; error=%s\r\n", proxy_error(status, reason));
+	n = strfmt(out, size, "HTTP/1.1 %d %s\r\n%s%s%sContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "%s\r\n%s%s", statuses[i].status, statuses[i].reason,
-			 status == 503 ? "Retry-After: 2\r\n" : "", extra, tlen ? "text/plain" : "application/octet-stream",
+			 status == 503 ? "Retry-After: 2\r\n" : "", ps, extra, tlen ? "text/plain" : "application/octet-stream",
 			 tlen ? tlen : blen, close ? "Connection: close\r\n" : "", text, tlen ? "\n" : "");
 
 	return n > 0 && (size_t)n < size ? (size_t)n : 0;

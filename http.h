@@ -95,10 +95,13 @@ const char *http_reason(int status);
 
 /* An answer's head into out[size]: the status line, the header lines in
  * extra (each ending in CRLF, or ""), Content-Type, Content-Length, and
- * "Connection: close" when close (and Retry-After on a 503). An error (400 and up) carries its status's
+ * "Connection: close" when close (and Retry-After on a 503). An error (400
+ * and up) names its cause in Proxy-Status, from reason (the log's reason=,
+ * or NULL), and carries its status's
  * one line of text as the body, written here too; the blen bytes of any
  * other body follow from the caller. Returns the length, or 0 when it did
  * not fit: a truncated answer is never sent. */
-size_t http_answer(char *out, size_t size, int status, const char *extra, size_t blen, int close);
+size_t http_answer(char *out, size_t size, int status, const char *reason, const char *extra,
+		   size_t blen, int close);
 
 #endif

@@ -227,7 +227,7 @@ static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 		strfmt(extra + xl, sizeof extra - (size_t)xl, "Allow: CONNECT, GET, POST, DELETE\r\n");
 	if (!ok)
 		n1 = n2 = 0;  /* an error's body is its text, in the head */
-	hl = http_answer(head, sizeof head, status, extra, n1 + n2, close_it);
+	hl = http_answer(head, sizeof head, status, NULL, extra, n1 + n2, close_it);
 	iov[0] = (struct iovec){ head, hl };
 	iov[1] = (struct iovec){ (void *)b1, n1 };
 	iov[2] = (struct iovec){ (void *)b2, n2 };

@@ -142,7 +142,7 @@ static void __attribute__((noreturn)) reply_and_exit(struct conn *c, int status,
 				 "charset=\"UTF-8\"\r\n", status == 401 ? "WWW" : "Proxy", c->o->realm);
 		if (c->tunnel)
 			strcat(extra, "Cache-Control: no-store\r\n");
-		n = http_answer(msg, sizeof msg, status, extra, 0, 1);
+		n = http_answer(msg, sizeof msg, status, reason, extra, 0, 1);
 		if (n && client_write(c, msg, n) == 0) {
 			long long deadline = now_ms() + 2000;
 			ssize_t r = 1;
@@ -306,7 +306,7 @@ static int open_target(struct conn *c, struct acl_query *q)
 	struct race r = { .n = 0 };
 	struct pick pk = { c, q, 0, 0 };
 	char s[ADDRSTR_MAX];
-	int fd, err;
+	int fd, err, unroutable = 1;
 
 	resolve(c, &r, deadline);
 	for (int i = 0; i < r.n; i++)
@@ -318,6 +318,7 @@ static int open_target(struct conn *c, struct acl_query *q)
 		if (r.err[i] < 0)
 			continue;
 		c->target = r.ep[i];  /* the last one tried, unless one won */
+		unroutable &= r.err[i] == ENETUNREACH || r.err[i] == EHOSTUNREACH;
 		logmsg(LOG_DEBUG, "%s: %s", ep_str(&r.ep[i], s),
 		       r.err[i] ? strerror(r.err[i]) : "connected");
 	}
@@ -329,7 +330,7 @@ static int open_target(struct conn *c, struct acl_query *q)
 		reply_and_exit(c, 504, "connect-timeout", 0);
 	if (!pk.tried)
 		reply_and_exit(c, 403, pk.loop ? "loop" : "denied", 0);
-	reply_and_exit(c, 502, "connect-failed", 0);
+	reply_and_exit(c, 502, unroutable ? "connect-unreachable" : "connect-failed", 0);
 }
 
 /* The rule and credential files: read once with --listen, for every
@@ -422,7 +423,7 @@ static int same_socket(int a, int b)
 static void answer_busy(int fd)
 {
 	char msg[256], sink[4096];
-	size_t n = http_answer(msg, sizeof msg, 503, "", 0, 1);
+	size_t n = http_answer(msg, sizeof msg, 503, "too-many-processes", "", 0, 1);
 
 	for (int k = 0; k < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
 		;
