@@ -274,3 +274,34 @@ def test_bad_list_is_a_usage_error(netfiles, value):
     assert r.returncode == EXIT_USAGE
     err = r.stderr.decode()
     assert err.count("\n") == 1 and "--proxy-protocol" in err, err
+
+
+@pytest.mark.needs("http-tunnel")
+def test_session_limits_count_the_real_client(make_proxy, mode, echo):
+    """GET/POST sessions behind a balancer: --max-client-sessions counts
+    the client each header names, not the balancer, and requests handed to
+    the session's holder work from any connection."""
+    from conftest import TUNNEL_PATH, Client
+    from test_http_tunnel import Conn
+
+    class ConnVia(Conn):
+        """A Conn from the balancer's address, its header naming src."""
+
+        def __init__(self, proxy, src, sport):
+            self.proxy, self.path, self.prefix = proxy, TUNNEL_PATH, ""
+            self.c = Client(proxy.host, proxy.port, 10)
+            self.c.send(v2(src, "127.0.0.1", sport, proxy.port))
+
+    p = make_proxy(mode, acl="allow\n", tunnel=TUNNEL_PATH,
+                   args=[*TRUST, "--max-client-sessions", "1"])
+    a = ConnVia(p, "10.0.0.7", 1111).open_ok(echo.hostport)
+    over = ConnVia(p, "10.0.0.7", 1112).open(echo.hostport)
+    assert over.status == 503, over
+    b = ConnVia(p, "10.0.0.8", 1113).open_ok(echo.hostport)
+    ConnVia(p, "10.0.0.8", 1114).send_ok(a, 0, b"to a")
+    assert ConnVia(p, "10.0.0.7", 1115).recv_until(a, 0, 4) == (b"to a", False)
+    assert ConnVia(p, "10.0.0.8", 1116).delete(b).status == 200
+    assert ConnVia(p, "10.0.0.7", 1117).delete(a).status == 200
+    line = p.wait_log(lambda f: f.get("client") == "10.0.0.7:1112")
+    assert line["status"] == "503" and line["via"].startswith("127.0.0.1:"), line["_raw"]
+    p.wait_log(lambda f: f.get("client") == "10.0.0.7:1111" and f.get("status") == "200")
