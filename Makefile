@@ -60,6 +60,9 @@ HARDEN_STAMP = .harden.flags
 $(HARDEN_STAMP): harden-force
 	@mkdir -p $(@D)
 	@echo '$(HARDEN)' | cmp -s - $@ || echo '$(HARDEN)' > $@
+ifeq ($(CONFIG_PROXY_PROTOCOL),1)
+SRCS += proxyproto.c
+endif
 ifeq ($(CONFIG_AUTH),1)
 SRCS += auth.c
 HOST_LIBS += -lcrypt
@@ -117,16 +120,16 @@ tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) $(MUSL_SPECS) | deps-s
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
 MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0 \
-	-DCONFIG_SANDBOX=0
+	-DCONFIG_SANDBOX=0 -DCONFIG_PROXY_PROTOCOL=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(HOST_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 # One feature off at a time, for the checks of each alone.
-tunneld-noauth: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
+tunneld-noauth: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
 	$(CC) $(HOST_FLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 \
-		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) tls.c $(MBEDTLS_HOST_LIBS)
-tunneld-notls: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c $(HDRS)
+		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c tls.c $(MBEDTLS_HOST_LIBS)
+tunneld-notls: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c auth.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -DCONFIG_HTTP_TUNNEL=1 -o $@ \
-		$(CORE_SRCS) $(TUNNEL_SERVER_SRCS) auth.c -lcrypt
+		$(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c auth.c -lcrypt
 tunneld-min-static: $(CORE_SRCS) $(HDRS) $(MUSL_SPECS) | deps-static
 	@mkdir -p $(DEBUG_DIR)
 	$(MUSL_CC) $(STATIC_FLAGS) $(MIN_DEFS) -o $(DEBUG_DIR)/$@ $(CORE_SRCS)
@@ -190,13 +193,16 @@ check-valgrind: tunneld
 		echo "check-valgrind: $$(ls build/valgrind | wc -l) processes, no error"
 
 TEST_BINS = tests/unit/test_http tests/unit/test_acl tests/unit/test_sni tests/unit/test_sandbox \
-	tests/unit/test_fmt tests/unit/test_user tests/unit/test_opt tests/unit/test_dns
+	tests/unit/test_fmt tests/unit/test_user tests/unit/test_opt tests/unit/test_dns \
+	tests/unit/test_proxyproto
 tests/unit/test_sandbox: tests/unit/test_sandbox.c sandbox.c log.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sandbox.c log.c fmt.c
 tests/unit/test_http: tests/unit/test_http.c http.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_http.c http.c fmt.c
 tests/unit/test_acl: tests/unit/test_acl.c acl.c net.c file.c http.c fmt.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_acl.c acl.c net.c file.c http.c fmt.c
+tests/unit/test_proxyproto: tests/unit/test_proxyproto.c proxyproto.c net.c http.c fmt.c $(HDRS)
+	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_proxyproto.c proxyproto.c net.c http.c fmt.c
 tests/unit/test_sni: tests/unit/test_sni.c sni.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -I. -o $@ tests/unit/test_sni.c sni.c
 tests/unit/test_opt: tests/unit/test_opt.c opt.c $(HDRS)

@@ -57,8 +57,7 @@ static size_t name_len(const char *s)
 	return n && s[n - 1] == '.' ? n - 1 : n;
 }
 
-/* "ADDR" or "ADDR/PREFIX", IPv4 or IPv6; IPv4-mapped IPv6 becomes IPv4. */
-static int parse_cidr(const char *s, struct acl_item *it)
+int acl_parse_cidr(const char *s, struct acl_item *it)
 {
 	const char *slash = strchr(s, '/');
 	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
@@ -120,7 +119,7 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 	memset(it, 0, sizeof *it);
 	switch (type) {
 	case C_FROM:
-		if (parse_cidr(s, it) < 0)
+		if (acl_parse_cidr(s, it) < 0)
 			return fail(p, "'%s' is not an address or CIDR", s);
 		return 0;
 	case C_TO:
@@ -132,7 +131,7 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 			it->kind = I_SUFFIX;
 			it->name = s + 2;
 		} else if (strchr(s, ':') || strspn(s, "0123456789./") == strlen(s)) {
-			if (parse_cidr(s, it) < 0)
+			if (acl_parse_cidr(s, it) < 0)
 				return fail(p, "'%s' is not an address or CIDR", s);
 		} else if (http_is_name(s, strlen(s))) {
 			it->kind = I_NAME;
@@ -252,7 +251,7 @@ int acl_load(struct acl *a, const char *name, const char *text, size_t len,
 	return 0;
 }
 
-static int cidr_match(const struct acl_item *it, const struct ip *ip)
+int acl_cidr_match(const struct acl_item *it, const struct ip *ip)
 {
 	unsigned bits = it->prefix, i;
 
@@ -318,7 +317,7 @@ static void self_one(void *arg, const struct ip *ip, unsigned prefix, int loopba
 	it.prefix = (unsigned char)(ip->family == AF_INET && loopback ? prefix :
 				    ip->family == AF_INET ? 32 : 128);
 	for (int k = 0; k < 2; k++)
-		if (cidr_match(&it, sc->to[k]))
+		if (acl_cidr_match(&it, sc->to[k]))
 			sc->bits |= 1 << k;
 }
 
@@ -356,7 +355,7 @@ static int item_match(const struct acl_item *it, int type, struct check *ck, int
 	const struct acl_query *q = ck->q;
 
 	switch (it->kind) {
-	case I_CIDR:   return cidr_match(it, type == C_FROM ? q->client : ck->to[form]);
+	case I_CIDR:   return acl_cidr_match(it, type == C_FROM ? q->client : ck->to[form]);
 	case I_SELF:
 		if (ck->self == -1)
 			ck->self = self_lookup(ck->to);

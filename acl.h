@@ -58,6 +58,12 @@ struct acl_query {
  * has tls = -1; read the client's first bytes and ask again. */
 enum { ACL_DENY = 0, ACL_ALLOW = 1, ACL_NEED_HELLO = 2 };
 
+/* "ADDR" or "ADDR/PREFIX", IPv4 or IPv6 (IPv4-mapped IPv6 becomes IPv4),
+ * into it as a CIDR item. 0 or -1. */
+int acl_parse_cidr(const char *s, struct acl_item *it);
+/* Whether ip (NULL: unknown, never) is inside the CIDR item it. */
+int acl_cidr_match(const struct acl_item *it, const struct ip *ip);
+
 /* The rules built in for when no --acl is given. */
 extern const char acl_builtin[];
 

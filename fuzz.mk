@@ -4,7 +4,7 @@
 # seeds in tests/fuzz/seeds/NAME are read, never written. A crash stops the
 # run and leaves crash-* beside the Makefile.
 FUZZ_TIME ?= 300
-FUZZERS = http reply acl auth sni dns
+FUZZERS = http reply acl auth sni dns proxyproto
 FUZZ_BINS = $(addprefix build/fuzz/fuzz_,$(FUZZERS))
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -I. -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=undefined
@@ -27,6 +27,9 @@ build/fuzz/fuzz_sni: tests/fuzz/fuzz_sni.c sni.c $(HDRS) | deps-fuzz
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c dns.c net.c fmt.c http.c $(HDRS) | deps-fuzz
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_dns.c dns.c net.c fmt.c http.c
+build/fuzz/fuzz_proxyproto: tests/fuzz/fuzz_proxyproto.c proxyproto.c net.c http.c fmt.c $(HDRS) | deps-fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_proxyproto.c proxyproto.c net.c http.c fmt.c
 
 deps-fuzz:
 	@sh scripts/deps.sh clang

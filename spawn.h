@@ -13,6 +13,7 @@
  * (for the loop check), and the bytes read from it so far. */
 struct handover {
 	struct endpoint client, local;
+	struct endpoint front;  /* where a PROXY header's client connected */
 	size_t len;
 	char buf[CONFIG_HEADER_MAX];
 };

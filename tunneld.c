@@ -28,6 +28,7 @@
 #include "log.h"
 #include "net.h"
 #include "opt.h"
+#include "proxyproto.h"
 #include "relay.h"
 #include "sandbox.h"
 #include "session.h"
@@ -41,6 +42,7 @@
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 #define LISTEN_MAX 16
+#define TRUST_MAX 16  /* --proxy-protocol CIDRs */
 
 struct opts {
 	const char *listen[LISTEN_MAX];
@@ -59,11 +61,15 @@ struct opts {
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
 	int nown;                        /* 0: inetd mode */
 	char scope[24];                  /* this tunneld among others of its user */
+	struct acl_item trust[TRUST_MAX]; /* --proxy-protocol: who may send a header */
+	int ntrust;
 };
 
 struct conn {
 	const struct opts *o;
 	struct endpoint client, local, target;
+	struct endpoint via, front;  /* a PROXY header's sender, and where its
+					client connected (port 0: none) */
 	struct request req;
 	int parsed;             /* req holds a valid target */
 	int answered;           /* 200 sent: no status can reach the client now */
@@ -85,14 +91,16 @@ static struct conn conn __attribute__((aligned(4096)));
 
 static void log_conn(const struct conn *c)
 {
-	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], tg[HOST_MAX + 16] = "-";
+	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], vi[ADDRSTR_MAX + 5] = "", tg[HOST_MAX + 16] = "-";
 
 	if (c->parsed)
 		strfmt(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
 			 c->req.host, c->req.port);
+	if (CONFIG_PROXY_PROTOCOL && c->via.ip.family)
+		strfmt(vi, sizeof vi, " via=%s", ep_str(&c->via, ad));
 	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
-	       "client=%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
-	       ep_str(&c->client, cl), c->logname[0] ? c->logname : "-", tg, ep_str(&c->target, ad), c->status,
+	       "client=%s%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
+	       ep_str(&c->client, cl), vi, c->logname[0] ? c->logname : "-", tg, ep_str(&c->target, ad), c->status,
 	       c->st.up, c->st.down, now_ms() - c->start,
 	       c->reason ? " reason=" : "", c->reason ? c->reason : "");
 }
@@ -167,6 +175,13 @@ static void answer_200(struct conn *c)
 	c->answered = 1;
 }
 
+/* A PROXY header where a request should be: from a peer --proxy-protocol
+ * does not name (or a second one), a forgery to refuse. */
+static int untrusted_header(const struct conn *c)
+{
+	return CONFIG_PROXY_PROTOCOL && c->len >= 6 && proxy_looks((unsigned char *)c->buf, c->len);
+}
+
 /* Read until the head is complete: 431 when it does not fit, 408 when it
  * is not all there within the header timeout, 400 as soon as it cannot be
  * a request (a TLS client on a plain port gets its answer at once). */
@@ -190,7 +205,37 @@ static void read_head(struct conn *c)
 			reply_and_exit(c, 0, n ? "client-error" : "client-closed", 0);
 		c->len += (size_t)n;
 		if (http_not_request(c->buf, c->len))
-			reply_and_exit(c, 400, c->buf[0] == 0x16 ? "tls-on-plain-port" : "bad-request", 0);
+			reply_and_exit(c, 400, c->buf[0] == 0x16 ? "tls-on-plain-port" :
+				       untrusted_header(c) ? "proxy-header-untrusted" : "bad-request", 0);
+	}
+	if (untrusted_header(c))
+		reply_and_exit(c, 400, "proxy-header-untrusted", 0);
+}
+
+/* --proxy-protocol: from a peer it names, a PROXY header comes first (before
+ * a ClientHello too) and says who the client is; without one, or with a bad
+ * one, the connection is closed unanswered, as the protocol's text demands
+ * (the sender then sees and logs it; an HTTP answer would reach no client).
+ * From anyone else a header is a bad request (read_head). */
+static void take_proxy_header(struct conn *c)
+{
+	const struct opts *o = c->o;
+	struct proxy_hdr h;
+	int i, r;
+
+	for (i = 0; i < o->ntrust && !acl_cidr_match(&o->trust[i], &c->client.ip); i++)
+		;
+	if (i == o->ntrust)
+		return;
+	r = proxy_read(0, (unsigned char *)c->buf, sizeof c->buf,
+		       c->start + o->header_timeout * 1000LL, &h);
+	if (r < 0)
+		reply_and_exit(c, 0, r == -2 ? "proxy-header-timeout" : r == -3 ? "proxy-header-missing" :
+			       "proxy-header-bad", 0);
+	c->via = c->client;
+	if (!h.local) {
+		c->client = h.src;
+		c->front = h.dst;
 	}
 }
 
@@ -229,6 +274,12 @@ static void read_hello(struct conn *c, struct acl_query *q)
  * connect the proxy to itself. */
 static int is_loop(const struct conn *c, const struct endpoint *ep)
 {
+	/* Behind a PROXY sender, the address its client reached leads back
+	 * here too, and a local one on that port as well. */
+	if (c->front.port && ep->port == c->front.port &&
+	    ((ep->ip.family == c->front.ip.family && !memcmp(ep->ip.a, c->front.ip.a, 16)) ||
+	     (net_is_local(&c->front) && net_is_local(ep))))
+		return 1;
 	for (int i = 0; i < c->o->nown; i++)
 		if (ep->port == c->o->own_ports[i])
 			return net_is_local(ep);
@@ -491,8 +542,11 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 	}
 	if (!o->nown && !bad && CONFIG_HTTP_TUNNEL && o->tunnel_path)
 		start_spawner(o);
-	/* From here on the client's bytes are read (a ClientHello first). */
+	/* From here on the client's bytes are read (a PROXY header, a
+	 * ClientHello, the request). */
 	sandbox_enter(SANDBOX_REQUEST);
+	if (CONFIG_PROXY_PROTOCOL && o->ntrust)
+		take_proxy_header(c);
 	if (CONFIG_TLS && o->cert) {
 		/* Records go out whole, not held back for the peer's ACK. */
 		setsockopt(1, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
@@ -536,6 +590,7 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 	c->kept = 1;
 	c->client = ho->client;
 	c->local = ho->local;
+	c->front = ho->front;
 	c->len = ho->len;
 	memcpy(c->buf, ho->buf, c->len);
 	signal(SIGPIPE, SIG_IGN);
@@ -637,6 +692,7 @@ static void handover_of(const struct conn *c, struct handover *ho)
 {
 	ho->client = c->client;
 	ho->local = c->local;
+	ho->front = c->front;
 	ho->len = c->len;
 	memcpy(ho->buf, c->buf, ho->len);
 }
@@ -907,6 +963,8 @@ static const char usage[] =
 	"      --connect-timeout SEC connecting to the target (default 10)\n"
 	"      --header-timeout SEC  the whole request header (default 10)\n"
 	"      --idle-timeout SEC    a tunnel with no traffic either way (default 600)\n"
+	"      --proxy-protocol CIDR[,CIDR]...  peers that send a PROXY header\n"
+	"                            (v1 or v2) first, naming the real client\n"
 	"      --max-conns N         processes at once (default 256); in inetd mode,\n"
 	"                            those tunneld starts itself\n"
 	"      --user NAME           run as NAME once the files are read (and, with\n"
@@ -924,10 +982,11 @@ static void print_version(void)
 {
 	char v[128];
 
-	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox)\n",
+	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox %cproxy-protocol)\n",
 	       VERSION, CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
 	       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
-	       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-');
+	       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-',
+	       CONFIG_PROXY_PROTOCOL ? '+' : '-');
 	(void)fd_puts(1, v);
 }
 
@@ -954,6 +1013,32 @@ static int number(const char *opt, const char *s, long min, long max)
 	return (int)v;
 }
 
+/* --proxy-protocol's list: addresses or CIDRs, comma-separated. */
+static void trusted_peers(struct opts *o, const char *list)
+{
+	char one[INET6_ADDRSTRLEN + 8];
+
+	if (!CONFIG_PROXY_PROTOCOL)
+		usage_error("%s", "--proxy-protocol: this tunneld was built without it (CONFIG_PROXY_PROTOCOL)");
+	for (const char *p = list, *e; ; p = e + 1) {
+		size_t n;
+
+		e = strchr(p, ',');
+		n = e ? (size_t)(e - p) : strlen(p);
+		if (o->ntrust == TRUST_MAX)
+			usage_error("--proxy-protocol: at most %s addresses or CIDRs", "16");
+		if (n >= sizeof one)
+			n = sizeof one - 1;  /* too long for an address: refused below */
+		memcpy(one, p, n);
+		one[n] = 0;
+		if (!n || acl_parse_cidr(one, &o->trust[o->ntrust]) < 0)
+			usage_error("--proxy-protocol: '%s' is not an address or ADDR/PREFIX", one);
+		o->ntrust++;
+		if (!e)
+			break;
+	}
+}
+
 /* The command line into o; --help, --version and --hash-password end here. */
 static void parse_options(int argc, char **argv, struct opts *o)
 {
@@ -974,6 +1059,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		{ "header-timeout", OPT_REQUIRED, 2 },
 		{ "idle-timeout", OPT_REQUIRED, 3 },
 		{ "max-conns", OPT_REQUIRED, 4 },
+		{ "proxy-protocol", OPT_REQUIRED, 13 },
 		{ "user", OPT_REQUIRED, 5 },
 		{ "log", OPT_REQUIRED, 6 },
 		{ "verbose", OPT_NONE, 'v' },
@@ -1016,6 +1102,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		case 3: o->idle_timeout = number("--idle-timeout", st.arg, 1, 86400 * 7); break;
 		case 4: o->max_conns = number("--max-conns", st.arg, 1, 65536); break;
 		case 5: o->user = st.arg; break;
+		case 13: trusted_peers(o, st.arg); break;
 		case 6:
 			if (!strcmp(st.arg, "syslog"))
 				o->log = LOG_TO_SYSLOG;

@@ -178,6 +178,7 @@ FULL_COMMAND = [
     "--header-timeout", "7",
     "--idle-timeout", "300",
     "--max-conns", "32",
+    "--proxy-protocol", "192.168.1.2,10.0.0.0/8",
     "--verbose",
     "--log", "stderr",
 ]
@@ -404,7 +405,7 @@ def config_in_symbols():
 def test_config_in_symbols_are_kconfig_symbols():
     syms = config_in_symbols()
     assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE", "TUNNELD_SANDBOX",
-                    "TUNNELD_HTTP_TUNNEL"]
+                    "TUNNELD_HTTP_TUNNEL", "TUNNELD_PROXY_PROTOCOL"]
     kconfig = re.findall(r"^config (\w+)", (REPO / "Kconfig").read_text(), re.M)
     assert {s.removeprefix("TUNNELD_") for s in syms} <= set(kconfig)
 
@@ -444,7 +445,7 @@ def test_compile_without_tls(source_tree):
     assert not (source_tree / "build").exists(), "fetched or built a library"
     v = subprocess.run([str(source_tree / "tunneld"), "--version"], capture_output=True,
                        text=True, check=True, timeout=10).stdout
-    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel -sandbox)"
+    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel -sandbox -proxy-protocol)"
 
 
 def test_compile_with_tls_links_system_mbedtls(source_tree):
@@ -581,7 +582,7 @@ def test_packages_build_from_the_dist(release, tmp_path):
     built = tmp_path / "build" / f"tunneld-{VERSION}"
     v = subprocess.run([str(built / "tunneld"), "--version"], capture_output=True, text=True,
                        check=True, timeout=10).stdout
-    assert v.strip() == f"tunneld {VERSION} (+auth -tls +ipv6 -splice +http-tunnel -sandbox)"
+    assert v.strip() == f"tunneld {VERSION} (+auth -tls +ipv6 -splice +http-tunnel -sandbox -proxy-protocol)"
     v = subprocess.run([str(built / "tunnel"), "--version"], capture_output=True, text=True,
                        check=True, timeout=10).stdout
     assert v.strip() == f"tunnel {VERSION} (-tls +ipv6)"
