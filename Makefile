@@ -63,6 +63,9 @@ $(HARDEN_STAMP): harden-force
 ifeq ($(CONFIG_PROXY_PROTOCOL),1)
 SRCS += proxyproto.c
 endif
+ifeq ($(CONFIG_UPSTREAM),1)
+SRCS += upstream.c
+endif
 ifeq ($(CONFIG_AUTH),1)
 SRCS += auth.c
 HOST_LIBS += -lcrypt
@@ -120,16 +123,16 @@ tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) $(MUSL_SPECS) | deps-s
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
 MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0 \
-	-DCONFIG_SANDBOX=0 -DCONFIG_PROXY_PROTOCOL=0
+	-DCONFIG_SANDBOX=0 -DCONFIG_PROXY_PROTOCOL=0 -DCONFIG_UPSTREAM=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(HOST_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)
 # One feature off at a time, for the checks of each alone.
-tunneld-noauth: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
+tunneld-noauth: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c upstream.c tls.c $(HDRS) $(MBEDTLS_HOST_LIBS)
 	$(CC) $(HOST_FLAGS) $(MBEDTLS_CFLAGS) -DCONFIG_AUTH=0 -DCONFIG_TLS=1 \
-		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c tls.c $(MBEDTLS_HOST_LIBS)
-tunneld-notls: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c auth.c $(HDRS)
+		-DCONFIG_HTTP_TUNNEL=1 -o $@ $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c upstream.c tls.c $(MBEDTLS_HOST_LIBS)
+tunneld-notls: $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c upstream.c auth.c $(HDRS)
 	$(CC) $(HOST_FLAGS) -DCONFIG_AUTH=1 -DCONFIG_TLS=0 -DCONFIG_HTTP_TUNNEL=1 -o $@ \
-		$(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c auth.c -lcrypt
+		$(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c upstream.c auth.c -lcrypt
 tunneld-min-static: $(CORE_SRCS) $(HDRS) $(MUSL_SPECS) | deps-static
 	@mkdir -p $(DEBUG_DIR)
 	$(MUSL_CC) $(STATIC_FLAGS) $(MIN_DEFS) -o $(DEBUG_DIR)/$@ $(CORE_SRCS)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "acl.h"
+#include "config.h"
 #include "file.h"
 #include "fmt.h"
 #include "http.h"
@@ -227,9 +228,23 @@ static int parse_line(struct parser *p, char *s)
 	r->allow = word[0] == 'a';
 	r->first = (unsigned short)a->nconds;
 	r->line = p->line;
-	while ((word = next_token(&s)))
-		if (parse_cond(p, word, &s) < 0)
+	r->via = 0;
+	while ((word = next_token(&s))) {
+		/* "via direct|upstream": not a condition, how an allow goes. */
+		if (CONFIG_UPSTREAM && !strcmp(word, "via")) {
+			char *how = next_token(&s);
+
+			if (!r->allow)
+				return fail(p, "'via' goes with allow, not deny");
+			if (r->via)
+				return fail(p, "'via' twice");
+			if (!how || (strcmp(how, "direct") && strcmp(how, "upstream")))
+				return fail(p, "'via' is followed by 'direct' or 'upstream'");
+			r->via = how[0] == 'd' ? ACL_VIA_DIRECT : ACL_VIA_UPSTREAM;
+		} else if (parse_cond(p, word, &s) < 0) {
 			return -1;
+		}
+	}
 	r->count = (unsigned short)(a->nconds - r->first);
 	return 0;
 }
@@ -427,7 +442,7 @@ int acl_check(const struct acl *a, const struct acl_query *q, int *line)
 		*line = rule->line;
 		if (m < 0)
 			return ACL_NEED_HELLO;
-		return rule->allow ? ACL_ALLOW : ACL_DENY;
+		return rule->allow ? ACL_ALLOW | rule->via : ACL_DENY;
 	}
 	*line = 0;
 	return ACL_DENY;

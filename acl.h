@@ -26,6 +26,7 @@ struct acl_cond {
 
 struct acl_rule {
 	unsigned char allow;
+	unsigned char via;      /* ACL_VIA_* bits: how an allow goes, 0: not said */
 	unsigned short first, count;
 	int line;
 };
@@ -57,6 +58,11 @@ struct acl_query {
 /* ACL_NEED_HELLO: the deciding rule tests "tls" or "tls-sni" and the query
  * has tls = -1; read the client's first bytes and ask again. */
 enum { ACL_DENY = 0, ACL_ALLOW = 1, ACL_NEED_HELLO = 2 };
+/* An allow whose rule says "via direct" or "via upstream" (CONFIG_UPSTREAM)
+ * has that bit too: test the verdict with ACL_VERDICT(). A caller that
+ * compares with ACL_ALLOW alone denies it. */
+enum { ACL_VIA_DIRECT = 4, ACL_VIA_UPSTREAM = 8 };
+#define ACL_VERDICT(v) ((v) & 3)
 
 /* "ADDR" or "ADDR/PREFIX", IPv4 or IPv6 (IPv4-mapped IPv6 becomes IPv4),
  * into it as a CIDR item. 0 or -1. */
@@ -71,9 +77,10 @@ extern const char acl_builtin[];
  * the file at name. name labels errors: "name:line: why". 0 or -1. */
 int acl_load(struct acl *acl, const char *name, const char *text, size_t len,
 	     char *err, size_t errlen);
-/* ACL_ALLOW, ACL_DENY or ACL_NEED_HELLO; *line is the deciding rule's line,
+/* ACL_ALLOW (with its rule's ACL_VIA_* bit), ACL_DENY or ACL_NEED_HELLO; *line is the deciding rule's line,
  * 0 if none held. A deny also holds for the IPv4 address that q->addr
- * carries (NAT64, 6to4, compatible). Reaching a "self" item reads the
+ * carries (NAT64, 6to4, compatible). q->addr NULL: a name that did not
+ * resolve here, judged without an address (no CIDR nor "self" item holds). Reaching a "self" item reads the
  * interfaces once (getifaddrs: an AF_NETLINK socket and malloc). */
 int acl_check(const struct acl *acl, const struct acl_query *q, int *line);
 

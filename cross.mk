@@ -81,8 +81,9 @@ CROSS_MBEDTLS_x86_64 = $(MBEDTLS_MUSL_LIBS)
 
 # The default features, by the -D hooks of config.h; sources named, not
 # taken from .config.
-CROSS_DEFS = -DCONFIG_AUTH=1 -DCONFIG_IPV6=1 -DCONFIG_SPLICE=1 -DCONFIG_HTTP_TUNNEL=1 -DCONFIG_SANDBOX=1
-CROSS_TUNNELD_SRCS = $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c auth.c
+CROSS_DEFS = -DCONFIG_AUTH=1 -DCONFIG_IPV6=1 -DCONFIG_SPLICE=1 -DCONFIG_HTTP_TUNNEL=1 -DCONFIG_SANDBOX=1 \
+	-DCONFIG_UPSTREAM=1
+CROSS_TUNNELD_SRCS = $(CORE_SRCS) $(TUNNEL_SERVER_SRCS) proxyproto.c upstream.c auth.c
 CROSS_TUNNEL_SRCS = $(filter-out tls.c,$(TUNNEL_SRCS))
 CROSS_CRYPT_NAMES = crypt_blowfish.o crypt_sha256.o crypt_sha512.o
 MUSL_SRC ?= build/musl-src

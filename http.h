@@ -80,6 +80,12 @@ int http_is_name(const char *s, size_t len);
 /* A port: plain decimal 1-65535 without a leading zero, or -1. */
 int http_port(const char *s, size_t len);
 
+/* The Basic token of user:pass (RFC 7617), NUL-terminated, into out (cap
+ * bytes). 0, or -1 when the name is empty or holds ':', either holds a
+ * control character, or the token does not fit. */
+int http_basic(const char *user, size_t ulen, const char *pass, size_t plen, char *out,
+	       size_t cap);
+
 /* Whether the comma-separated list v[0..n) holds the token tok (any case). */
 int http_has_token(const char *v, size_t n, const char *tok);
 /* A node name (--node, PROTOCOL.md): 1 to NODE_MAX lower-case letters,

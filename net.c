@@ -74,6 +74,21 @@ int net_write_all(int fd, const void *buf, size_t len,
 	return 0;
 }
 
+int net_literal(const char *host, struct endpoint *ep)
+{
+	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6 };
+
+	memset(ep, 0, sizeof *ep);
+	if (inet_pton(AF_INET, host, ep->ip.a) == 1) {
+		ep->ip.family = AF_INET;
+		return 0;
+	}
+	if (!CONFIG_IPV6 || inet_pton(AF_INET6, host, &s6.sin6_addr) != 1)
+		return -1;
+	ep_from_sockaddr(ep, (struct sockaddr *)&s6);  /* IPv4-mapped: as IPv4 */
+	return 0;
+}
+
 void ep_from_sockaddr(struct endpoint *ep, const struct sockaddr *sa)
 {
 	memset(ep, 0, sizeof *ep);

@@ -19,6 +19,9 @@ struct endpoint {
 #define ADDRSTR_MAX (INET6_ADDRSTRLEN + 8)
 
 void ep_from_sockaddr(struct endpoint *ep, const struct sockaddr *sa);
+/* An address literal, dotted quad or IPv6 without [] (IPv4 only without
+ * CONFIG_IPV6), into ep with port 0. 0, or -1. */
+int net_literal(const char *host, struct endpoint *ep);
 socklen_t ep_to_sockaddr(const struct endpoint *ep, struct sockaddr_storage *ss);
 /* "1.2.3.4:80", "[::1]:80" or "-" for an unknown address. */
 const char *ep_str(const struct endpoint *ep, char buf[ADDRSTR_MAX]);

@@ -41,6 +41,9 @@ static mbedtls_pk_context key;
 static mbedtls_ssl_context ssl;
 static mbedtls_ssl_config cconf;   /* the client side's */
 static mbedtls_x509_crt ca;
+/* tunneld's own client side, toward an https:// upstream proxy: a second
+ * session beside the client's, so both can be TLS at once. */
+static mbedtls_ssl_context ussl;
 
 /* The process whose psa_crypto_init() seeded PSA's random generator. A
  * process forked from it (a --listen worker, each of tunnel's) starts with
@@ -78,15 +81,18 @@ fail:
 	return -1;
 }
 
-/* The sockets the bio callbacks use: fd 0 reads and fd 1 writes, as inetd
- * hands them to the server; tls_connect() sets both to its socket. */
-static int bio_in = 0, bio_out = 1;
+/* The sockets a session's bio callbacks use: for the client's session fd 0
+ * reads and fd 1 writes, as inetd hands them to the server; tls_connect()
+ * sets both to its socket. */
+struct bio {
+	int in, out;
+};
+static struct bio sbio = { 0, 1 }, ubio = { -1, -1 };
 
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
-	ssize_t n = send(bio_out, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t n = send(((struct bio *)ctx)->out, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-	(void)ctx;
 	if (n >= 0)
 		return (int)n;
 	return errno == EAGAIN || errno == EINTR ? MBEDTLS_ERR_SSL_WANT_WRITE
@@ -95,9 +101,8 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
-	ssize_t n = recv(bio_in, buf, len, MSG_DONTWAIT);
+	ssize_t n = recv(((struct bio *)ctx)->in, buf, len, MSG_DONTWAIT);
 
-	(void)ctx;
 	if (n >= 0)
 		return (int)n;
 	return errno == EAGAIN || errno == EINTR ? MBEDTLS_ERR_SSL_WANT_READ
@@ -142,10 +147,10 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 }
 
 /* Wait until the socket can do what mbedTLS asked for. */
-static int wait_io(int want, long long deadline)
+static int wait_io(const struct bio *b, int want, long long deadline)
 {
-	return want == MBEDTLS_ERR_SSL_WANT_WRITE ? net_wait(bio_out, POLLOUT, deadline)
-						   : net_wait(bio_in, POLLIN, deadline);
+	return want == MBEDTLS_ERR_SSL_WANT_WRITE ? net_wait(b->out, POLLOUT, deadline)
+						   : net_wait(b->in, POLLIN, deadline);
 }
 
 int tls_accept(int timeout_ms, const char **why)
@@ -158,13 +163,13 @@ int tls_accept(int timeout_ms, const char **why)
 		*why = "tls-setup";
 		return -1;
 	}
-	mbedtls_ssl_set_bio(&ssl, NULL, bio_send, bio_recv, NULL);
+	mbedtls_ssl_set_bio(&ssl, &sbio, bio_send, bio_recv, NULL);
 	while ((r = mbedtls_ssl_handshake(&ssl)) != 0) {
 		if (r != MBEDTLS_ERR_SSL_WANT_READ && r != MBEDTLS_ERR_SSL_WANT_WRITE) {
 			*why = "tls-handshake";
 			return -1;
 		}
-		if (wait_io(r, deadline) < 0) {
+		if (wait_io(&sbio, r, deadline) < 0) {
 			*why = "tls-handshake-timeout";
 			return -1;
 		}
@@ -172,12 +177,10 @@ int tls_accept(int timeout_ms, const char **why)
 	return 0;
 }
 
-ssize_t tls_read(int fd, void *buf, size_t len)
+static ssize_t session_read(mbedtls_ssl_context *s, void *buf, size_t len)
 {
-	int r;
+	int r = mbedtls_ssl_read(s, buf, len);
 
-	(void)fd;
-	r = mbedtls_ssl_read(&ssl, buf, len);
 	if (r >= 0)
 		return r;
 	if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
@@ -188,16 +191,26 @@ ssize_t tls_read(int fd, void *buf, size_t len)
 	return -1;
 }
 
-ssize_t tls_write(int fd, const void *buf, size_t len)
+static ssize_t session_write(mbedtls_ssl_context *s, const void *buf, size_t len)
 {
-	int r;
+	int r = mbedtls_ssl_write(s, buf, len);
 
-	(void)fd;
-	r = mbedtls_ssl_write(&ssl, buf, len);
 	if (r >= 0)
 		return r;
 	errno = r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE ? EAGAIN : EPIPE;
 	return -1;
+}
+
+ssize_t tls_read(int fd, void *buf, size_t len)
+{
+	(void)fd;
+	return session_read(&ssl, buf, len);
+}
+
+ssize_t tls_write(int fd, const void *buf, size_t len)
+{
+	(void)fd;
+	return session_write(&ssl, buf, len);
 }
 
 int tls_pending(void)
@@ -259,7 +272,9 @@ static const char *verify_why(uint32_t flags)
 	return "its certificate did not verify";
 }
 
-int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen)
+/* The client side's handshake of session s on fd, bio b. */
+static int connect_on(mbedtls_ssl_context *s, struct bio *b, int fd, const char *host,
+		      int timeout_ms, char *err, size_t errlen)
 {
 	long long deadline = now_ms() + timeout_ms;
 	int r;
@@ -267,28 +282,68 @@ int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errl
 	/* Reseeded in a process forked since the last handshake. */
 	if (crypto_start(err, errlen) < 0)
 		return -1;
-	tls_close();
-	bio_in = bio_out = fd;
-	if (mbedtls_ssl_setup(&ssl, &cconf) || mbedtls_ssl_set_hostname(&ssl, host)) {
+	mbedtls_ssl_free(s);
+	mbedtls_ssl_init(s);
+	b->in = b->out = fd;
+	if (mbedtls_ssl_setup(s, &cconf) || mbedtls_ssl_set_hostname(s, host)) {
 		snprintf(err, errlen, "no TLS session (out of memory?)");
 		return -1;
 	}
-	mbedtls_ssl_set_bio(&ssl, NULL, bio_send, bio_recv, NULL);
-	while ((r = mbedtls_ssl_handshake(&ssl)) != 0) {
+	mbedtls_ssl_set_bio(s, b, bio_send, bio_recv, NULL);
+	while ((r = mbedtls_ssl_handshake(s)) != 0) {
 		if (r == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-			snprintf(err, errlen, "%s", verify_why(mbedtls_ssl_get_verify_result(&ssl)));
+			snprintf(err, errlen, "%s", verify_why(mbedtls_ssl_get_verify_result(s)));
 			return -1;
 		}
 		if (r != MBEDTLS_ERR_SSL_WANT_READ && r != MBEDTLS_ERR_SSL_WANT_WRITE) {
 			snprintf(err, errlen, "the TLS handshake failed (-0x%04x)", -r);
 			return -1;
 		}
-		if (wait_io(r, deadline) < 0) {
+		if (wait_io(b, r, deadline) < 0) {
 			snprintf(err, errlen, "the TLS handshake took too long");
 			return -1;
 		}
 	}
 	return 0;
+}
+
+int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen)
+{
+	return connect_on(&ssl, &sbio, fd, host, timeout_ms, err, errlen);
+}
+
+int tls_up_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen)
+{
+	return connect_on(&ussl, &ubio, fd, host, timeout_ms, err, errlen);
+}
+
+static ssize_t up_read(int fd, void *buf, size_t len)
+{
+	(void)fd;
+	return session_read(&ussl, buf, len);
+}
+
+static ssize_t up_write(int fd, const void *buf, size_t len)
+{
+	(void)fd;
+	return session_write(&ussl, buf, len);
+}
+
+static int up_pending(void)
+{
+	return mbedtls_ssl_check_pending(&ussl) != 0;
+}
+
+static void up_end(void)
+{
+	(void)mbedtls_ssl_close_notify(&ussl);
+}
+
+const struct relay_io *tls_up_relay_io(void)
+{
+	static const struct relay_io io = { up_read, up_write, up_pending, up_end };
+
+	return &io;
 }
 
 void tls_close(void)

@@ -37,6 +37,12 @@ int tls_connect(int fd, const char *host, int timeout_ms, char *err, size_t errl
 /* Forget the session without a word to the peer (a dropped connection, or
  * one a forked process inherited and must not touch). */
 void tls_close(void);
+
+/* tunneld toward an https:// upstream proxy (upstream.c): tls_connect()'s
+ * handshake, in a second session of its own beside the client's (after
+ * tls_client_init()), and its calls as relay() takes them. */
+int tls_up_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen);
+const struct relay_io *tls_up_relay_io(void);
 #else
 static inline int tls_server_init(const char *c, const char *k, char *e, size_t n)
 { (void)c; (void)k; (void)e; (void)n; return -1; }
@@ -51,6 +57,9 @@ static inline int tls_client_init(const char *c, char *e, size_t n)
 static inline int tls_connect(int f, const char *h, int t, char *e, size_t n)
 { (void)f; (void)h; (void)t; (void)e; (void)n; return -1; }
 static inline void tls_close(void) { }
+static inline int tls_up_connect(int f, const char *h, int t, char *e, size_t n)
+{ (void)f; (void)h; (void)t; (void)e; (void)n; return -1; }
+static inline const struct relay_io *tls_up_relay_io(void) { return 0; }
 #endif
 
 #endif

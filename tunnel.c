@@ -85,49 +85,11 @@ void sleep_ms(int ms)
 
 /* ---- Credentials ---------------------------------------------------- */
 
-static int has_ctl(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			return 1;
-	return 0;
-}
-
-static void base64(const unsigned char *in, size_t n, char *out)
-{
-	static const char b[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-	for (; n >= 3; in += 3, n -= 3) {
-		*out++ = b[in[0] >> 2];
-		*out++ = b[(in[0] & 3) << 4 | in[1] >> 4];
-		*out++ = b[(in[1] & 15) << 2 | in[2] >> 6];
-		*out++ = b[in[2] & 63];
-	}
-	if (n) {
-		*out++ = b[in[0] >> 2];
-		*out++ = b[(in[0] & 3) << 4 | (n > 1 ? in[1] >> 4 : 0)];
-		*out++ = n > 1 ? b[(in[1] & 15) << 2] : '=';
-		*out++ = '=';
-	}
-	*out = 0;
-}
-
-/* The Basic token of user:pass (RFC 7617) into out. 0, or -1 when the
- * name holds ':' or either holds a control character, or they are long. */
+/* The Basic token of user:pass (RFC 7617) into out: http.c's. */
 static int basic(const char *user, size_t ulen, const char *pass, size_t plen,
 		 char out[AUTH_B64 + 1])
 {
-	unsigned char cred[CRED_MAX];
-
-	if (!ulen || memchr(user, ':', ulen) || has_ctl(user, ulen) || has_ctl(pass, plen) ||
-	    ulen + 1 + plen > sizeof cred)
-		return -1;
-	memcpy(cred, user, ulen);
-	cred[ulen] = ':';
-	memcpy(cred + ulen + 1, pass, plen);
-	base64(cred, ulen + 1 + plen, out);
-	explicit_bzero(cred, sizeof cred);
-	return 0;
+	return http_basic(user, ulen, pass, plen, out, AUTH_B64 + 1);
 }
 
 /* --user's password: the first line of --password-file, or $TUNNEL_PASSWORD.

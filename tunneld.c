@@ -35,6 +35,7 @@
 #include "sni.h"
 #include "spawn.h"
 #include "tls.h"
+#include "upstream.h"
 #include "user.h"
 
 #include "version.h"
@@ -63,6 +64,8 @@ struct opts {
 	char scope[24];                  /* this tunneld among others of its user */
 	struct acl_item trust[TRUST_MAX]; /* --proxy-protocol: who may send a header */
 	int ntrust;
+	struct upstream *up;             /* --upstream, or NULL */
+	const char *up_auth, *up_cacert; /* --upstream-auth, --upstream-cacert */
 };
 
 struct conn {
@@ -76,6 +79,10 @@ struct conn {
 	int tls;                /* the client speaks TLS to us */
 	int tunnel;             /* a GET/POST tunnel request, not a CONNECT */
 	int kept;               /* a kept-alive connection handed over (spawn.h) */
+	int via_up;             /* the tunnel goes through the upstream proxy */
+	const struct relay_io *tio;  /* the target's side: NULL plain, or TLS to the upstream */
+	const char *early;      /* the target's bytes that came with the upstream's 200 */
+	size_t elen;
 	char logname[AUTH_LOGNAME_MAX];  /* the user name sent, escaped */
 	int status;
 	const char *reason;
@@ -91,18 +98,19 @@ static struct conn conn __attribute__((aligned(4096)));
 
 static void log_conn(const struct conn *c)
 {
-	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], vi[ADDRSTR_MAX + 5] = "", tg[HOST_MAX + 16] = "-";
+	char cl[ADDRSTR_MAX], ad[ADDRSTR_MAX], vi[ADDRSTR_MAX + 6] = "", tg[HOST_MAX + 16] = "-";
 
 	if (c->parsed)
 		strfmt(tg, sizeof tg, strchr(c->req.host, ':') ? "[%s]:%u" : "%s:%u",
 			 c->req.host, c->req.port);
 	if (CONFIG_PROXY_PROTOCOL && c->via.ip.family)
-		strfmt(vi, sizeof vi, " via=%s", ep_str(&c->via, ad));
+		strfmt(vi, sizeof vi, " peer=%s", ep_str(&c->via, ad));
 	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
-	       "client=%s%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s",
+	       "client=%s%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s%s",
 	       ep_str(&c->client, cl), vi, c->logname[0] ? c->logname : "-", tg, ep_str(&c->target, ad), c->status,
 	       c->st.up, c->st.down, now_ms() - c->start,
-	       c->reason ? " reason=" : "", c->reason ? c->reason : "");
+	       c->reason ? " reason=" : "", c->reason ? c->reason : "",
+	       c->via_up ? " via=upstream" : "");
 }
 
 static int client_write(const struct conn *c, const char *buf, size_t len)
@@ -287,31 +295,29 @@ static int is_loop(const struct conn *c, const struct endpoint *ep)
 }
 
 /* The target's addresses into r, ports aside: the literal, or what the
- * resolver (dns.c) finds before the deadline. */
-static void resolve(struct conn *c, struct race *r, long long deadline)
+ * resolver (dns.c) finds before the deadline. Its failure ends the
+ * connection, unless soft: then it is returned (r->n 0). */
+static int resolve(struct conn *c, struct race *r, long long deadline, int soft)
 {
-	struct sockaddr_storage ss = { 0 };
-	struct sockaddr_in *s4 = (void *)&ss;
-	struct sockaddr_in6 *s6 = (void *)&ss;
 	int n;
 
 	if (c->req.literal) {
-		if (inet_pton(AF_INET, c->req.host, &s4->sin_addr) == 1)
-			s4->sin_family = AF_INET;
-		else if (CONFIG_IPV6 && inet_pton(AF_INET6, c->req.host, &s6->sin6_addr) == 1)
-			s6->sin6_family = AF_INET6;
-		else
+		if (net_literal(c->req.host, &r->ep[0]) < 0)
 			reply_and_exit(c, 400, "bad-request", 0);
-		ep_from_sockaddr(&r->ep[0], (struct sockaddr *)&ss);
 		r->n = 1;
-		return;
+		return 0;
 	}
 	n = dns_resolve(c->req.host, r->ep, RACE_MAX, deadline);
+	if (n < 0 && soft) {
+		r->n = 0;
+		return n;
+	}
 	if (n == DNS_TIMEOUT)
 		reply_and_exit(c, 504, "dns-timeout", 0);
 	if (n < 0)
 		reply_and_exit(c, 502, n == DNS_NXDOMAIN ? "dns-no-such-name" : "dns-failure", 0);
 	r->n = n;
+	return 0;
 }
 
 /* What open_target() checks before each connect attempt, and counts. */
@@ -321,31 +327,140 @@ struct pick {
 	int tried, loop;
 };
 
+/* The rules' verdict on the target at address ep (NULL: by its name
+ * alone), the client's first bytes read when a rule asks for them. */
+static int verdict_on(struct conn *c, struct acl_query *q, const struct endpoint *ep)
+{
+	char s[ADDRSTR_MAX];
+	int line, verdict;
+
+	q->addr = ep ? &ep->ip : NULL;
+	verdict = acl_check(c->o->acl, q, &line);
+	if (verdict == ACL_NEED_HELLO) {
+		read_hello(c, q);
+		verdict = acl_check(c->o->acl, q, &line);
+	}
+	if (ACL_VERDICT(verdict) != ACL_ALLOW)
+		logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep ? ep_str(ep, s) : q->host, line);
+	return verdict;
+}
+
 /* The loop check and the rules, before an attempt starts: an address they
- * deny is never connected to. */
+ * deny is never connected to; with an upstream, neither is one whose rule
+ * does not say "via direct". */
 static int pick_addr(void *arg, const struct endpoint *ep)
 {
 	struct pick *pk = arg;
 	char s[ADDRSTR_MAX];
-	int line, verdict;
+	int verdict;
 
 	if (is_loop(pk->c, ep)) {
 		pk->loop = 1;
 		return 0;
 	}
-	pk->q->addr = &ep->ip;
-	verdict = acl_check(pk->c->o->acl, pk->q, &line);
-	if (verdict == ACL_NEED_HELLO) {
-		read_hello(pk->c, pk->q);
-		verdict = acl_check(pk->c->o->acl, pk->q, &line);
-	}
-	if (verdict != ACL_ALLOW) {
-		logmsg(LOG_DEBUG, "%s denied by rule at line %d", ep_str(ep, s), line);
+	verdict = verdict_on(pk->c, pk->q, ep);
+	if (ACL_VERDICT(verdict) != ACL_ALLOW ||
+	    (CONFIG_UPSTREAM && pk->c->o->up && !(verdict & ACL_VIA_DIRECT)))
 		return 0;
-	}
 	logmsg(LOG_DEBUG, "%s: connecting", ep_str(ep, s));
 	pk->tried++;
 	return 1;
+}
+
+/* Race the addresses in r, ports set, that pk's checks allow. */
+static int race_target(struct conn *c, struct race *r, long long deadline, struct pick *pk)
+{
+	char s[ADDRSTR_MAX];
+	int fd, err, unroutable = 1;
+
+	fd = net_race(r, deadline, pick_addr, pk);
+	err = errno;
+	c->target = r->ep[0];
+	for (int i = 0; i < r->n; i++) {
+		if (r->err[i] < 0)
+			continue;
+		c->target = r->ep[i];  /* the last one tried, unless one won */
+		unroutable &= r->err[i] == ENETUNREACH || r->err[i] == EHOSTUNREACH;
+		logmsg(LOG_DEBUG, "%s: %s", ep_str(&r->ep[i], s),
+		       r->err[i] ? strerror(r->err[i]) : "connected");
+	}
+	if (fd >= 0) {
+		c->target = r->ep[r->won];
+		return fd;
+	}
+	if (err == ETIMEDOUT)
+		reply_and_exit(c, 504, "connect-timeout", 0);
+	if (!pk->tried)
+		reply_and_exit(c, 403, pk->loop ? "loop" : "denied", 0);
+	reply_and_exit(c, 502, unroutable ? "connect-unreachable" : "connect-failed", 0);
+}
+
+/* The upstream's addresses pass the loop check only: the rules are for
+ * the client's targets, the upstream is the administrator's. */
+static int up_allow(void *arg, const struct endpoint *ep)
+{
+	return !is_loop(arg, ep);
+}
+
+/* CONNECT through the upstream, with a deadline of its own. */
+static int through_upstream(struct conn *c)
+{
+	long long deadline = now_ms() + c->o->connect_timeout * 1000LL;
+	struct upstream_conn uc;
+
+	c->via_up = 1;
+	if (upstream_open(c->o->up, c->req.host, c->req.port, deadline, up_allow, c, &uc) < 0) {
+		c->target = uc.ep;
+		reply_and_exit(c, uc.status, uc.reason, 0);
+	}
+	c->target = uc.ep;
+	c->tio = uc.io;
+	c->early = uc.early;
+	c->elen = uc.elen;
+	return uc.fd;
+}
+
+/* With an upstream the rules decide first: on each address the name has
+ * here, or on the name alone when it has none here (a company network's
+ * resolver may know no outside name). The first address allowed, in the
+ * resolver's order, says the way: "via direct", or else the upstream.
+ * The upstream connects where it likes, so it is asked only when the
+ * rules deny none of the name's addresses here. */
+static int open_routed(struct conn *c, struct acl_query *q, struct race *r, long long deadline)
+{
+	struct pick pk = { c, q, 0, 0 };
+	int dns = resolve(c, r, deadline, 1), via = 0, denied = 0, loop = 0;
+
+	for (int i = 0; i < r->n; i++) {
+		int v = 0;
+
+		r->ep[i].port = c->req.port;
+		if (is_loop(c, &r->ep[i]))
+			loop = 1;
+		else
+			v = verdict_on(c, q, &r->ep[i]);
+		if (ACL_VERDICT(v) != ACL_ALLOW)
+			denied = 1;
+		else if (!via)
+			via = v & ACL_VIA_DIRECT ? ACL_VIA_DIRECT : ACL_VIA_UPSTREAM;
+	}
+	if (!r->n) {
+		int v = verdict_on(c, q, NULL);
+
+		if (ACL_VERDICT(v) == ACL_ALLOW)
+			via = v & ACL_VIA_DIRECT ? ACL_VIA_DIRECT : ACL_VIA_UPSTREAM;
+		/* Direct, the name must resolve here: its failure is the answer. */
+		if (via == ACL_VIA_DIRECT)
+			reply_and_exit(c, dns == DNS_TIMEOUT ? 504 : 502, dns == DNS_TIMEOUT ? "dns-timeout" :
+				       dns == DNS_NXDOMAIN ? "dns-no-such-name" : "dns-failure", 0);
+	}
+	if (!via)
+		reply_and_exit(c, 403, loop ? "loop" : "denied", 0);
+	if (via == ACL_VIA_DIRECT)
+		return race_target(c, r, deadline, &pk);
+	if (denied)
+		reply_and_exit(c, 403, loop ? "loop" : "denied", 0);
+	return through_upstream(c);
 }
 
 /* Race the resolved addresses the rules allow (net_race(): RFC 8305, at
@@ -356,32 +471,13 @@ static int open_target(struct conn *c, struct acl_query *q)
 	long long deadline = now_ms() + c->o->connect_timeout * 1000LL;
 	struct race r = { .n = 0 };
 	struct pick pk = { c, q, 0, 0 };
-	char s[ADDRSTR_MAX];
-	int fd, err, unroutable = 1;
 
-	resolve(c, &r, deadline);
+	if (CONFIG_UPSTREAM && c->o->up)
+		return open_routed(c, q, &r, deadline);
+	resolve(c, &r, deadline, 0);
 	for (int i = 0; i < r.n; i++)
 		r.ep[i].port = c->req.port;
-	fd = net_race(&r, deadline, pick_addr, &pk);
-	err = errno;
-	c->target = r.ep[0];
-	for (int i = 0; i < r.n; i++) {
-		if (r.err[i] < 0)
-			continue;
-		c->target = r.ep[i];  /* the last one tried, unless one won */
-		unroutable &= r.err[i] == ENETUNREACH || r.err[i] == EHOSTUNREACH;
-		logmsg(LOG_DEBUG, "%s: %s", ep_str(&r.ep[i], s),
-		       r.err[i] ? strerror(r.err[i]) : "connected");
-	}
-	if (fd >= 0) {
-		c->target = r.ep[r.won];
-		return fd;
-	}
-	if (err == ETIMEDOUT)
-		reply_and_exit(c, 504, "connect-timeout", 0);
-	if (!pk.tried)
-		reply_and_exit(c, 403, pk.loop ? "loop" : "denied", 0);
-	reply_and_exit(c, 502, unroutable ? "connect-unreachable" : "connect-failed", 0);
+	return race_target(c, &r, deadline, &pk);
 }
 
 /* The rule and credential files: read once with --listen, for every
@@ -393,6 +489,19 @@ static int load_config(const struct opts *o, char *err, size_t errlen)
 		return -1;
 	if (CONFIG_AUTH && o->auth && auth_load(o->auth, o->users_path, NULL, 0, err, errlen) < 0)
 		return -1;
+	if (CONFIG_UPSTREAM && o->up) {
+		if (o->up_auth && upstream_auth_load(o->up, o->up_auth, err, errlen) < 0)
+			return -1;
+		if (CONFIG_TLS && o->up->tls && tls_client_init(o->up_cacert, err, errlen) < 0)
+			return -1;
+	}
+	/* "via upstream" with no upstream to go through is a rule in error. */
+	for (int i = 0; CONFIG_UPSTREAM && !o->up && i < o->acl->nrules; i++)
+		if (o->acl->rules[i].via == ACL_VIA_UPSTREAM) {
+			strfmt(err, errlen, "%s:%d: 'via upstream' without --upstream",
+			       o->acl_path ? o->acl_path : "built-in", o->acl->rules[i].line);
+			return -1;
+		}
 	return 0;
 }
 
@@ -447,15 +556,21 @@ static void __attribute__((noreturn)) serve_request(struct conn *c)
 	if (!c->answered)
 		answer_200(c);
 	c->status = 200;
+	/* The target's bytes that came behind the upstream's answer. */
+	if (c->elen) {
+		if (client_write(c, c->early, c->elen) < 0)
+			reply_and_exit(c, 200, "client-error", 0);
+		c->st.down += c->elen;
+	}
 	/* Bytes the client sent before the answer go first. */
 	if (c->len > c->head) {
-		if (net_write_all(fd, c->buf + c->head, c->len - c->head, NULL,
+		if (net_write_all(fd, c->buf + c->head, c->len - c->head, c->tio ? c->tio->write : NULL,
 				  now_ms() + o->idle_timeout * 1000) < 0)
 			reply_and_exit(c, 200, "target-error", 0);
 		c->st.up += c->len - c->head;
 	}
 	why = relay(&(struct relay_side){ 0, 1, c->tls ? tls_relay_io() : NULL },
-		    &(struct relay_side){ fd, fd, NULL }, o->idle_timeout * 1000, &c->st);
+		    &(struct relay_side){ fd, fd, c->tio }, o->idle_timeout * 1000, &c->st);
 	reply_and_exit(c, 200, why, 0);
 }
 
@@ -770,6 +885,11 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	if (session_places(&so, &c->client) < 0)
 		reply_and_exit(c, 503, "too-many-sessions", 0);
 	fd = open_target(c, q);
+	/* XXX A session holds a plain socket and starts with nothing read from
+	 * the target: through a TLS upstream, or with the target's bytes behind
+	 * the upstream's answer, it cannot be had yet. */
+	if (c->tio || c->elen)
+		reply_and_exit(c, 502, c->tio ? "upstream-tls-session" : "upstream-early-bytes", 0);
 	c->answered = 1;
 	c->status = 200;
 	c->reason = session_hold(&so, fd, &c->client, &c->local, c->buf + end, c->len - end,
@@ -967,6 +1087,10 @@ static const char usage[] =
 	"                            (v1 or v2) first, naming the real client\n"
 	"      --max-conns N         processes at once (default 256); in inetd mode,\n"
 	"                            those tunneld starts itself\n"
+	"      --upstream URL        open tunnels through this proxy's CONNECT:\n"
+	"                            http://host:port or https://host:port\n"
+	"      --upstream-auth FILE  user:password for the upstream (Basic)\n"
+	"      --upstream-cacert FILE  CA bundle for an https:// upstream\n"
 	"      --user NAME           run as NAME once the files are read (and, with\n"
 	"                            --listen, the ports bound)\n"
 	"      --log syslog|stderr   where log lines go (default syslog)\n"
@@ -982,11 +1106,12 @@ static void print_version(void)
 {
 	char v[128];
 
-	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox %cproxy-protocol)\n",
+	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox "
+	       "%cproxy-protocol %cupstream)\n",
 	       VERSION, CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
 	       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
 	       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-',
-	       CONFIG_PROXY_PROTOCOL ? '+' : '-');
+	       CONFIG_PROXY_PROTOCOL ? '+' : '-', CONFIG_UPSTREAM ? '+' : '-');
 	(void)fd_puts(1, v);
 }
 
@@ -1061,6 +1186,9 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		{ "max-conns", OPT_REQUIRED, 4 },
 		{ "proxy-protocol", OPT_REQUIRED, 13 },
 		{ "user", OPT_REQUIRED, 5 },
+		{ "upstream", OPT_REQUIRED, 20 },
+		{ "upstream-auth", OPT_REQUIRED, 21 },
+		{ "upstream-cacert", OPT_REQUIRED, 22 },
 		{ "log", OPT_REQUIRED, 6 },
 		{ "verbose", OPT_NONE, 'v' },
 		{ "version", OPT_NONE, 'V' },
@@ -1103,6 +1231,19 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		case 4: o->max_conns = number("--max-conns", st.arg, 1, 65536); break;
 		case 5: o->user = st.arg; break;
 		case 13: trusted_peers(o, st.arg); break;
+		case 20: {
+			static struct upstream up;
+			char err[300];
+
+			if (!CONFIG_UPSTREAM)
+				usage_error("%s", "--upstream: this tunneld was built without it (CONFIG_UPSTREAM)");
+			if (upstream_url(&up, st.arg, err, sizeof err) < 0)
+				usage_error("%s", err);
+			o->up = &up;
+			break;
+		}
+		case 21: o->up_auth = st.arg; break;
+		case 22: o->up_cacert = st.arg; break;
 		case 6:
 			if (!strcmp(st.arg, "syslog"))
 				o->log = LOG_TO_SYSLOG;
@@ -1142,6 +1283,14 @@ static void check_options(const struct opts *o)
 		usage_error("%s", "--http-tunnel: this tunneld was built without it (CONFIG_HTTP_TUNNEL)");
 	if (CONFIG_HTTP_TUNNEL && o->node[0] && !o->tunnel_path)
 		usage_error("%s", "--node: names the sessions of --http-tunnel, which is not given");
+	if ((o->up_auth || o->up_cacert) && !o->up)
+		usage_error("%s", o->up_auth ? "--upstream-auth needs --upstream"
+					     : "--upstream-cacert needs --upstream");
+	if (o->up && o->up->tls && !CONFIG_TLS)
+		usage_error("%s", "--upstream https://: this tunneld was built without TLS (CONFIG_TLS)");
+	if (o->up && o->up->tls != !!o->up_cacert)
+		usage_error("%s", o->up_cacert ? "--upstream-cacert: the upstream is http://, not https://"
+					       : "--upstream https:// needs --upstream-cacert FILE");
 	/* The path is compared byte for byte with the request's. */
 	if (o->tunnel_path && (o->tunnel_path[0] != '/' || strlen(o->tunnel_path) > 128 ||
 			       strcspn(o->tunnel_path, "?# \t\r\n") != strlen(o->tunnel_path)))

@@ -53,7 +53,8 @@ def test_out_of_range_values_are_refused(tmp_path):
 
 
 FEATURES = {"AUTH": "auth", "TLS": "tls", "IPV6": "ipv6", "SPLICE": "splice",
-            "HTTP_TUNNEL": "http-tunnel", "SANDBOX": "sandbox", "PROXY_PROTOCOL": "proxy-protocol"}
+            "HTTP_TUNNEL": "http-tunnel", "SANDBOX": "sandbox", "PROXY_PROTOCOL": "proxy-protocol",
+            "UPSTREAM": "upstream"}
 
 
 def test_every_build_follows_its_configuration(tmp_path):

@@ -174,6 +174,9 @@ FULL_COMMAND = [
     "--max-sessions", "16",
     "--max-client-sessions", "4",
     "--node", "router-1",
+    "--upstream", "https://proxy.example.com:3128",
+    "--upstream-auth", "/etc/tunneld/upstream-auth",
+    "--upstream-cacert", "/etc/tunneld/upstream-ca.pem",
     "--connect-timeout", "5",
     "--header-timeout", "7",
     "--idle-timeout", "300",
@@ -188,7 +191,7 @@ def test_every_option():
     calls, _ = run_init(fixture("full.uci"))
     assert instances(calls) == [(["main"], FULL_COMMAND, params(
         "/etc/tunneld/users", "/etc/tunneld/rules", "/etc/tunneld/cert.pem",
-        "/etc/tunneld/key.pem"))]
+        "/etc/tunneld/key.pem", "/etc/tunneld/upstream-auth", "/etc/tunneld/upstream-ca.pem"))]
 
 
 # tunneld's options the init script does not map, and why.
@@ -237,7 +240,7 @@ def test_jail_mounts_exactly_the_files_read():
     watched; nothing else is mounted but the resolver's files."""
     calls, _ = run_init(fixture("full.uci"))
     [(_, command, got)] = instances(calls)
-    file_flags = {"--users", "--acl", "--cert", "--key"}
+    file_flags = {"--users", "--acl", "--cert", "--key", "--upstream-auth", "--upstream-cacert"}
     named = [command[i + 1] for i, w in enumerate(command) if w in file_flags]
     assert sorted(got["jail_mount"]) == sorted(got["file"]) == sorted(named + RESOLVER_FILES)
 
@@ -445,7 +448,7 @@ def test_compile_without_tls(source_tree):
     assert not (source_tree / "build").exists(), "fetched or built a library"
     v = subprocess.run([str(source_tree / "tunneld"), "--version"], capture_output=True,
                        text=True, check=True, timeout=10).stdout
-    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel -sandbox -proxy-protocol)"
+    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel -sandbox -proxy-protocol +upstream)"
 
 
 def test_compile_with_tls_links_system_mbedtls(source_tree):
@@ -582,7 +585,7 @@ def test_packages_build_from_the_dist(release, tmp_path):
     built = tmp_path / "build" / f"tunneld-{VERSION}"
     v = subprocess.run([str(built / "tunneld"), "--version"], capture_output=True, text=True,
                        check=True, timeout=10).stdout
-    assert v.strip() == f"tunneld {VERSION} (+auth -tls +ipv6 -splice +http-tunnel -sandbox -proxy-protocol)"
+    assert v.strip() == f"tunneld {VERSION} (+auth -tls +ipv6 -splice +http-tunnel -sandbox -proxy-protocol +upstream)"
     v = subprocess.run([str(built / "tunnel"), "--version"], capture_output=True, text=True,
                        check=True, timeout=10).stdout
     assert v.strip() == f"tunnel {VERSION} (-tls +ipv6)"

@@ -135,7 +135,7 @@ def test_haproxy_in_front_of_three_tunnelds(make_proxy, echo, haproxy, send):
     """Three tunnelds (--listen, inetd, LISTEN_FDS) behind one HAProxy: the
     allowed client's tunnel works byte for byte, the other's is refused by
     the rule on its own address, and each log line names the real client
-    and HAProxy as via=."""
+    and HAProxy as peer=."""
     proxies = [make_proxy(m, acl=ACL, args=TRUST) for m in ("listen", "inetd", "systemd")]
     ha = haproxy([p.port for p in proxies], send)
     for p, front in zip(proxies, ha.ports):
@@ -150,10 +150,10 @@ def test_haproxy_in_front_of_three_tunnelds(make_proxy, echo, haproxy, send):
         bad_port = bad.getsockname()[1]
         bad.close()
         good = p.wait_log(lambda f: f.get("client") == f"127.0.0.2:{ok_port}")
-        assert good["status"] == "200" and good["via"].startswith("127.0.0.1:"), good["_raw"]
+        assert good["status"] == "200" and good["peer"].startswith("127.0.0.1:"), good["_raw"]
         denied = p.wait_log(lambda f: f.get("client") == f"127.0.0.3:{bad_port}")
         assert denied["status"] == "403" and denied["reason"] == "denied", denied["_raw"]
-        assert denied["via"].startswith("127.0.0.1:"), denied["_raw"]
+        assert denied["peer"].startswith("127.0.0.1:"), denied["_raw"]
     assert echo.accepted == 3
 
 
@@ -186,7 +186,7 @@ def test_forged_header_from_an_untrusted_peer_is_refused(make_proxy, echo, heade
     answer = read_all(s)
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     line = p.wait_log(lambda f: f.get("client") == f"127.0.0.3:{s.getsockname()[1]}")
-    assert line["reason"] == "proxy-header-untrusted" and "via" not in line, line["_raw"]
+    assert line["reason"] == "proxy-header-untrusted" and "peer" not in line, line["_raw"]
     assert echo.accepted == 0
 
 
@@ -303,5 +303,5 @@ def test_session_limits_count_the_real_client(make_proxy, mode, echo):
     assert ConnVia(p, "10.0.0.8", 1116).delete(b).status == 200
     assert ConnVia(p, "10.0.0.7", 1117).delete(a).status == 200
     line = p.wait_log(lambda f: f.get("client") == "10.0.0.7:1112")
-    assert line["status"] == "503" and line["via"].startswith("127.0.0.1:"), line["_raw"]
+    assert line["status"] == "503" and line["peer"].startswith("127.0.0.1:"), line["_raw"]
     p.wait_log(lambda f: f.get("client") == "10.0.0.7:1111" and f.get("status") == "200")

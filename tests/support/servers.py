@@ -212,7 +212,9 @@ class Squid:
     loopback allowed, nothing cached. Foreground (-N), in the tests' mount
     namespace so that it never asks the machine's resolver."""
 
-    def __init__(self, workdir, netfiles):
+    def __init__(self, workdir, netfiles, connect=False, htpasswd=None):
+        """connect: CONNECT to loopback allowed (as an upstream proxy);
+        htpasswd: a file for basic_ncsa_auth, then every request needs it."""
         exe = shutil.which("squid") or "/usr/sbin/squid"
         if not os.access(exe, os.X_OK):
             pytest.fail("squid missing (Debian package squid; `make deps` installs it)")
@@ -244,8 +246,9 @@ dns_nameservers {dnsserver.HOST}
 shutdown_lifetime 0 seconds
 max_filedescriptors 1024
 acl to_loopback dst 127.0.0.0/8
-http_access deny CONNECT
-http_access allow localhost to_loopback
+acl forbidden_port port 9
+{self.auth_lines(htpasswd)}http_access deny CONNECT {'forbidden_port' if connect else 'all'}
+http_access allow localhost to_loopback{' auth' if htpasswd else ''}
 http_access deny all
 """)
         self.outf = open(workdir / "squid.out", "ab")
@@ -257,6 +260,18 @@ http_access deny all
             self.stop()
             pytest.fail(f"squid did not start: rc={self.proc.returncode} "
                         f"{(workdir / 'squid.out').read_text()} {self.log()}")
+
+    @staticmethod
+    def auth_lines(htpasswd):
+        if not htpasswd:
+            return ""
+        helper = next((p for p in ("/usr/lib/squid/basic_ncsa_auth",
+                                   "/usr/lib/squid3/basic_ncsa_auth") if os.path.exists(p)), None)
+        if not helper:
+            pytest.fail("squid's basic_ncsa_auth missing (Debian package squid)")
+        return (f"auth_param basic program {helper} {htpasswd}\n"
+                "auth_param basic realm upstream\n"
+                "acl auth proxy_auth REQUIRED\n")
 
     def log(self):
         try:

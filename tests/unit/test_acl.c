@@ -156,6 +156,12 @@ static const struct {
 	{ "allow tls-sni\n", 0, "1.1.1.1", "1.1.1.1", 1, 0, 1, 1, ACL_DENY },
 	{ "allow tls-sni\n", 0, "::1", "::1", 1, 0, 1, 1, ACL_DENY },
 	{ "allow tls\n", 0, "1.1.1.1", "1.1.1.1", 1, 0, 1, 1, ACL_ALLOW },
+	/* via: how an allow goes, anywhere after the action */
+	{ "allow via direct to 1.1.1.1\n", 0, "h", "1.1.1.1", 1, 0, 0, 0, ACL_ALLOW | ACL_VIA_DIRECT },
+	{ "allow port 22 via upstream\n", 0, "h", "1.1.1.1", 22, 0, 0, 0,
+	  ACL_ALLOW | ACL_VIA_UPSTREAM },
+	{ "allow via direct to 10.0.0.0/8\nallow\n", 0, "h", "1.1.1.1", 1, 0, 0, 0, ACL_ALLOW },
+	{ "deny to 10.0.0.0/8\nallow via upstream\n", 0, "h", "10.1.2.3", 1, 0, 0, 0, ACL_DENY },
 };
 
 static const struct {
@@ -164,6 +170,10 @@ static const struct {
 } bad[] = {
 	{ "permit to 1.2.3.4\n", "t:1: a rule starts with 'allow' or 'deny'" },
 	{ "allow\nallow bogus\n", "t:2: unknown condition 'bogus'" },
+	{ "deny via direct\n", "t:1: 'via' goes with allow, not deny" },
+	{ "allow via sideways\n", "t:1: 'via' is followed by 'direct' or 'upstream'" },
+	{ "allow via\n", "t:1: 'via' is followed by 'direct' or 'upstream'" },
+	{ "allow via direct port 1 via upstream\n", "t:1: 'via' twice" },
 	{ "allow to\n", "t:1: 'to' needs a value" },
 	{ "allow to 1.2.3.4/33\n", "t:1: '1.2.3.4/33' is not an address or CIDR" },
 	{ "allow to ::ffff:1.2.3.4/95\n", "t:1:" },
