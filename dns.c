@@ -463,8 +463,10 @@ static int result(const struct q *qs, int nq, struct endpoint *ep, int max, long
 	}
 	if (n)
 		return n;
-	if (nx || ok == nq)
+	if (nx)
 		return DNS_NXDOMAIN;
+	if (ok == nq)
+		return DNS_NODATA;
 	return now_ms() >= deadline ? DNS_TIMEOUT : DNS_FAIL;
 }
 

@@ -6,9 +6,10 @@
 
 /* What dns_resolve() returns when it finds no address. */
 enum {
-	DNS_NXDOMAIN = -1,  /* no such name, or no address of the families asked */
+	DNS_NXDOMAIN = -1,  /* no such name (NXDOMAIN, or none a server could hold) */
 	DNS_TIMEOUT = -2,   /* the caller's deadline came first */
 	DNS_FAIL = -3,      /* no server answered in time, or each refused */
+	DNS_NODATA = -4,    /* the name is, with no address of the families asked */
 };
 
 /* The addresses of name (not an address literal: the caller tells those

@@ -587,6 +587,7 @@ const char *http_reason(int status)
 static const char errors[] =
 	"dns-timeout\0dns_timeout\0"
 	"dns-no-such-name\0dns_error; rcode=\"NXDOMAIN\"\0"
+	"dns-no-address\0dns_error; rcode=\"NOERROR\"\0"
 	"dns-failure\0dns_error\0"
 	"connect-timeout\0connection_timeout\0"
 	"connect-failed\0connection_refused\0"

@@ -297,6 +297,15 @@ static int is_loop(const struct conn *c, const struct endpoint *ep)
 /* The target's addresses into r, ports aside: the literal, or what the
  * resolver (dns.c) finds before the deadline. Its failure ends the
  * connection, unless soft: then it is returned (r->n 0). */
+/* The answer to a name that gave no address (n: a DNS_* of dns.h). */
+static void __attribute__((noreturn)) dns_refusal(struct conn *c, int n)
+{
+	if (n == DNS_TIMEOUT)
+		reply_and_exit(c, 504, "dns-timeout", 0);
+	reply_and_exit(c, 502, n == DNS_NXDOMAIN ? "dns-no-such-name" :
+			       n == DNS_NODATA ? "dns-no-address" : "dns-failure", 0);
+}
+
 static int resolve(struct conn *c, struct race *r, long long deadline, int soft)
 {
 	int n;
@@ -312,10 +321,8 @@ static int resolve(struct conn *c, struct race *r, long long deadline, int soft)
 		r->n = 0;
 		return n;
 	}
-	if (n == DNS_TIMEOUT)
-		reply_and_exit(c, 504, "dns-timeout", 0);
 	if (n < 0)
-		reply_and_exit(c, 502, n == DNS_NXDOMAIN ? "dns-no-such-name" : "dns-failure", 0);
+		dns_refusal(c, n);
 	r->n = n;
 	return 0;
 }
@@ -451,8 +458,7 @@ static int open_routed(struct conn *c, struct acl_query *q, struct race *r, long
 			via = v & ACL_VIA_DIRECT ? ACL_VIA_DIRECT : ACL_VIA_UPSTREAM;
 		/* Direct, the name must resolve here: its failure is the answer. */
 		if (via == ACL_VIA_DIRECT)
-			reply_and_exit(c, dns == DNS_TIMEOUT ? 504 : 502, dns == DNS_TIMEOUT ? "dns-timeout" :
-				       dns == DNS_NXDOMAIN ? "dns-no-such-name" : "dns-failure", 0);
+			dns_refusal(c, dns);
 	}
 	if (!via)
 		reply_and_exit(c, 403, loop ? "loop" : "denied", 0);

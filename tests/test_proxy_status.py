@@ -47,6 +47,17 @@ def test_nxdomain_is_dns_error_with_rcode(proxy):
     check(proxy, "nx.test:443", 502, "dns_error", rcode="NXDOMAIN")
 
 
+def test_name_without_address_is_dns_error_noerror(proxy, dns):
+    """A name that exists with no A nor AAAA record: the nameserver said
+    NOERROR, not NXDOMAIN, and the answer says so."""
+    dns.zone["empty.test"] = {}
+    try:
+        check(proxy, "empty.test:443", 502, "dns_error", rcode="NOERROR")
+        assert proxy.wait_log(lambda f: f.get("target") == "empty.test:443")["reason"] == "dns-no-address"
+    finally:
+        del dns.zone["empty.test"]
+
+
 def test_refused_is_connection_refused(proxy):
     check(proxy, f"127.0.0.1:{refused_port()}", 502, "connection_refused")
 
