@@ -267,3 +267,17 @@ def test_via_upstream_without_upstream(netfiles, tmp_path):
     r = run_tunneld(["--acl", str(acl), "--log", "stderr", "--listen", "127.0.0.1:0"], netfiles)
     assert r.returncode == 78 and f"{acl}:1: 'via upstream' without --upstream" in \
         r.stderr.decode(), r
+
+
+def test_a_name_unknown_here_is_judged_by_name(make_proxy, upstream):
+    """nx.test has no address here: the rules judge the name alone and the
+    upstream is asked (squid's dst rule cannot hold for it: its 403); "via
+    direct" for it answers as a failed lookup does."""
+    acl = "allow via direct to nx.test port 444\nallow to nx.test\ndeny\n"
+    proxy = make_proxy("listen", acl=acl, args=["--upstream", upstream.url])
+    expect_error(proxy, connect_head("nx.test:443"), 403)
+    proxy.wait_log(lambda f: f.get("reason") == "upstream-denied")
+    assert squid_saw(upstream, "nx.test:443"), upstream.log()
+    expect_error(proxy, connect_head("nx.test:444"), 502)
+    proxy.wait_log(lambda f: f.get("reason") == "dns-no-such-name")
+    assert "nx.test:444" not in upstream.log()
