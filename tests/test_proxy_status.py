@@ -114,6 +114,22 @@ def test_407_is_http_request_denied(make_proxy, mode, alice_hashes):
     check(p, "good.test:443", 407, "http_request_denied", basic_auth("alice", "wrong"))
 
 
+@pytest.mark.needs("http-tunnel")
+def test_longest_answer_still_fits(make_proxy, alice_hashes):
+    """The biggest head tunneld writes: a tunnel's 401 with a 64-character
+    realm, Cache-Control and Proxy-Status, whole (a head too long for its
+    buffer would not be sent at all)."""
+    realm = "r" * 64
+    p = make_proxy("listen", tunnel=TUNNEL_PATH, args=["--realm", realm],
+                   users=f"alice:{alice_hashes['openssl-sha512']}\n")
+    c = Client(p.host, p.port)
+    resp = c.request(tunnel_open("good.test:443"))
+    assert resp.status == 401, resp
+    assert resp.header("Proxy-Status") == status_of("http_request_denied"), resp
+    assert realm in resp.header("WWW-Authenticate"), resp
+    c.close()
+
+
 def test_inetd_broken_rules_is_proxy_configuration_error(make_proxy):
     p = make_proxy("inetd", acl="allow frm 10.0.0.1\n")
     check(p, "good.test:443", 500, "proxy_configuration_error")
