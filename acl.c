@@ -58,7 +58,8 @@ static size_t name_len(const char *s)
 	return n && s[n - 1] == '.' ? n - 1 : n;
 }
 
-int acl_parse_cidr(const char *s, struct acl_item *it)
+/* "ADDR" or "ADDR/PREFIX", IPv4 or IPv6; IPv4-mapped IPv6 becomes IPv4. */
+static int parse_cidr(const char *s, struct acl_item *it)
 {
 	const char *slash = strchr(s, '/');
 	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
@@ -120,7 +121,7 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 	memset(it, 0, sizeof *it);
 	switch (type) {
 	case C_FROM:
-		if (acl_parse_cidr(s, it) < 0)
+		if (parse_cidr(s, it) < 0)
 			return fail(p, "'%s' is not an address or CIDR", s);
 		return 0;
 	case C_TO:
@@ -132,7 +133,7 @@ static int parse_item(struct parser *p, int type, char *s, struct acl_item *it)
 			it->kind = I_SUFFIX;
 			it->name = s + 2;
 		} else if (strchr(s, ':') || strspn(s, "0123456789./") == strlen(s)) {
-			if (acl_parse_cidr(s, it) < 0)
+			if (parse_cidr(s, it) < 0)
 				return fail(p, "'%s' is not an address or CIDR", s);
 		} else if (http_is_name(s, strlen(s))) {
 			it->kind = I_NAME;
@@ -266,7 +267,7 @@ int acl_load(struct acl *a, const char *name, const char *text, size_t len,
 	return 0;
 }
 
-int acl_cidr_match(const struct acl_item *it, const struct ip *ip)
+static int cidr_match(const struct acl_item *it, const struct ip *ip)
 {
 	unsigned bits = it->prefix, i;
 
@@ -276,6 +277,17 @@ int acl_cidr_match(const struct acl_item *it, const struct ip *ip)
 		if (ip->a[i] != it->ip.a[i])
 			return 0;
 	return !bits || !((ip->a[i] ^ it->ip.a[i]) & (0xff00 >> bits));
+}
+
+/* For --proxy-protocol's list; unused (and dropped) in a build without it. */
+int acl_parse_cidr(const char *s, struct acl_item *it)
+{
+	return parse_cidr(s, it);
+}
+
+int acl_cidr_match(const struct acl_item *it, const struct ip *ip)
+{
+	return cidr_match(it, ip);
 }
 
 /* The IPv4 address an IPv6 one carries, in v4; 0 if it carries none.
@@ -332,7 +344,7 @@ static void self_one(void *arg, const struct ip *ip, unsigned prefix, int loopba
 	it.prefix = (unsigned char)(ip->family == AF_INET && loopback ? prefix :
 				    ip->family == AF_INET ? 32 : 128);
 	for (int k = 0; k < 2; k++)
-		if (acl_cidr_match(&it, sc->to[k]))
+		if (cidr_match(&it, sc->to[k]))
 			sc->bits |= 1 << k;
 }
 
@@ -370,7 +382,7 @@ static int item_match(const struct acl_item *it, int type, struct check *ck, int
 	const struct acl_query *q = ck->q;
 
 	switch (it->kind) {
-	case I_CIDR:   return acl_cidr_match(it, type == C_FROM ? q->client : ck->to[form]);
+	case I_CIDR:   return cidr_match(it, type == C_FROM ? q->client : ck->to[form]);
 	case I_SELF:
 		if (ck->self == -1)
 			ck->self = self_lookup(ck->to);

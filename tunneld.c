@@ -62,11 +62,14 @@ struct opts {
 	unsigned own_ports[LISTEN_MAX];  /* for the loop check */
 	int nown;                        /* 0: inetd mode */
 	char scope[24];                  /* this tunneld among others of its user */
-	struct acl_item trust[TRUST_MAX]; /* --proxy-protocol: who may send a header */
-	int ntrust;
+	int ntrust;                      /* --proxy-protocol's list, in trusted[] */
 	struct upstream *up;             /* --upstream, or NULL */
 	const char *up_auth, *up_cacert; /* --upstream-auth, --upstream-cacert */
 };
+
+/* Who may send a PROXY header: apart from struct opts, whose initialised
+ * copy would carry it in a build without the feature. */
+static struct acl_item trusted[CONFIG_PROXY_PROTOCOL ? TRUST_MAX : 1];
 
 struct conn {
 	const struct opts *o;
@@ -231,7 +234,7 @@ static void take_proxy_header(struct conn *c)
 	struct proxy_hdr h;
 	int i, r;
 
-	for (i = 0; i < o->ntrust && !acl_cidr_match(&o->trust[i], &c->client.ip); i++)
+	for (i = 0; i < o->ntrust && !acl_cidr_match(&trusted[i], &c->client.ip); i++)
 		;
 	if (i == o->ntrust)
 		return;
@@ -284,7 +287,7 @@ static int is_loop(const struct conn *c, const struct endpoint *ep)
 {
 	/* Behind a PROXY sender, the address its client reached leads back
 	 * here too, and a local one on that port as well. */
-	if (c->front.port && ep->port == c->front.port &&
+	if (CONFIG_PROXY_PROTOCOL && c->front.port && ep->port == c->front.port &&
 	    ((ep->ip.family == c->front.ip.family && !memcmp(ep->ip.a, c->front.ip.a, 16)) ||
 	     (net_is_local(&c->front) && net_is_local(ep))))
 		return 1;
@@ -891,9 +894,9 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	if (session_places(&so, &c->client) < 0)
 		reply_and_exit(c, 503, "too-many-sessions", 0);
 	fd = open_target(c, q);
-	/* XXX A session holds a plain socket and starts with nothing read from
-	 * the target: through a TLS upstream, or with the target's bytes behind
-	 * the upstream's answer, it cannot be had yet. */
+	/* A session holds a plain socket and starts with nothing read from
+	 * the target: a session through an https:// upstream, or one whose
+	 * target spoke behind the upstream's 200, is refused (tunneld.8). */
 	if (c->tio || c->elen)
 		reply_and_exit(c, 502, c->tio ? "upstream-tls-session" : "upstream-early-bytes", 0);
 	c->answered = 1;
@@ -1162,7 +1165,7 @@ static void trusted_peers(struct opts *o, const char *list)
 			n = sizeof one - 1;  /* too long for an address: refused below */
 		memcpy(one, p, n);
 		one[n] = 0;
-		if (!n || acl_parse_cidr(one, &o->trust[o->ntrust]) < 0)
+		if (!n || acl_parse_cidr(one, &trusted[o->ntrust]) < 0)
 			usage_error("--proxy-protocol: '%s' is not an address or ADDR/PREFIX", one);
 		o->ntrust++;
 		if (!e)

@@ -305,3 +305,18 @@ def test_session_limits_count_the_real_client(make_proxy, mode, echo):
     line = p.wait_log(lambda f: f.get("client") == "10.0.0.7:1112")
     assert line["status"] == "503" and line["peer"].startswith("127.0.0.1:"), line["_raw"]
     p.wait_log(lambda f: f.get("client") == "10.0.0.7:1111" and f.get("status") == "200")
+
+
+@pytest.mark.needs("ipv6")
+def test_ipv6_peer_and_client(make_proxy, echo):
+    """A balancer on ::1 naming an IPv6 client (v1 TCP6): the rule on the
+    client's prefix allows it, the log line names it in brackets."""
+    p = make_proxy("listen", host="::1", acl="allow from 2001:db8::/32\ndeny\n",
+                   args=["--proxy-protocol", "::1"])
+    for src, want in (("2001:db8::5", b"200"), ("2001:db9::5", b"403")):
+        s = socket.create_connection(("::1", p.port), 5)
+        s.sendall(v1(src, "::1", 7777, p.port) + connect_head(echo.hostport))
+        assert read_head(s).split(b" ")[1] == want
+        s.close()
+        line = p.wait_log(lambda f: f.get("client") == f"[{src}]:7777")
+        assert line["status"] == want.decode() and line["peer"].startswith("[::1]:"), line["_raw"]
