@@ -766,15 +766,19 @@ int session_places(const struct session_opts *so, const struct endpoint *client)
 	return 0;
 }
 
-const char *session_hold(const struct session_opts *so, int target, const struct endpoint *client,
-			 const struct endpoint *local, const char *rest, size_t restlen,
-			 const struct request *open, struct relay_stats *st)
+const char *session_hold(const struct session_opts *so, int target, const char *early,
+			 size_t elen, const struct endpoint *client, const struct endpoint *local,
+			 const char *rest, size_t restlen, const struct request *open,
+			 struct relay_stats *st)
 {
 	const char *why;
 	struct hconn *h = &s.c[0];
 
 	s.so = so;
 	s.target = target;
+	s.end = elen < RING ? elen : RING;  /* the target's first bytes, already read */
+	if (s.end)
+		memcpy(s.ring, early, s.end);
 	for (int i = 0; i < CONNS; i++)
 		s.c[i].fd = -1;
 	signal(SIGCHLD, SIG_IGN);  /* inetd mode's spawner, should it end first */

@@ -281,3 +281,21 @@ def test_a_name_unknown_here_is_judged_by_name(make_proxy, upstream):
     expect_error(proxy, connect_head("nx.test:444"), 502)
     proxy.wait_log(lambda f: f.get("reason") == "dns-no-such-name")
     assert "nx.test:444" not in upstream.log()
+
+
+@pytest.mark.needs("http-tunnel")
+def test_a_session_whose_target_speaks_first_through_the_upstream(make_proxy, make_target):
+    """A GET/POST session through the upstream to a target that speaks
+    first (an SSH server's banner), its bytes in the same segment as the
+    upstream's 200: the session's first receive has them."""
+    from test_http_tunnel import TUNNEL_PATH, Conn
+    fake = fake_upstream(make_target, b"HTTP/1.1 200 Connection established\r\n\r\n"
+                                      b"SSH-2.0-target\r\n")
+    proxy = make_proxy("listen", tunnel=TUNNEL_PATH, args=["--upstream", f"http://{fake.hostport}/"])
+    c = Conn(proxy)
+    token = c.open_ok("good.test:443")
+    data, _ = c.recv_until(token, 0, 16, timeout=10)
+    assert data == b"SSH-2.0-target\r\n"
+    c.delete(token)
+    c.close()
+    assert fake.wait_results(1)[0].startswith(b"CONNECT good.test:443 HTTP/1.1\r\n")
