@@ -52,6 +52,7 @@ struct hconn {
 static struct {
 	const struct session_opts *so;
 	int target, lfd;
+	const struct relay_io *tio;     /* the target's side: NULL plain, or TLS */
 	int place, cplace;              /* counted among the sessions, and the client's */
 	char token[SESSION_TOKEN_MAX + 2];  /* "NODE." (pre bytes), then the hex */
 	size_t pre;
@@ -288,7 +289,8 @@ static void push(void)
 	struct hconn *h = s.up;
 
 	while (s.up_pos < s.up_len) {
-		ssize_t n = write(s.target, s.body + s.up_pos, s.up_len - s.up_pos);
+		ssize_t n = s.tio ? s.tio->write(s.target, s.body + s.up_pos, s.up_len - s.up_pos)
+				  : write(s.target, s.body + s.up_pos, s.up_len - s.up_pos);
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -303,6 +305,8 @@ static void push(void)
 		s.moved = now_ms();
 	}
 	if (h->req.fin && !s.fin) {
+		if (s.tio)
+			s.tio->end();
 		shutdown(s.target, SHUT_WR);
 		s.fin = 1;
 	}
@@ -533,7 +537,7 @@ static void pull(void)
 {
 	size_t used = (size_t)(s.end - s.base), at = (size_t)(s.end % RING);
 	size_t room = RING - used < RING - at ? RING - used : RING - at;
-	ssize_t n = read(s.target, s.ring + at, room);
+	ssize_t n = s.tio ? s.tio->read(s.target, s.ring + at, room) : read(s.target, s.ring + at, room);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -665,7 +669,7 @@ static const char *run(void)
 	for (;;) {
 		struct pollfd p[CONNS + 2];
 		long long now, next, busy = 0;
-		int i, left;
+		int i, left, held;
 
 		for (i = 0; i < CONNS; i++)
 			serve_buffered(&s.c[i]);
@@ -707,10 +711,12 @@ static const char *run(void)
 			p[i + 2] = (struct pollfd){ c->state == C_PASSING ? c->u : want ? c->fd : -1,
 						    POLLIN, 0 };
 		}
-		left = (int)(next - now);
+		/* What the TLS library holds already, poll() cannot see. */
+		held = s.tio && p[1].events & POLLIN && s.tio->pending();
+		left = held ? 0 : (int)(next - now);
 		if (poll(p, CONNS + 2, left > 0 ? left : 0) < 0 && errno != EINTR)
 			return "poll-failed";
-		if (p[1].revents & (POLLIN | POLLHUP | POLLERR) && p[1].events & POLLIN)
+		if ((held || p[1].revents & (POLLIN | POLLHUP | POLLERR)) && p[1].events & POLLIN)
 			pull();
 		if (p[1].revents & (POLLOUT | POLLERR | POLLHUP) && s.up && s.up->state == C_SEND)
 			push();
@@ -766,16 +772,17 @@ int session_places(const struct session_opts *so, const struct endpoint *client)
 	return 0;
 }
 
-const char *session_hold(const struct session_opts *so, int target, const char *early,
-			 size_t elen, const struct endpoint *client, const struct endpoint *local,
-			 const char *rest, size_t restlen, const struct request *open,
-			 struct relay_stats *st)
+const char *session_hold(const struct session_opts *so, int target, const struct relay_io *tio,
+			 const char *early, size_t elen, const struct endpoint *client,
+			 const struct endpoint *local, const char *rest, size_t restlen,
+			 const struct request *open, struct relay_stats *st)
 {
 	const char *why;
 	struct hconn *h = &s.c[0];
 
 	s.so = so;
 	s.target = target;
+	s.tio = tio;
 	s.end = elen < RING ? elen : RING;  /* the target's first bytes, already read */
 	if (s.end)
 		memcpy(s.ring, early, s.end);

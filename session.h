@@ -38,17 +38,18 @@ int session_pass(const struct session_opts *so, const char *token, size_t token_
  * process does. */
 int session_places(const struct session_opts *so, const struct endpoint *client);
 
-/* Become the holder of a new session on the connected target (early: elen
- * bytes it sent that were read already, as behind an upstream's 200): answer the
+/* Become the holder of a new session on the connected target (through tio,
+ * or plainly when NULL; early: elen bytes it sent that were read already, as
+ * behind an upstream's 200): answer the
  * open request on fd 0/1 with the token (keeping the connection as it
  * asks), then
  * serve that connection (from client, to local; rest: the bytes read after
  * the open) and those handed over until the session ends. Then its
  * kept-alive connections go to fresh processes. Returns why it ended
  * (NULL: closed by the client), with the bytes moved each way in st. */
-const char *session_hold(const struct session_opts *so, int target, const char *early,
-			 size_t elen, const struct endpoint *client, const struct endpoint *local,
-			 const char *rest, size_t restlen, const struct request *open,
-			 struct relay_stats *st);
+const char *session_hold(const struct session_opts *so, int target, const struct relay_io *tio,
+			 const char *early, size_t elen, const struct endpoint *client,
+			 const struct endpoint *local, const char *rest, size_t restlen,
+			 const struct request *open, struct relay_stats *st);
 
 #endif

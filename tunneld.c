@@ -894,13 +894,9 @@ static void serve_tunnel(struct conn *c, struct acl_query *q)
 	if (session_places(&so, &c->client) < 0)
 		reply_and_exit(c, 503, "too-many-sessions", 0);
 	fd = open_target(c, q);
-	/* A session holds a plain socket: one through an https:// upstream
-	 * is refused (tunneld.8). */
-	if (c->tio)
-		reply_and_exit(c, 502, "upstream-tls-session", 0);
 	c->answered = 1;
 	c->status = 200;
-	c->reason = session_hold(&so, fd, c->early, c->elen, &c->client, &c->local,
+	c->reason = session_hold(&so, fd, c->tio, c->early, c->elen, &c->client, &c->local,
 				 c->buf + end, c->len - end, &c->req, &c->st);
 	log_conn(c);
 	exit(0);

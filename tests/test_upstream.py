@@ -203,9 +203,8 @@ def test_an_upstream_that_is_this_tunneld(make_proxy, free_port_here=None):
     proxy.wait_log(lambda f: f.get("reason") == "upstream-loop")
 
 
-def test_https_upstream(make_proxy, upstream, echo, tls_files, make_target):
-    """A TLS front (Python's ssl) before squid: tunneld speaks TLS to it,
-    checking its certificate against --upstream-cacert."""
+def tls_front(make_target, upstream, tls_files):
+    """A TLS front (Python's ssl) before squid."""
     import ssl
     import threading
     cert, key = tls_files
@@ -226,7 +225,14 @@ def test_https_upstream(make_proxy, upstream, echo, tls_files, make_target):
             back.sendall(b)
         back.shutdown(socket.SHUT_WR)
         t.join(10)
-    fr = make_target(front)
+    return make_target(front)
+
+
+def test_https_upstream(make_proxy, upstream, echo, tls_files, make_target):
+    """tunneld speaks TLS to the front before squid, checking its
+    certificate against --upstream-cacert."""
+    cert, _ = tls_files
+    fr = tls_front(make_target, upstream, tls_files)
     proxy = make_proxy("listen", args=["--upstream", f"https://good.test:{fr.port}",
                                        "--upstream-cacert", str(cert)])
     blob = os.urandom(100_000)
@@ -299,3 +305,26 @@ def test_a_session_whose_target_speaks_first_through_the_upstream(make_proxy, ma
     c.delete(token)
     c.close()
     assert fake.wait_results(1)[0].startswith(b"CONNECT good.test:443 HTTP/1.1\r\n")
+
+
+@pytest.mark.needs("http-tunnel")
+def test_a_session_through_an_https_upstream(make_proxy, upstream, make_target, tls_files, echo):
+    """A GET/POST session whose target is reached through an https://
+    upstream: its holder relays through TLS, both ways, every byte."""
+    from test_http_tunnel import TUNNEL_PATH, Conn
+    cert, _ = tls_files
+    fr = tls_front(make_target, upstream, tls_files)
+    proxy = make_proxy("listen", tunnel=TUNNEL_PATH,
+                       args=["--upstream", f"https://good.test:{fr.port}", "--upstream-cacert", str(cert)])
+    c = Conn(proxy)
+    token = c.open_ok(echo.hostport)
+    blob = os.urandom(200_000)
+    off = 0
+    for i in range(0, len(blob), 50_000):
+        c.send_ok(token, off, blob[i:i + 50_000])
+        off += 50_000
+    data, _ = c.recv_until(token, 0, len(blob), timeout=15)
+    assert data == blob, proxy.log_text()
+    c.delete(token)
+    c.close()
+    assert squid_saw(upstream, echo.hostport), proxy.log_text()
