@@ -108,6 +108,7 @@ def test_connect_timeout_is_connection_timeout(make_proxy, blackhole):  # noqa: 
     c.close()
 
 
+@pytest.mark.needs("auth")
 def test_407_is_http_request_denied(make_proxy, mode, alice_hashes):
     p = make_proxy(mode, users=f"alice:{alice_hashes['openssl-sha512']}\n")
     check(p, "good.test:443", 407, "http_request_denied")
@@ -115,6 +116,7 @@ def test_407_is_http_request_denied(make_proxy, mode, alice_hashes):
 
 
 @pytest.mark.needs("http-tunnel")
+@pytest.mark.needs("auth")
 def test_longest_answer_still_fits(make_proxy, alice_hashes):
     """The biggest head tunneld writes: a tunnel's 401 with a 64-character
     realm, Cache-Control and Proxy-Status, whole (a head too long for its
@@ -194,6 +196,7 @@ def test_http_client_reads_it(proxy):
 # the GET/POST tunnel's refusals
 
 @pytest.mark.needs("http-tunnel")
+@pytest.mark.needs("auth")
 def test_tunnel_refusals_carry_it(make_proxy, mode, alice_hashes):
     p = make_proxy(mode, tunnel=TUNNEL_PATH)
     c = Client(p.host, p.port)
@@ -236,6 +239,7 @@ def second_request_gets_eof(c, first, status):
     no_second_answer(c)
 
 
+@pytest.mark.needs("auth")
 @pytest.mark.parametrize("case", ["407", "403", "400"])
 def test_second_request_after_refusal_sees_eof(make_proxy, mode, alice_hashes, case):
     users = f"alice:{alice_hashes['openssl-sha512']}\n"
@@ -249,6 +253,7 @@ def test_second_request_after_refusal_sees_eof(make_proxy, mode, alice_hashes, c
     c.close()
 
 
+@pytest.mark.needs("auth")
 def test_pipelined_second_request_after_407_unanswered(make_proxy, mode, alice_hashes):
     """Both requests in one write: the credentials of the second are never
     looked at, and it gets no answer."""
@@ -262,6 +267,7 @@ def test_pipelined_second_request_after_407_unanswered(make_proxy, mode, alice_h
 
 
 @pytest.mark.needs("tls")
+@pytest.mark.needs("auth")
 def test_second_request_after_407_through_tls(make_proxy, tls_files, alice_hashes):
     p = make_proxy("listen", tls=tls_files, users=f"alice:{alice_hashes['openssl-sha512']}\n")
     ctx = ssl.create_default_context(cafile=p.cafile)
