@@ -90,17 +90,37 @@ def wait_until(pred, timeout, step=0.02):
         time.sleep(step)
 
 
-def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
+def socket_inodes(pid):
+    """The inodes of the sockets process pid holds open."""
+    out = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(link[8:-1])
+    except OSError:
+        pass
+    return out
+
+
+def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6"), pid=None):
     """True if some socket is in LISTEN state on TCP port `port` (in the
-    network namespace whose tables are named)."""
+    network namespace whose tables are named); with pid, one that process
+    holds: another test's server on that port at another address is not
+    it."""
     want = f":{port:04X}"
+    mine = socket_inodes(pid) if pid else None
     for name in tables:
         try:
             with open(name) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
-                    if fields[1].endswith(want) and fields[3] == "0A":
+                    if fields[1].endswith(want) and fields[3] == "0A" and \
+                            (mine is None or fields[9] in mine):
                         return True
         except (FileNotFoundError, ProcessLookupError):
             pass
@@ -295,7 +315,7 @@ class Proxy:
         return ["systemd-socket-activate", "-l", where, *wrap, binary(), *opts]
 
     def listening(self):
-        return listening(self.port)
+        return listening(self.port, pid=self.pid)
 
     def log_text(self):
         return self.log_path.read_bytes().decode("utf-8", "replace")
