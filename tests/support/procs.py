@@ -90,8 +90,9 @@ def wait_until(pred, timeout, step=0.02):
         time.sleep(step)
 
 
-def socket_inodes(pid):
-    """The inodes of the sockets process pid holds open."""
+def socket_inodes(pid, depth=3):
+    """The inodes of the sockets process pid and its descendants (a
+    launcher's child: unshare --fork) hold open."""
     out = set()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -101,6 +102,10 @@ def socket_inodes(pid):
                 continue
             if link.startswith("socket:["):
                 out.add(link[8:-1])
+        if depth:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                for child in f.read().split():
+                    out |= socket_inodes(int(child), depth - 1)
     except OSError:
         pass
     return out
