@@ -90,46 +90,36 @@ def wait_until(pred, timeout, step=0.02):
         time.sleep(step)
 
 
-def socket_inodes(pid, depth=3):
-    """The inodes of the sockets process pid and its descendants (a
-    launcher's child: unshare --fork) hold open."""
-    out = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                out.add(link[8:-1])
-        if depth:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                for child in f.read().split():
-                    out |= socket_inodes(int(child), depth - 1)
-    except OSError:
-        pass
-    return out
-
-
-def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6"), pid=None):
+def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
     """True if some socket is in LISTEN state on TCP port `port` (in the
-    network namespace whose tables are named); with pid, one that process
-    holds: another test's server on that port at another address is not
-    it."""
+    network namespace whose tables are named)."""
     want = f":{port:04X}"
-    mine = socket_inodes(pid) if pid else None
     for name in tables:
         try:
             with open(name) as f:
                 next(f)
                 for line in f:
                     fields = line.split()
-                    if fields[1].endswith(want) and fields[3] == "0A" and \
-                            (mine is None or fields[9] in mine):
+                    # The kernel lists listening sockets first: the rest
+                    # (thousands in TIME_WAIT on a busy test machine) would
+                    # make each look take long enough for the table to
+                    # change under it, and an entry be skipped.
+                    if fields[3] != "0A":
+                        break
+                    if fields[1].endswith(want):
                         return True
         except (FileNotFoundError, ProcessLookupError):
             pass
     return False
+
+
+def log_says(path, offset, *marks):
+    """True if the file at path holds one of the byte strings marks after
+    offset."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read()
+    return any(m in text for m in marks)
 
 
 def _stat_fields(pid):
@@ -276,12 +266,16 @@ class Proxy:
         self.logf = open(self.log_path, "ab")
         st = os.fstat(self.logf.fileno())
         self.log_id = (st.st_dev, st.st_ino)
+        start = st.st_size
         cmd = self.command(mode, hostport(host, self.port), wrap, opts)
         self.proc = subprocess.Popen(netns_wrap(cmd, netfiles), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=self.logf,
                                      env=clean_env())
         self.pid = self.proc.pid     # unshare and sh exec: this is the listener
-        up = wait_until(lambda: self.listening() or self.proc.poll() is not None, 5)
+        # Up when the listener says so, after listen(): tunneld's "listening
+        # on N sockets", the launcher's "Listening on ADDRESS as FD".
+        up = wait_until(lambda: log_says(self.log_path, start, b"]: listening on ", b"Listening on ")
+                        or self.proc.poll() is not None, 10)
         if not up or self.proc.poll() is not None:
             self.stop()
             pytest.fail(f"tunneld did not start ({cmd}): rc={self.proc.returncode} "
@@ -318,9 +312,6 @@ class Proxy:
             return ["systemd-socket-activate", "--inetd", "-a", "-l", where, *wrap, binary(),
                     *opts]
         return ["systemd-socket-activate", "-l", where, *wrap, binary(), *opts]
-
-    def listening(self):
-        return listening(self.port, pid=self.pid)
 
     def log_text(self):
         return self.log_path.read_bytes().decode("utf-8", "replace")
