@@ -90,10 +90,34 @@ def wait_until(pred, timeout, step=0.02):
         time.sleep(step)
 
 
-def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
+def socket_inodes(pid, depth=3):
+    """The inodes of the sockets process pid and its descendants (a
+    launcher's child: unshare --fork) hold open."""
+    out = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(link[8:-1])
+        if depth:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                for child in f.read().split():
+                    out |= socket_inodes(int(child), depth - 1)
+    except OSError:
+        pass
+    return out
+
+
+def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6"), pid=None):
     """True if some socket is in LISTEN state on TCP port `port` (in the
-    network namespace whose tables are named)."""
+    network namespace whose tables are named); with pid, one that process
+    holds: another test's server on that port at another address is not
+    it."""
     want = f":{port:04X}"
+    mine = socket_inodes(pid) if pid else None
     for name in tables:
         try:
             with open(name) as f:
@@ -106,7 +130,7 @@ def listening(port, tables=("/proc/net/tcp", "/proc/net/tcp6")):
                     # change under it, and an entry be skipped.
                     if fields[3] != "0A":
                         break
-                    if fields[1].endswith(want):
+                    if fields[1].endswith(want) and (mine is None or fields[9] in mine):
                         return True
         except (FileNotFoundError, ProcessLookupError):
             pass
@@ -273,8 +297,10 @@ class Proxy:
                                      env=clean_env())
         self.pid = self.proc.pid     # unshare and sh exec: this is the listener
         # Up when the listener says so, after listen(): tunneld's "listening
-        # on N sockets", the launcher's "Listening on ADDRESS as FD".
+        # on N sockets", the launcher's "Listening on ADDRESS as FD"; or,
+        # logging elsewhere (--log syslog), when a socket it holds listens.
         up = wait_until(lambda: log_says(self.log_path, start, b"]: listening on ", b"Listening on ")
+                        or listening(self.port, pid=self.pid)
                         or self.proc.poll() is not None, 10)
         if not up or self.proc.poll() is not None:
             self.stop()
