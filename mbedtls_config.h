@@ -179,10 +179,16 @@
  * a ticket key that leaks later does not open a recorded TLS 1.3 session.
  * Pure psk_ke (MODE_PSK) stays off for that reason. TICKET_C is the
  * library's AES-256-GCM ticket sealer, which tls.c gives its keys. Without
- * --ticket-key no ticket callback is set: no ticket is sent, none is read. */
+ * --ticket-key no ticket callback is set: no ticket is sent, none is read.
+ * A build with CONFIG_TLS_TICKETS=n compiles all of it out of the library
+ * too: the Makefile then adds -DTUNNELD_TLS_TICKETS=0 to every compile
+ * that sees this file (the library's, tls.c's), and the library is rebuilt
+ * (its objects follow their compile command). */
+#if !defined(TUNNELD_TLS_TICKETS) || TUNNELD_TLS_TICKETS
 #define MBEDTLS_SSL_SESSION_TICKETS
 #define MBEDTLS_SSL_TICKET_C
 #define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL_ENABLED
+#endif
 
 /* SNI: the server picks its certificate by name, the client sends the name
  * it verifies (mbedtls_ssl_set_hostname). */

@@ -40,6 +40,10 @@
 #if !defined(TUNNELD_MBEDTLS_CONFIG) && !defined(TUNNELD_SYSTEM_MBEDTLS)
 #error "mbedTLS must be built with the project's mbedtls_config.h (or SYSTEM_MBEDTLS=1)"
 #endif
+/* A system library may leave tickets out: then tunneld without them. */
+#if CONFIG_TLS_TICKETS && (!defined(MBEDTLS_SSL_TICKET_C) || !defined(MBEDTLS_SSL_SESSION_TICKETS))
+#error "this mbedTLS has no session tickets (SSL_TICKET_C, SSL_SESSION_TICKETS): build with CONFIG_TLS_TICKETS=n"
+#endif
 
 static mbedtls_ssl_config conf;
 static mbedtls_x509_crt chain;
@@ -453,8 +457,11 @@ int tls_client_init(const char *cafile, char *err, size_t errlen)
 	mbedtls_ssl_conf_ca_chain(&cconf, &ca, NULL);
 	mbedtls_ssl_conf_rng(&cconf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
 	mbedtls_ssl_conf_min_tls_version(&cconf, MBEDTLS_SSL_VERSION_TLS1_2);
-	/* One connection per process: a ticket would never be used again. */
+	/* One connection per process: a ticket would never be used again
+	 * (the call exists only in a library with tickets). */
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
 	mbedtls_ssl_conf_session_tickets(&cconf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+#endif
 	return 0;
 }
 

@@ -5,6 +5,13 @@
 
 #include "config.h"
 
+/* Tickets need TLS: a build that turns TLS off with -DCONFIG_TLS=0 (the
+ * Makefile's tunneld-min, tunneld-notls) has none either. */
+#if !CONFIG_TLS
+#undef CONFIG_TLS_TICKETS
+#define CONFIG_TLS_TICKETS 0
+#endif
+
 struct relay_io;
 
 /* TLS toward the client (mbedTLS 3.6). One connection per process, so the
