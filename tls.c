@@ -174,6 +174,7 @@ static struct {
 	unsigned char name[TICKET_KEYS][4];
 	const char *path;
 	struct stat st;                        /* the file they came from */
+	int gone;                              /* the file was missing */
 } tk;
 static mbedtls_ssl_ticket_context sealer[TICKET_KEYS];
 static int resumed;
@@ -245,10 +246,10 @@ static int read_keys(const char *path, char *err, size_t errlen)
 	}
 	memcpy(tk.key, keys, sizeof keys);
 	for (int i = 0; i < n; i++) {
-		unsigned char h[32];
-
 		/* The name says which key, not the key: a hash of it, labelled. */
+		unsigned char h[32];
 		mbedtls_sha256_context c;
+
 		mbedtls_sha256_init(&c);
 		if (mbedtls_sha256_starts(&c, 0) || mbedtls_sha256_update(&c, keys[i], TICKET_KEY_LEN) ||
 		    mbedtls_sha256_update(&c, (const unsigned char *)"tunneld ticket", 14) ||
@@ -285,15 +286,21 @@ int tls_tickets_reload(char *err, size_t errlen)
 
 	if (!CONFIG_TLS_TICKETS || !tk.n)
 		return 0;
+	/* Each failure is told once per change, not per connection. */
+	if (stat(tk.path, &st) < 0) {
+		if (tk.gone)
+			return 0;
+		tk.gone = 1;
+		strfmt(err, errlen, "%s: %s", tk.path, strerror(errno));
+		return -1;
+	}
+	tk.gone = 0;
 	/* A new file moved into place, or this one written again. */
-	if (stat(tk.path, &st) == 0 && st.st_ino == tk.st.st_ino && st.st_dev == tk.st.st_dev &&
-	    st.st_size == tk.st.st_size && st.st_mtim.tv_sec == tk.st.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == tk.st.st_mtim.tv_nsec)
+	if (st.st_ino == tk.st.st_ino && st.st_dev == tk.st.st_dev && st.st_size == tk.st.st_size &&
+	    st.st_mtim.tv_sec == tk.st.st_mtim.tv_sec && st.st_mtim.tv_nsec == tk.st.st_mtim.tv_nsec)
 		return 0;
 	if (read_keys(tk.path, err, errlen) < 0) {
-		/* Once per change, not per connection. */
-		if (stat(tk.path, &st) == 0)
-			tk.st = st;
+		tk.st = st;
 		return -1;
 	}
 	return 1;
@@ -326,10 +333,17 @@ static int tickets_start(void)
 					      tk.lifetime))
 			return -1;
 	}
+	/* Declared only by a library with tickets; without them (a build with
+	 * CONFIG_TLS_TICKETS=n) this function is never called. */
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
 	mbedtls_ssl_conf_session_tickets_cb(&conf, ticket_write, ticket_parse, NULL);
 	/* Two TLS 1.3 tickets: a browser opens its next tunnels side by side,
 	 * and a ticket is best used once (RFC 8446, C.4). */
 	mbedtls_ssl_conf_new_session_tickets(&conf, 2);
+#else
+	(void)ticket_write;
+	(void)ticket_parse;
+#endif
 	return 0;
 }
 

@@ -330,6 +330,13 @@ def test_listener_keeps_its_keys_when_the_new_file_is_bad(make_proxy, tls_files,
     assert reused and line["tls"] == "resumed"
     assert f"{keyfile}:1: not a key" in p.log_text()
     assert "the keys read before stay in use" in p.log_text()
+    # Gone: told once, not for every connection; the keys still serve.
+    keyfile.unlink()
+    for _ in range(2):
+        _, reused, line = c.tunnel(echo, sess)
+        assert reused and line["tls"] == "resumed"
+    assert p.log_text().count(f"{keyfile}: No such file or directory") == 1, p.log_text()
+    assert p.log_text().count(f"{keyfile}:1: not a key") == 1, p.log_text()
 
 
 def test_options_checked(netfiles, tls_files, tmp_path):
@@ -342,3 +349,17 @@ def test_options_checked(netfiles, tls_files, tmp_path):
         assert r.returncode == 64, bad
         assert b"--ticket-lifetime: '" + bad.encode() + b"' is not a number from 1 to 604800" \
             in r.stderr
+
+
+def test_build_without_tickets_refuses_the_option(tunneld_min, tls_files, tmp_path):
+    """CONFIG_TLS_TICKETS=n (and every build without TLS, as tunneld-min):
+    --ticket-key is a usage error naming the build option."""
+    f = write_keys(tmp_path / "tickets", new_key())
+    r = subprocess.run([tunneld_min, "--log", "stderr", "--ticket-key", str(f)],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env=clean_env())
+    assert r.returncode == 64, r
+    assert b"--ticket-key: this tunneld was built without tickets (CONFIG_TLS_TICKETS)" \
+        in r.stderr, r.stderr
+    out = subprocess.run([tunneld_min, "--version"], capture_output=True, text=True,
+                         timeout=10).stdout
+    assert "-tls-tickets" in out, out
