@@ -42,7 +42,7 @@
 #endif
 /* A system library may leave tickets out: then tunneld without them. */
 #if CONFIG_TLS_TICKETS && (!defined(MBEDTLS_SSL_TICKET_C) || !defined(MBEDTLS_SSL_SESSION_TICKETS))
-#error "this mbedTLS has no session tickets (SSL_TICKET_C, SSL_SESSION_TICKETS): build with CONFIG_TLS_TICKETS=n"
+#error "this mbedTLS has no session tickets (SSL_TICKET_C): build with CONFIG_TLS_TICKETS=n"
 #endif
 
 static mbedtls_ssl_config conf;

@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -365,3 +366,38 @@ def test_build_without_tickets_refuses_the_option(tunneld_min, tls_files, tmp_pa
     out = subprocess.run([tunneld_min, "--version"], capture_output=True, text=True,
                          timeout=10).stdout
     assert "-tls-tickets" in out, out
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_listener_with_user_rereads_as_that_user(make_proxy, tls_files, echo):
+    """--user: the listener has dropped root when it reads the file again.
+    A root-only new file is refused (logged, the keys read before stay);
+    one that user owns is read. inetd mode reads it before dropping root."""
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    d = Path(tempfile.mkdtemp(prefix="tunneld-tickets-"))
+    try:
+        d.chmod(0o711)            # nobody may reach the file, not list the directory
+        k1, k2 = new_key(), new_key()
+        keyfile = write_keys(d / "tickets", k1)   # root's, mode 600
+        p = ticket_proxy(make_proxy, "listen", tls_files, keyfile, "--user", "nobody")
+        c = Py(p)
+        old, _, line = c.tunnel(echo)
+        assert line["tls"] == "full"
+        write_keys(keyfile, k2)
+        _, reused, line = c.tunnel(echo, old)
+        assert reused and line["tls"] == "resumed"            # k1 still in use
+        assert f"{keyfile}: Permission denied; the keys read before stay in use" in p.log_text()
+        write_keys(keyfile, k2)
+        os.chown(keyfile, nobody.pw_uid, nobody.pw_gid)
+        _, reused, line = c.tunnel(echo, old)
+        assert not reused and line["tls"] == "full"           # k2 only, now read
+        assert f"{keyfile}: ticket keys read again" in p.log_text()
+        q = ticket_proxy(make_proxy, "inetd", tls_files, write_keys(d / "root-only", k1),
+                         "--user", "nobody")
+        _, reused, line = c.tunnel(echo, old, proxy=q)
+        assert reused and line["tls"] == "resumed"
+    finally:
+        shutil.rmtree(d)
