@@ -411,8 +411,9 @@ def config_in_symbols():
 
 def test_config_in_symbols_are_kconfig_symbols():
     syms = config_in_symbols()
-    assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE", "TUNNELD_SANDBOX",
-                    "TUNNELD_HTTP_TUNNEL", "TUNNELD_PROXY_PROTOCOL"]
+    assert syms == ["TUNNELD_TLS", "TUNNELD_TLS_TICKETS", "TUNNELD_AUTH", "TUNNELD_IPV6",
+                    "TUNNELD_SPLICE", "TUNNELD_SANDBOX", "TUNNELD_HTTP_TUNNEL",
+                    "TUNNELD_PROXY_PROTOCOL"]
     kconfig = re.findall(r"^config (\w+)", (REPO / "Kconfig").read_text(), re.M)
     assert {s.removeprefix("TUNNELD_") for s in syms} <= set(kconfig)
 
