@@ -4,7 +4,8 @@ per connection, each reading the file) and in --listen mode (forked
 workers, the listener reading the file again when it changes). openssl
 s_client carries the session from one process to the next in a file
 (-sess_out, -sess_in), Python's ssl in an SSLSession, curl in its own
-session cache between two CONNECTs of one run; each resumption is seen by
+session cache between two CONNECTs of one run, headless Chromium between a
+page's tunnel and its image's; each resumption is seen by
 the client (Reused, session_reused) and by tunneld (tls=resumed in the
 log line). Tickets of another key, of a key no longer listed, past their
 lifetime or corrupted get a full handshake, and the tunnel works."""
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import OK_REPLY, clean_env, connect_head, run_tunneld, wait_until
-from support.servers import TargetServer, greet_shut_handler, https_handler
+from support.servers import TargetServer, greet_shut_handler, https_handler, read_head
 
 pytestmark = [pytest.mark.needs("tls"), pytest.mark.needs("tls-tickets")]
 
@@ -401,3 +402,45 @@ def test_listener_with_user_rereads_as_that_user(make_proxy, tls_files, echo):
         assert reused and line["tls"] == "resumed"
     finally:
         shutil.rmtree(d)
+
+
+def page_handler(ctx, body, ctype):
+    """An HTTPS target answering every request with body (Content-Type
+    ctype); each request's head goes to server.results."""
+    def handler(conn, server):
+        try:
+            tls = ctx.wrap_socket(conn, server_side=True)
+            server.results.append(read_head(tls))
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                        b"Connection: close\r\n\r\n%s" % (ctype, len(body), body))
+            tls.unwrap()
+        except (ssl.SSLError, OSError):
+            pass
+        conn.close()
+    return handler
+
+
+def test_chromium_resumes_its_next_tunnel(make_proxy, mode, tls_files, tmp_path, netfiles):
+    """A browser: headless Chromium with --proxy-server=https:// loads a page
+    from one target whose image is on another. The second tunnel is a second
+    proxy connection, served by another process, and resumes."""
+    from test_tls_proxy import dump_dom
+    keyfile = write_keys(tmp_path / "tickets", new_key())
+    p = ticket_proxy(make_proxy, mode, tls_files, keyfile)
+    cert, key = tls_files
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    image = TargetServer(page_handler(ctx, b"GIF89a", b"image/gif"))
+    html = (b"<html><body><p>the page</p><img src='https://good.test:%d/pic.gif'></body></html>"
+            % image.port)
+    page = TargetServer(page_handler(ctx, html, b"text/html"))
+    try:
+        out, err = dump_dom(p, f"https://good.test:{page.port}/", tmp_path, netfiles)
+    finally:
+        page.close()
+        image.close()
+    assert b"the page" in out, (out, err[-3000:])
+    assert any(h.startswith(b"GET /pic.gif ") for h in image.results), image.results
+    first = p.wait_log(lambda f: f.get("target") == f"good.test:{page.port}")
+    second = p.wait_log(lambda f: f.get("target") == f"good.test:{image.port}")
+    assert first["tls"] == "full" and second["tls"] == "resumed", p.log_text()
