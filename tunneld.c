@@ -938,11 +938,6 @@ static void child_of_listener(const int *fds, int n, int chan, int fd)
 	sigprocmask(SIG_SETMASK, &(sigset_t){ 0 }, NULL);
 }
 
-/* Accept on the listening sockets and fork one process per connection,
- * at most max_conns at once; children are reaped as they end. With the
- * GET/POST tunnel, children also ask here (over chan) for fresh processes
- * for connections they hand on (spawn.c): those count too, so every
- * process but the listener is its child and counted. */
 /* A listener reads --ticket-key again when it changed (a new key moved into
  * place), before the next connection's process starts: that one seals with
  * the new first key; live connections keep what they have. */
@@ -957,6 +952,11 @@ static void reread_ticket_keys(const struct opts *o)
 		logmsg(LOG_INFO, "%s: ticket keys read again", o->ticket_key);
 }
 
+/* Accept on the listening sockets and fork one process per connection,
+ * at most max_conns at once; children are reaped as they end. With the
+ * GET/POST tunnel, children also ask here (over chan) for fresh processes
+ * for connections they hand on (spawn.c): those count too, so every
+ * process but the listener is its child and counted. */
 static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 						      const struct opts *o)
 {
