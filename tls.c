@@ -322,9 +322,13 @@ static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, siz
 	return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
 }
 
-/* The sealers of this connection's process, from tk. */
+/* The sealers of this connection's process, from tk; once. */
 static int tickets_start(void)
 {
+	static int started;
+
+	if (started++)
+		return 0;
 	for (int i = 0; i < tk.n; i++) {
 		mbedtls_ssl_ticket_init(&sealer[i]);
 		if (mbedtls_ssl_ticket_setup(&sealer[i], mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE,
