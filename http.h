@@ -4,7 +4,8 @@
 
 #define HOST_MAX 253
 
-#define HTTP_BODY_MAX 65536     /* a GET/POST tunnel request body */
+#define HTTP_BODY_MAX 65536     /* a GET/POST tunnel request body, and a receive's answer without max= */
+#define HTTP_ANSWER_MAX (512 << 10)  /* a receive's answer with max=: at most this */
 #define SESSION_TOKEN_LEN 48    /* hex: a 64-bit id, then a 128-bit secret */
 #define NODE_MAX 32             /* --node NAME: the token's "NAME." prefix */
 #define SESSION_TOKEN_MAX (NODE_MAX + 1 + SESSION_TOKEN_LEN)
@@ -25,6 +26,7 @@ struct request {
 	int clen_seen;
 	unsigned long long off;   /* ?o=N */
 	int fin;                  /* ?fin */
+	size_t max;               /* ?max=N, at most HTTP_ANSWER_MAX; 0: not given */
 	int close;                /* Connection: close, or HTTP/1.0 without keep-alive */
 	int http10;               /* HTTP/1.0: a kept connection is said so */
 };

@@ -156,7 +156,7 @@ def test_twenty_sessions_each_on_its_node(tunnel_bin, nodes, haproxy, make_targe
     rest = [r for r in reqs if r[4]]
     assert all(r[3] == r[4] for r in rest), [r for r in rest if r[3] != r[4]]
     assert all(r[2] == 200 for r in rest), [r for r in rest if r[2] != 200]
-    assert len(rest) >= count * 2 * (MiB // 65536), len(rest)
+    assert len(rest) >= count * (MiB // 65536 + MiB // (512 * 1024)), len(rest)
     assert {r[0] for r in rest} == {"GET", "POST", "DELETE"}
 
 

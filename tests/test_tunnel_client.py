@@ -361,7 +361,7 @@ def test_listen_10_concurrent(tunnel_bin, tproxy, make_target, request, via):
 # a proxy that loses answers and connections
 
 FAULTS = {
-    "drop-every-5th-answer": dict(drop_every=5),
+    "drop-every-2nd-answer": dict(drop_every=2),
     "close-between-requests": dict(close_between=True),
     "502-every-7th": dict(error_every=7),
 }
