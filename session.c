@@ -274,8 +274,10 @@ static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 	}
 	h->from_ring = n1 + n2 > sizeof h->head - hl;
 	if (!h->from_ring) {
-		memcpy(h->head + hl, b1, n1);
-		memcpy(h->head + hl + n1, b2, n2);
+		if (n1)  /* b1 and b2 may be NULL when empty */
+			memcpy(h->head + hl, b1, n1);
+		if (n2)
+			memcpy(h->head + hl + n1, b2, n2);
 		hl += n1 + n2;
 		n1 = n2 = 0;
 	}
