@@ -34,7 +34,7 @@
 #define RING (2 * HTTP_ANSWER_MAX)
 #define CONNS 6              /* client connections served at once */
 #define WAIT_MS 20000        /* longest long poll, and longest wait for the target */
-#define WRITE_MS 5000        /* an answer must be taken within */
+#define WRITE_MS 5000        /* an answer must go on being taken within */
 #define ID_LEN 16            /* the token's public half: names the unix socket */
 #define TAKE_MS 20000        /* a holder says within this whether it took a connection */
 #define BACKLOG 64           /* hand-overs waiting to be taken */
