@@ -20,7 +20,7 @@ tests/bench/refrelay: tests/bench/refrelay.c | deps-static
 deps-bench:
 	@sh scripts/deps.sh $(BENCH_DEPS)
 
-bench: deps-bench tunneld-static $(BENCH_BINS)
+bench: deps-bench tunneld-static tunnel-static $(BENCH_BINS)
 	$(PYTHON) tests/bench/bench.py
 
 clean: clean-bench

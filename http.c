@@ -313,8 +313,9 @@ int http_parse_target(const char *s, size_t len, struct request *req)
 	return 0;
 }
 
-/* The query of a tunnel request: "o=N" and "fin", '&'-separated; other
- * parameters are ignored. 0 or 400. */
+/* The query of a tunnel request: "o=N", "fin" and "max=N" (from 1; more
+ * than HTTP_ANSWER_MAX is that), '&'-separated; other parameters are
+ * ignored. 0 or 400. */
 static int parse_query(const char *q, size_t n, struct request *req)
 {
 	const char *end = q + n;
@@ -329,6 +330,12 @@ static int parse_query(const char *q, size_t n, struct request *req)
 			if (v < 0)
 				return 400;
 			req->off = (unsigned long long)v;
+		} else if (len > 4 && !memcmp(q, "max=", 4)) {
+			long long v = http_decimal(q + 4, len - 4, 15);
+
+			if (v < 1)
+				return 400;
+			req->max = v < HTTP_ANSWER_MAX ? (size_t)v : HTTP_ANSWER_MAX;
 		} else if ((len == 3 && !memcmp(q, "fin", 3)) || (len == 5 && !memcmp(q, "fin=1", 5))) {
 			req->fin = 1;
 		}

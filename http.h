@@ -4,7 +4,16 @@
 
 #define HOST_MAX 253
 
-#define HTTP_BODY_MAX 65536     /* a GET/POST tunnel request body */
+#define HTTP_BODY_MAX 65536     /* a tunnel request's body; a receive's answer without max= */
+/* A receive's answer with max=: at most this; tunneld reads twice it ahead
+ * (its memory per session), tunnel asks for it. Either end may be built
+ * with another: each takes the smaller. */
+#ifndef HTTP_ANSWER_MAX
+#define HTTP_ANSWER_MAX (512 << 10)
+#endif
+#if HTTP_ANSWER_MAX < HTTP_BODY_MAX || HTTP_ANSWER_MAX > (8 << 20)
+#error "HTTP_ANSWER_MAX: from HTTP_BODY_MAX (64 KiB) to 8 MiB"
+#endif
 #define SESSION_TOKEN_LEN 48    /* hex: a 64-bit id, then a 128-bit secret */
 #define NODE_MAX 32             /* --node NAME: the token's "NAME." prefix */
 #define SESSION_TOKEN_MAX (NODE_MAX + 1 + SESSION_TOKEN_LEN)
@@ -25,6 +34,7 @@ struct request {
 	int clen_seen;
 	unsigned long long off;   /* ?o=N */
 	int fin;                  /* ?fin */
+	size_t max;               /* ?max=N, at most HTTP_ANSWER_MAX; 0: not given */
 	int close;                /* Connection: close, or HTTP/1.0 without keep-alive */
 	int http10;               /* HTTP/1.0: a kept connection is said so */
 };

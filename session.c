@@ -7,7 +7,7 @@
  * for other sessions met here are handed on the same way, and any other
  * request (an open, a CONNECT) goes to a fresh process (spawn.c): a holder
  * serves its own session and nothing else. One poll loop; every wait has a
- * deadline; memory is the fixed struct below. */
+ * deadline; memory is the fixed struct below (PROTOCOL.md, Limits). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,16 +28,19 @@
 #include "sandbox.h"
 #include "spawn.h"
 
-#define RING 65536           /* bytes read from the target, not yet acknowledged */
+/* Bytes read from the target, not yet acknowledged: twice the largest
+ * answer, so that while one answer travels and the next receive comes, the
+ * next answer's bytes are read. */
+#define RING (2 * HTTP_ANSWER_MAX)
 #define CONNS 6              /* client connections served at once */
 #define WAIT_MS 20000        /* longest long poll, and longest wait for the target */
-#define WRITE_MS 5000        /* an answer must be taken within */
+#define WRITE_MS 5000        /* an answer must go on being taken within */
 #define ID_LEN 16            /* the token's public half: names the unix socket */
 #define TAKE_MS 20000        /* a holder says within this whether it took a connection */
 #define BACKLOG 64           /* hand-overs waiting to be taken */
 #define FULL_MS 1000         /* a full backlog is tried again for this long */
 
-enum { C_FREE, C_HEAD, C_BODY, C_SEND, C_PARKED, C_PASSING };
+enum { C_FREE, C_HEAD, C_BODY, C_SEND, C_PARKED, C_PASSING, C_WRITE };
 
 struct hconn {
 	int fd, state;
@@ -45,6 +48,9 @@ struct hconn {
 	struct endpoint client, local;
 	struct request req;       /* the request being served */
 	long long t;              /* last activity, or when the wait began */
+	struct iovec out[3];      /* C_WRITE: what is left of the answer */
+	int close_after, from_ring;  /* ... then close; its body is in the ring */
+	char head[512];           /* ... its head */
 	size_t len;               /* bytes in buf */
 	char buf[CONFIG_HEADER_MAX];
 };
@@ -168,30 +174,36 @@ int session_pass(const struct session_opts *so, const char *token, size_t token_
 	return u < 0 ? u : pass_outcome(u, 0, poll(&p, 1, TAKE_MS));
 }
 
-/* Write the iovecs to a non-blocking fd within WRITE_MS. 0 or -1. */
-static int write_iov(int fd, struct iovec *iov, int n)
+/* Write what the non-blocking fd takes of the three iovecs (advanced as
+ * they go), waiting for the rest until deadline (0: no wait). 0 all
+ * written, 1 some left, -1 an error or the deadline passed. */
+static int write_iov(int fd, struct iovec *iov, long long deadline)
 {
-	long long deadline = now_ms() + WRITE_MS;
+	for (;;) {
+		int i = 0;
+		ssize_t w;
 
-	while (n > 0) {
-		ssize_t w = writev(fd, iov, n);
-
-		if (w < 0 && errno != EAGAIN && errno != EINTR)
+		while (i < 3 && iov[i].iov_len == 0)
+			i++;
+		if (i == 3)
+			return 0;
+		w = writev(fd, iov + i, 3 - i);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno != EAGAIN)
 			return -1;
-		for (; w > 0 && n > 0; iov++, n--) {
-			if ((size_t)w < iov->iov_len) {
-				iov->iov_base = (char *)iov->iov_base + w;
-				iov->iov_len -= (size_t)w;
-				break;
-			}
-			w -= (ssize_t)iov->iov_len;
+		if (w < 0 && !deadline)
+			return 1;
+		if (w < 0 && net_wait(fd, POLLOUT, deadline) < 0)
+			return -1;
+		for (; w > 0; i++) {
+			size_t k = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+
+			iov[i].iov_base = (char *)iov[i].iov_base + k;
+			iov[i].iov_len -= k;
+			w -= (ssize_t)k;
 		}
-		while (n > 0 && iov->iov_len == 0)
-			iov++, n--;
-		if (n > 0 && net_wait(fd, POLLOUT, deadline) < 0)
-			return -1;
 	}
-	return 0;
 }
 
 static void conn_close(struct hconn *h)
@@ -205,16 +217,43 @@ static void conn_close(struct hconn *h)
 	h->state = C_FREE;
 }
 
+/* Go on writing h's answer, waiting for the socket until deadline (0:
+ * not at all). 0 written or under way (C_WRITE), -1 h is closed: it failed,
+ * or the answer says so. */
+static int flush(struct hconn *h, long long deadline)
+{
+	int r = write_iov(h->fd, h->out, deadline);
+
+	if (r < 0 || (r == 0 && h->close_after)) {
+		conn_close(h);
+		return -1;
+	}
+	if (r == 0)
+		h->state = C_HEAD;
+	h->t = now_ms();
+	return 0;
+}
+
+/* An answer under way is written whole before the process goes on
+ * without h (or ends). */
+static void finish(struct hconn *h)
+{
+	if (h->state == C_WRITE)
+		flush(h, now_ms() + WRITE_MS);
+}
+
 /* Answer h's request: a 200 with the body b1+b2 (either may be empty), or
  * an error with its one-line text, which also closes the connection. With
- * a Tunnel-Offset when off is not ~0. 0, or -1 when h was closed. */
+ * a Tunnel-Offset when off is not ~0. What the socket does not take at
+ * once is written as it does (C_WRITE): a small body is copied after the
+ * head, a large one is the ring's, which keeps it until it is acknowledged.
+ * 0, or -1 when h was closed. */
 static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 		  const void *b1, size_t n1, const void *b2, size_t n2)
 {
-	char head[512], extra[192];
+	char extra[192];
 	int ok = status == 200, close_it = !ok || h->req.close;
 	size_t hl;
-	struct iovec iov[3];
 	int xl = strfmt(extra, sizeof extra, "Cache-Control: no-store\r\n");
 
 	/* Each at most 40 bytes: extra has room for them all. */
@@ -228,17 +267,27 @@ static int answer(struct hconn *h, int status, unsigned long long off, int eof,
 		strfmt(extra + xl, sizeof extra - (size_t)xl, "Allow: CONNECT, GET, POST, DELETE\r\n");
 	if (!ok)
 		n1 = n2 = 0;  /* an error's body is its text, in the head */
-	hl = http_answer(head, sizeof head, status, NULL, extra, n1 + n2, close_it);
-	iov[0] = (struct iovec){ head, hl };
-	iov[1] = (struct iovec){ (void *)b1, n1 };
-	iov[2] = (struct iovec){ (void *)b2, n2 };
-	if (!hl || write_iov(h->fd, iov, 3) < 0 || close_it) {
+	hl = http_answer(h->head, sizeof h->head, status, NULL, extra, n1 + n2, close_it);
+	if (!hl) {
 		conn_close(h);
 		return -1;
 	}
-	h->state = C_HEAD;
-	h->t = s.seen = now_ms();
-	return 0;
+	h->from_ring = n1 + n2 > sizeof h->head - hl;
+	if (!h->from_ring) {
+		if (n1)  /* b1 and b2 may be NULL when empty */
+			memcpy(h->head + hl, b1, n1);
+		if (n2)
+			memcpy(h->head + hl + n1, b2, n2);
+		hl += n1 + n2;
+		n1 = n2 = 0;
+	}
+	h->out[0] = (struct iovec){ h->head, hl };
+	h->out[1] = (struct iovec){ (void *)b1, n1 };
+	h->out[2] = (struct iovec){ (void *)b2, n2 };
+	h->close_after = close_it;
+	h->state = C_WRITE;
+	s.seen = now_ms();
+	return flush(h, 0);
 }
 
 static int fail(struct hconn *h, int status)
@@ -250,7 +299,12 @@ static int fail(struct hconn *h, int status)
 static void give(struct hconn *h)
 {
 	unsigned long long o = h->req.off;
-	size_t n = (size_t)(s.end - o), at = (size_t)(o % RING), first = n < RING - at ? n : RING - at;
+	size_t n = (size_t)(s.end - o), at = (size_t)(o % RING), first;
+	size_t most = h->req.max ? h->req.max : HTTP_BODY_MAX;
+
+	if (n > most)
+		n = most;
+	first = n < RING - at ? n : RING - at;
 
 	if (n == 0 && s.err) {
 		s.told = 1;
@@ -259,7 +313,7 @@ static void give(struct hconn *h)
 	}
 	if (o + n > s.sent)
 		s.sent = o + n;
-	answer(h, 200, o, s.eof, s.ring + at, first, s.ring, n - first);
+	answer(h, 200, o, s.eof && o + n == s.end, s.ring + at, first, s.ring, n - first);
 }
 
 static void receive(struct hconn *h)
@@ -271,9 +325,15 @@ static void receive(struct hconn *h)
 		return;
 	}
 	s.base = o;  /* everything before o arrived: forget it */
-	for (int i = 0; i < CONNS; i++)
+	for (int i = 0; i < CONNS; i++) {
+		/* Superseded: a receive waiting is answered empty; one whose
+		 * answer is still being written from the ring, whose bytes may
+		 * now be overwritten, is cut off. */
 		if (s.c[i].state == C_PARKED && &s.c[i] != h)
-			answer(&s.c[i], 200, s.c[i].req.off, 0, 0, 0, 0, 0);  /* superseded */
+			answer(&s.c[i], 200, s.c[i].req.off, 0, 0, 0, 0, 0);
+		else if (s.c[i].state == C_WRITE && s.c[i].from_ring && &s.c[i] != h)
+			conn_close(&s.c[i]);
+	}
 	if (s.end > o || s.eof || s.err) {
 		give(h);
 		return;
@@ -560,6 +620,7 @@ static long long conn_deadline(const struct hconn *h, int poll_ms)
 	switch (h->state) {
 	case C_PARKED: return h->t + poll_ms;
 	case C_PASSING: return h->t + TAKE_MS;
+	case C_WRITE: return h->t + WRITE_MS;
 	case C_SEND: return h->t + WAIT_MS;
 	case C_BODY: return h->t + s.so->header_ms + WAIT_MS;
 	case C_HEAD: return h->t + s.so->header_ms;
@@ -574,6 +635,8 @@ static void conn_expire(struct hconn *h)
 		give(h);
 	} else if (h->state == C_PASSING) {
 		handed_on(h, 0);
+	} else if (h->state == C_WRITE) {
+		conn_close(h);  /* the answer is not taken: the client asks again */
 	} else if (h->state == C_SEND) {
 		s.up = NULL;  /* the target is slow: say how far it got */
 		answer(h, 200, s.taken, 0, 0, 0, 0, 0);
@@ -678,7 +741,8 @@ static const char *run(void)
 		for (i = 0; i < CONNS; i++) {
 			long long d = conn_deadline(&s.c[i], poll_ms);
 
-			busy |= s.c[i].state == C_PARKED || s.c[i].state == C_SEND || s.c[i].state == C_BODY;
+			busy |= s.c[i].state == C_PARKED || s.c[i].state == C_SEND ||
+				s.c[i].state == C_BODY || s.c[i].state == C_WRITE;
 			if (d && d <= now)
 				conn_expire(&s.c[i]);
 			else if (d && d < next)
@@ -710,6 +774,8 @@ static const char *run(void)
 
 			p[i + 2] = (struct pollfd){ c->state == C_PASSING ? c->u : want ? c->fd : -1,
 						    POLLIN, 0 };
+			if (c->state == C_WRITE)
+				p[i + 2] = (struct pollfd){ c->fd, (short)(want ? POLLIN | POLLOUT : POLLOUT), 0 };
 		}
 		/* What the TLS library holds already, poll() cannot see. */
 		held = s.tio && p[1].events & POLLIN && s.tio->pending();
@@ -723,9 +789,14 @@ static const char *run(void)
 		for (i = 0; i < CONNS; i++) {
 			if (!p[i + 2].revents || p[i + 2].fd < 0)
 				continue;
-			if (s.c[i].state == C_PASSING && s.c[i].u == p[i + 2].fd)
+			if (s.c[i].state == C_PASSING && s.c[i].u == p[i + 2].fd) {
 				handed_on(&s.c[i], 1);
-			else if (s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd)
+				continue;
+			}
+			if (s.c[i].state == C_WRITE && p[i + 2].revents & (POLLOUT | POLLERR | POLLHUP))
+				flush(&s.c[i], 0);
+			if (s.c[i].state != C_FREE && s.c[i].fd == p[i + 2].fd &&
+			    p[i + 2].revents & (POLLIN | POLLERR | POLLHUP))
 				conn_read(&s.c[i]);
 		}
 		/* Every connection waiting, up to the backlog: another user
@@ -833,10 +904,11 @@ const char *session_hold(const struct session_opts *so, int target, const struct
 
 			handed_on(&s.c[i], poll(&p, 1, 2000));
 		}
+		finish(&s.c[i]);
 		if (s.c[i].state == C_HEAD && respawn(&s.c[i]) < 0)
 			conn_close(&s.c[i]);
-		else if (s.c[i].state != C_FREE)
-			fail(&s.c[i], 404);
+		else if (s.c[i].state != C_FREE && fail(&s.c[i], 404) == 0)
+			finish(&s.c[i]);
 	}
 	st->up = s.taken;
 	st->down = s.sent;

@@ -36,12 +36,13 @@ struct url {
 	char auth[AUTH_B64 + 1];        /* proxy: Basic token of user:pass, or "" */
 };
 
-/* An answer: the head and the body in one buffer. */
+/* An answer: the head and the body in one buffer (a receive asks for at
+ * most HTTP_ANSWER_MAX bytes: max=). */
 struct answer {
 	struct reply h;
 	char *body;
 	size_t blen;
-	char buf[HEAD_MAX + HTTP_BODY_MAX];
+	char buf[HEAD_MAX + HTTP_ANSWER_MAX];
 };
 
 /* One HTTP connection to SERVER (through the proxy, if any). The TLS

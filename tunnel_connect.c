@@ -111,10 +111,10 @@ int read_answer(struct tun *t, struct link *l, long long deadline, int head_only
 	a->blen = len - hl;
 	if (head_only)
 		return 0;
-	if (a->h.chunked || a->h.clen < 0 || a->h.clen > HTTP_BODY_MAX) {
+	if (a->h.chunked || a->h.clen < 0 || a->h.clen > HTTP_ANSWER_MAX) {
 		if (a->h.status == 200)
 			die(EX_PROTOCOL, "%s answered 200 without a Content-Length of at most %d",
-			    who, HTTP_BODY_MAX);
+			    who, HTTP_ANSWER_MAX);
 		a->h.close = 1;  /* an error's body we need not read: drop the connection */
 		a->blen = 0;
 		return 0;

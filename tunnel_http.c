@@ -172,8 +172,10 @@ static void null_fd(int fd)
 	}
 }
 
-/* The receiving process: long polls from offset 0, each answer's bytes
- * written out in order; the target's end becomes the end of out. */
+/* The receiving process: long polls from offset 0, each taking up to
+ * HTTP_ANSWER_MAX bytes (a tunneld before max= answers 64 KiB at most),
+ * each answer's bytes written out in order; the target's end becomes the
+ * end of out. */
 static void __attribute__((noreturn)) receiver(struct tun *t, int out)
 {
 	struct link l = { -1, 0 };
@@ -181,7 +183,7 @@ static void __attribute__((noreturn)) receiver(struct tun *t, int out)
 	char q[40];
 
 	for (;;) {
-		snprintf(q, sizeof q, "?o=%llu", off);
+		snprintf(q, sizeof q, "?o=%llu&max=%d", off, HTTP_ANSWER_MAX);
 		request(t, &l, "GET", q, NULL, 0);
 		if (t->a.h.status != 200)
 			refused(t, 0);

@@ -27,7 +27,7 @@ from support.procs import (ALL_MODES, EXIT_USAGE, LOOPBACK_ACL, MODES, REPO, TES
                            procs_with_stderr, run_tunneld, wait_until)
 from support.servers import (HTTPS_BODY, MiB, Squid, TargetServer, accept_loop, echo_handler,
                              greet_shut_handler, hash_handler, https_handler, ok_answer,
-                             read_head, recv_all, self_signed, source_sink)
+                             read_head, read_request, recv_all, self_signed, source_sink)
 
 # Re-exported for the test files' `from conftest import ...`.
 __all__ = ["ALICE", "HASH_KINDS", "htpasswd_hash", "make_hash", "openssl_hash", "tunneld_hash",
@@ -39,7 +39,7 @@ __all__ = ["ALICE", "HASH_KINDS", "htpasswd_hash", "make_hash", "openssl_hash", 
            "hostport", "kill_pid", "listening", "needs_v6", "netns_wrap", "parse_logfmt",
            "procs_with_stderr", "run_tunneld", "wait_until", "HTTPS_BODY", "MiB", "Squid",
            "TargetServer", "echo_handler", "greet_shut_handler", "hash_handler", "https_handler",
-           "ok_answer", "read_head", "accept_loop", "recv_all", "self_signed", "source_sink"]
+           "ok_answer", "read_head", "read_request", "accept_loop", "recv_all", "self_signed", "source_sink"]
 
 
 # --------------------------------------------------------------------------

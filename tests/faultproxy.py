@@ -8,8 +8,8 @@ pooling corporate proxy does. Bodies are framed by Content-Length only
 
 Faults, counted so that a test can check they really happened:
 
-- drop_every=N: every Nth request (counted over the whole proxy) is
-  forwarded and its whole answer read from the origin, so the origin has
+- drop_every=N: every Nth request of each method (counted over the whole
+  proxy: a download of a few large answers loses some too) is forwarded and its whole answer read from the origin, so the origin has
   acted on it, and then the client connection is closed without a byte of
   the answer: a lost response.
 - close_between=True: the client connection is closed after every answer,
@@ -106,6 +106,7 @@ class FaultProxy:
         self.forwarded = 0           # answers passed back whole
         self.dropped = 0             # answers read from the origin and thrown away
         self.dropped_methods = []    # the method of each
+        self.per_method = {}         # requests read, by method
         self.errors = 0              # 502s of the proxy's own
         self.closed_between = 0      # connections closed after an answer
         self.connections = 0         # client connections accepted
@@ -155,6 +156,8 @@ class FaultProxy:
                 with self.lock:
                     self.requests += 1
                     count = self.requests
+                    self.per_method[method] = self.per_method.get(method, 0) + 1
+                    nth = self.per_method[method]
                     self.methods.append((method, url))
                 if self.error_every and count % self.error_every == 0:
                     with self.lock:
@@ -189,7 +192,7 @@ class FaultProxy:
                     origin.close()
                     self._track(origin, False)
                     origin = None
-                if self.drop_every and count % self.drop_every == 0:
+                if self.drop_every and nth % self.drop_every == 0:
                     with self.lock:
                         self.dropped += 1
                         self.dropped_methods.append(method)

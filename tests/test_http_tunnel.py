@@ -21,7 +21,9 @@ from conftest import (LOOPBACK_ACL, TUNNEL_PATH, Client, assert_error_reply, bas
 pytestmark = pytest.mark.needs("http-tunnel")
 
 PATH = TUNNEL_PATH
-BODY_MAX = 65536
+BODY_MAX = 65536                   # a send's body; a receive's answer without max=
+ANSWER_MAX = 512 * 1024            # a receive's answer with max=
+RING = 2 * ANSWER_MAX              # what the holder reads ahead, not acknowledged
 TOKEN_RE = re.compile(rb"[0-9a-f]{48}\n")
 KiB = 1 << 10
 
@@ -71,18 +73,20 @@ class Conn:
         assert r.header("Tunnel-Offset") == str(want), r
         return r
 
-    def recv(self, token, off, timeout=None):
-        return self.request("GET", f"?o={off}", [f"Tunnel-Token: {token}"], timeout=timeout)
+    def recv(self, token, off, timeout=None, most=None):
+        q = f"?o={off}" + ("" if most is None else f"&max={most}")
+        return self.request("GET", q, [f"Tunnel-Token: {token}"], timeout=timeout)
 
-    def recv_ok(self, token, off, timeout=None):
-        r = self.recv(token, off, timeout)
+    def recv_ok(self, token, off, timeout=None, most=None):
+        r = self.recv(token, off, timeout, most)
         assert r.status == 200, r
         assert_no_store(r)
         assert r.header("Tunnel-Offset") == str(off), r
-        assert len(r.body) <= BODY_MAX, f"{len(r.body)} bytes in one receive"
+        bound = BODY_MAX if most is None else min(most, ANSWER_MAX)
+        assert len(r.body) <= bound, f"{len(r.body)} bytes in one receive (max={most})"
         return r
 
-    def recv_until(self, token, off, n, want_eof=False, timeout=20.0):
+    def recv_until(self, token, off, n, want_eof=False, timeout=20.0, most=None):
         """Receive from off until n bytes have come (and Tunnel-Eof, if
         want_eof); return (bytes, eof seen)."""
         data = bytearray()
@@ -94,7 +98,7 @@ class Conn:
             assert time.monotonic() < deadline, \
                 f"{len(data)} of {n} bytes (eof={eof}) after {timeout} s"
             assert not eof, f"Tunnel-Eof after {len(data)} of {n} bytes"
-            r = self.recv_ok(token, off + len(data))
+            r = self.recv_ok(token, off + len(data), most=most)
             data += r.body
             eof = r.header("Tunnel-Eof") == "1"
         return bytes(data), eof
@@ -276,6 +280,81 @@ def test_receive_comes_in_bounded_pieces(tproxy, make_target):
     time.sleep(0.3)                          # let the target fill what it may
     data, eof = c.recv_until(token, 0, len(blob), want_eof=True)
     assert data == blob and eof
+
+
+def test_receive_max_bounds_the_answer_and_the_ring_the_reading(tproxy, make_target):
+    """max=N: an answer of at most N bytes, and never more than 512 KiB
+    however much is asked; without it 64 KiB. The holder reads 1 MiB ahead
+    of what is acknowledged and not a byte more; every byte once, in order."""
+    blob = os.urandom(3 * RING)
+    target = make_target(greeter(blob))
+    c = Conn(tproxy)
+    token = c.open_ok(target.hostport)
+    got = b""
+    for _ in range(400):                     # bounded: until 512 KiB are there
+        got = c.recv_ok(token, 0, most=10 ** 12).body  # asks for more than the bound
+        if len(got) == ANSWER_MAX:
+            break
+        time.sleep(0.05)
+    assert got == blob[:ANSWER_MAX]
+    assert c.recv_ok(token, 0).body == blob[:BODY_MAX]             # no max=: 64 KiB
+    assert c.recv_ok(token, 0, most=1).body == blob[:1]
+    assert c.recv_ok(token, 0, most=ANSWER_MAX + 1).body == blob[:ANSWER_MAX]
+    assert_error_reply(None, Conn(tproxy).recv(token, 0, most=0), 400)
+    # Nothing acknowledged yet: the holder has read up to RING, never past it.
+    for _ in range(400):
+        assert_error_reply(None, Conn(tproxy).recv(token, RING + 1), 409)
+        r = Conn(tproxy).recv(token, RING, most=ANSWER_MAX)
+        if r.status == 200:                  # RING is there: acknowledged up to it
+            break
+        assert_error_reply(None, r, 409)
+        time.sleep(0.05)
+    assert r.status == 200 and r.header("Tunnel-Offset") == str(RING), r
+    rest, eof = c.recv_until(token, RING + len(r.body), len(blob) - RING - len(r.body),
+                             want_eof=True, most=ANSWER_MAX)
+    assert r.body + rest == blob[RING:] and eof
+
+
+def test_a_receive_cuts_off_an_answer_still_being_written(tproxy, make_target):
+    """Forty 512 KiB receives at 0, pipelined on a connection that reads
+    nothing (4 KiB receive buffer): the holder writes them one after another
+    as the socket takes them, serving the session meanwhile. A receive on
+    another connection at 512 KiB acknowledges those bytes, so the ring may
+    overwrite them: the unread connection is cut off, and every byte it got
+    is still the stream's (never the bytes read in their place)."""
+    blob = os.urandom(2 * RING + ANSWER_MAX)
+    target = make_target(greeter(blob))
+    c = Conn(tproxy)
+    token = c.open_ok(target.hostport)
+    for _ in range(400):                     # bounded: until 512 KiB are there
+        if len(c.recv_ok(token, 0, most=ANSWER_MAX).body) == ANSWER_MAX:
+            break
+        time.sleep(0.05)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the window is said
+    stuck.settimeout(10)
+    stuck.connect((tproxy.host, tproxy.port))
+    one = (f"GET {PATH}?o=0&max={ANSWER_MAX} HTTP/1.1\r\nHost: x\r\n"
+           f"Tunnel-Token: {token}\r\n\r\n").encode()
+    stuck.sendall(one * 40)
+    assert stuck.recv(1, socket.MSG_PEEK)    # the holder serves it: its answers have begun
+    time.sleep(0.5)                          # let them fill what they may
+    data, eof = c.recv_until(token, ANSWER_MAX, len(blob) - ANSWER_MAX, want_eof=True,
+                             most=ANSWER_MAX)
+    assert data == blob[ANSWER_MAX:] and eof
+    got, how = recv_all(stuck)
+    stuck.close()
+    answers = 0
+    while got:                               # whole answers, then at most a part of one
+        head, sep, rest = got.partition(b"\r\n\r\n")
+        if head.startswith(b"HTTP/1.1 409 "):  # cut between two answers: the next was stale
+            assert rest.count(b"\n") <= 1, rest[:200]   # its one line, and the end
+            break
+        assert sep and head.startswith(b"HTTP/1.1 200 "), got[:200]
+        assert rest[:ANSWER_MAX] == blob[:len(rest[:ANSWER_MAX])], f"answer {answers} differs"
+        got = rest[ANSWER_MAX:]
+        answers += 1
+    assert answers < 40, (answers, how)
 
 
 def test_eof_from_target_then_client_still_sends(tproxy, make_target):

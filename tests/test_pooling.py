@@ -22,12 +22,12 @@ from conftest import (TUNNEL_PATH, alive, children, clean_env, echo_handler, end
                       end_server, free_port, listening, recv_all, source_sink, wait_until)
 from poolproxy import PoolProxy
 from test_http_tunnel import BODY_MAX, Conn, holder
-from test_tunnel_client import stream
+from test_tunnel_client import assert_large_answers, stream, two_way
 
 pytestmark = pytest.mark.needs("http-tunnel")
 
 PATH = TUNNEL_PATH
-KiB = 1 << 10
+KiB, MiB = 1 << 10, 1 << 20
 # Fresh processes that wait for a kept-alive connection's next request
 # close it after --header-timeout: short here, so that the tests can wait
 # for every process to go while the pooling proxy keeps its connections.
@@ -221,6 +221,31 @@ def test_haproxy_six_tunnel_clients(tunnel_bin, make_proxy, mode, make_target, t
     finally:
         ha.stop()
     assert_no_process_left(server, 5, "the clients ended and HAProxy stopped")
+
+
+def test_haproxy_8mib_down_in_large_answers(tunnel_bin, make_proxy, mode, make_target,
+                                            tmp_path):
+    """A download through HAProxy comes in answers of up to 512 KiB, some
+    over 64 KiB, every byte exact."""
+    server = make_proxy(mode, tunnel=PATH)
+    ha = HAProxy(tmp_path / "haproxy", server.port, maxconn=3, polls=2)
+    try:
+        err = two_way(tunnel_bin, make_target, f"http://127.0.0.1:{ha.port}{PATH}", 8 * MiB,
+                      "-v", timeout=90, up_size=64 * KiB)
+        assert_large_answers(err, 8 * MiB)
+    finally:
+        ha.stop()
+
+
+def test_pooling_proxy_8mib_down_in_large_answers(tunnel_bin, make_proxy, mode, make_target,
+                                                  make_pool):
+    """The same through the pooling proxy, which buffers each answer whole
+    before it passes it on."""
+    server = make_proxy(mode, tunnel=PATH)
+    pp = make_pool(server, size=2)
+    err = two_way(tunnel_bin, make_target, server.url, 8 * MiB, "-v", "-x", pp.url,
+                  timeout=90, up_size=64 * KiB)
+    assert_large_answers(err, 8 * MiB)
 
 
 # --------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import getpass
 import hashlib
 import os
 import random
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -20,7 +22,8 @@ import pytest
 
 from conftest import (ALICE, LOOPBACK_ACL, TUNNEL_PATH, alive, at_once, children, clean_env,
                       descendants, echo_handler, free_port, kill_pid, listening, netns_wrap,
-                      openssl_hash, recv_all, self_signed, source_sink, wait_until)
+                      openssl_hash, read_request, recv_all, self_signed, source_sink,
+                      wait_until)
 from faultproxy import FaultProxy
 
 pytestmark = pytest.mark.needs("http-tunnel")
@@ -95,17 +98,37 @@ def stream(cmd, up, env=None, timeout=60, early_end_ok=False):
     return proc.returncode, (h.hexdigest(), n), b"".join(err)
 
 
-def two_way(tunnel_bin, make_target, server_url, size, *opts, env=None, timeout=60):
-    """A stdin/stdout session moving size bytes each way, independently;
-    both directions checked by sha256."""
-    down, up = os.urandom(size), os.urandom(size)
+def two_way(tunnel_bin, make_target, server_url, size, *opts, env=None, timeout=60,
+            up_size=None):
+    """A stdin/stdout session moving size bytes down and size (or up_size)
+    up, independently; both directions checked by sha256."""
+    up_size = size if up_size is None else up_size
+    down, up = os.urandom(size), os.urandom(up_size)
     target = make_target(source_sink(down))
     rc, got, err = stream([tunnel_bin, *opts, server_url, target.hostport], up, env, timeout)
     assert rc == 0, (rc, err)
     assert got == (hashlib.sha256(down).hexdigest(), size), "the target's bytes differ"
-    assert target.wait_results(1, 30) == [(hashlib.sha256(up).hexdigest(), size, "eof")], \
+    assert target.wait_results(1, 30) == [(hashlib.sha256(up).hexdigest(), up_size, "eof")], \
         "the bytes to the target differ"
     return err
+
+
+ANSWER_MAX = 512 * KiB
+
+
+def answer_sizes(err):
+    """The body sizes of the receives a `tunnel -v` logged: each asks for
+    max=512 KiB."""
+    return [int(n) for n in re.findall(
+        rb"GET [^ ,]*\?o=\d+&max=%d, 0 bytes: 200 [^,]*, (\d+) bytes" % ANSWER_MAX, err)]
+
+
+def assert_large_answers(err, size):
+    """The download came in answers of up to 512 KiB, some over 64 KiB,
+    and they add up to it."""
+    sizes = answer_sizes(err)
+    assert sizes and sum(sizes) == size, (len(sizes), sum(sizes))
+    assert max(sizes) <= ANSWER_MAX and max(sizes) > 64 * KiB, sorted(sizes)[-5:]
 
 
 # --------------------------------------------------------------------------
@@ -143,6 +166,71 @@ def test_squid_4mib_each_way(tunnel_bin, squid, tproxy, make_target):
     log = squid.log()
     assert f"POST {tproxy.url}" in log and f"GET {tproxy.url}" in log, log[-2000:]
     assert "CONNECT" not in log, log[-2000:]
+
+
+def test_squid_8mib_down_in_large_answers(tunnel_bin, squid, tproxy, make_target):
+    """Downloads come in answers of up to 512 KiB (max=), through squid
+    too, every byte exact."""
+    err = two_way(tunnel_bin, make_target, tproxy.url, 8 * MiB, "-v", "-x", squid.url,
+                  timeout=90, up_size=64 * KiB)
+    assert_large_answers(err, 8 * MiB)
+    # squid's own record: answers to GET of over 64 KiB passed it
+    carried = [int(n) for n in re.findall(r"/200 (\d+) GET " + re.escape(tproxy.url), squid.log())]
+    assert carried and max(carried) > ANSWER_MAX, squid.log()[-2000:]
+
+
+def oversize_server(clen):
+    """A server answering the open with a token, every send with its
+    offset, and each of two receives with a 200 of clen bytes (the second
+    with Tunnel-Eof): the receives' queries are recorded."""
+    token = secrets.token_hex(24).encode()
+
+    def handler(conn, server):
+        buf = b""
+        conn.settimeout(10)
+        for _ in range(100):
+            req = read_request(conn, buf)
+            if req is None:
+                return
+            line, fields, body, buf = req
+            m = re.search(rb"o=(\d+)", line)
+            off = int(m.group(1)) if m else 0
+            if b"tunnel-token" not in fields:
+                body = token + b"\n"
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            elif line.startswith(b"GET "):
+                server.results.append(line.split()[1])
+                eof = b"Tunnel-Eof: 1\r\n" if len(server.results) > 1 else b""
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTunnel-Offset: %d\r\n%sContent-Length: %d"
+                                 b"\r\n\r\n" % (off, eof, clen) + b"x" * clen)
+                except OSError:
+                    return
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTunnel-Offset: %d\r\nContent-Length: 0\r\n\r\n"
+                             % (off + len(body)))
+    return handler
+
+
+def test_client_refuses_an_answer_over_what_it_asked(tunnel_bin, make_target):
+    """The client asks for 512 KiB an answer and holds no more: a server
+    answering a byte more is refused (76), not buffered."""
+    server = make_target(oversize_server(ANSWER_MAX + 1))
+    r = subprocess.run([tunnel_bin, f"http://{server.hostport}/", "127.0.0.1:9"],
+                       input=b"", capture_output=True, timeout=30, env=clean_env())
+    assert r.returncode == 76, r
+    assert b"without a Content-Length of at most 524288" in r.stderr, r
+    assert server.results and server.results[0] == b"/?o=0&max=524288", server.results
+
+
+def test_client_takes_an_answer_of_what_it_asked(tunnel_bin, make_target):
+    """The same server with 512 KiB answers: taken whole, written out."""
+    server = make_target(oversize_server(ANSWER_MAX))
+    rc, got, err = stream([tunnel_bin, f"http://{server.hostport}/", "127.0.0.1:9"], b"",
+                          timeout=30)
+    assert rc == 0, (rc, err)
+    assert got == (hashlib.sha256(b"x" * 2 * ANSWER_MAX).hexdigest(), 2 * ANSWER_MAX)
+    assert server.results == [b"/?o=0&max=524288", b"/?o=524288&max=524288"], server.results
 
 
 def test_squid_refuses_connect(tunnel_bin, squid, tproxy, echo):
@@ -361,7 +449,7 @@ def test_listen_10_concurrent(tunnel_bin, tproxy, make_target, request, via):
 # a proxy that loses answers and connections
 
 FAULTS = {
-    "drop-every-5th-answer": dict(drop_every=5),
+    "drop-every-2nd-answer": dict(drop_every=2),
     "close-between-requests": dict(close_between=True),
     "502-every-7th": dict(error_every=7),
 }

@@ -19,8 +19,13 @@ Rows:
   tunneld inetd       ./tunneld-static under systemd-socket-activate --inetd -a
   tinyproxy           Debian's, with its own config (threads)
   squid               Debian's, with its own config (one event-driven process)
+  tunnel GET/POST     ./tunnel-static --listen in front of its own
+                      ./tunneld-static --listen --http-tunnel: the GET/POST
+                      session tunnel (PROTOCOL.md), throughput only
+  tunnel connect      the same with tunnel --mode connect: CONNECT through
+                      the same client program, throughput only
 For the proxies the client sends CONNECT 127.0.0.1:TPORT and waits for the
-200; for the reference relay and direct it just connects.
+200; for the reference relay, direct and the tunnel rows it just connects.
 
 usage: tests/bench/bench.py   (from the top of the tree, after make bench's
                                builds; ROUNDS=N in the environment overrides)
@@ -42,6 +47,7 @@ PAR, PAR_COUNT = 8, 2000
 IDLE = 200              # idle tunnels for the memory per tunnel
 WARMUP = 5              # connections to a restarted server before measuring
 TUNNELD = "./tunneld-static"
+TUNNEL = "./tunnel-static"
 BLAST = "tests/bench/blast"
 REFRELAY = "tests/bench/refrelay"
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
@@ -126,6 +132,8 @@ def kernel_kib():
 
 
 class Row:
+    bulk_only = False  # throughput only: no setup latency, no idle memory
+
     def __init__(self, name, argv=None, connect=True, exe=None, tmp=None, setup=None):
         self.name, self.argv, self.connect, self.exe = name, argv, connect, exe
         self.tmp, self.setup = tmp, setup
@@ -177,6 +185,46 @@ class Row:
             return
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and len(tree(self.proc.pid)) > self.base_procs:
+            time.sleep(0.05)
+
+
+class TunnelRow(Row):
+    """tunnel --listen (self.proc) in front of its own tunneld (self.server):
+    the row's port is tunnel's, which opens a session (or a CONNECT) to the
+    target for each connection. Throughput only: 200 idle tunnels would be
+    200 sessions, above --max-sessions."""
+    bulk_only = True
+
+    def __init__(self, name, tunnel_args, rules):
+        super().__init__(name, None, connect=False, exe=TUNNEL)
+        self.tunnel_args, self.rules = tunnel_args, rules
+        self.server = None
+
+    def start(self, target_port):
+        sport = free_port()
+        server = [TUNNELD, "--acl", self.rules, "--log", "stderr", "--http-tunnel",
+                  "--listen", f"127.0.0.1:{sport}", "--max-conns", "4096"]
+        self.server = subprocess.Popen(server, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_listening(sport, self.server, 20):
+            sys.exit(f"bench: {self.name}: tunneld did not start: {' '.join(server)}")
+        self.server_procs = len(tree(self.server.pid))
+        self.argv = [TUNNEL, *self.tunnel_args, "-l", "127.0.0.1:@PORT@",
+                     f"http://127.0.0.1:{sport}/", f"127.0.0.1:{target_port}"]
+        super().start(target_port)
+
+    def stop(self):
+        super().stop()
+        if self.server:
+            proc, self.proc = self.proc, self.server
+            super().stop()
+            self.proc, self.server = proc, None
+
+    def settle(self, seconds=10):
+        super().settle(seconds)
+        deadline = time.monotonic() + seconds
+        while self.server and time.monotonic() < deadline and \
+                len(tree(self.server.pid)) > self.server_procs:
             time.sleep(0.05)
 
 
@@ -318,6 +366,8 @@ http_access deny all
             exe=TINYPROXY, setup=tinyproxy_conf),
         Row("squid", [SQUID, "-N", "-f", os.path.join(sqdir, "squid.conf")],
             exe=SQUID, setup=squid_conf),
+        TunnelRow("tunnel GET/POST", [], rules),
+        TunnelRow("tunnel connect", ["--mode", "connect"], rules),
     ]
 
 
@@ -375,6 +425,9 @@ def report(rows, t_total):
                 lambda r: None if r.name == "direct" else
                 "reference inetd" if "inetd" in r.name else "reference --listen")
     ratio_block("ratio to tinyproxy", lambda r: None if r.name == "direct" else "tinyproxy")
+    g, c, tc = (med[n]["down"] for n in ("tunnel GET/POST", "tunneld --listen", "tunnel connect"))
+    lines += ["", f"GET/POST down / CONNECT down: {g / c:.2f} (tunnel GET/POST {g:.0f} MiB/s, "
+                  f"tunneld --listen {c:.0f}); / tunnel connect ({tc:.0f}): {g / tc:.2f}"]
 
     def goal(text, ok):
         lines.append(f"  [{'yes' if ok else 'NO '}] {text}")
@@ -393,6 +446,8 @@ def report(rows, t_total):
     a, b = med["tunneld inetd"]["p50"], med["reference inetd"]["p50"]
     goal(f"tunneld inetd setup p50 <= 1.1 x reference inetd's ({a:.0f} vs {b:.0f} us, "
          f"{a / b:.2f})", a <= 1.1 * b)
+    goal(f"tunnel GET/POST down >= 0.8 x tunneld --listen CONNECT down ({g / c:.2f})",
+         g >= 0.8 * c)
     for t in ("tunneld --listen", "tunneld inetd"):
         p = med[t]["pss"]
         goal(f"{t} PSS per idle tunnel <= 12 KiB ({p:.1f})", p <= 12)
@@ -420,7 +475,7 @@ bytes          the stripped executable; dynamic ones without their shared librar
 
 
 def main():
-    if not os.path.exists(TUNNELD) or not os.path.exists(BLAST) or not os.path.exists(REFRELAY):
+    if not all(os.path.exists(p) for p in (TUNNELD, TUNNEL, BLAST, REFRELAY)):
         sys.exit("bench: build first (make bench)")
     t0 = time.monotonic()
     srv = subprocess.Popen([BLAST, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -440,6 +495,7 @@ def main():
             for r in order:
                 r.settle()
                 r.res["down"].append(blast("down", r.port, r.target(tport), SIZE)[0])
+            order = [r for r in order if not r.bulk_only]
             for r in order:
                 r.settle()
                 p50, p99, rate = blast("lat", r.port, r.target(tport), SEQ, 1)

@@ -121,6 +121,30 @@ def read_head(conn, limit=65536):
     return head
 
 
+def read_request(conn, buf=b""):
+    """One request of a kept-alive connection, after buf (bytes already
+    read): (request line, {lower-case name: value}, body, what follows),
+    or None at EOF or an error. Bodies by Content-Length only."""
+    try:
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        line, *rest = head.split(b"\r\n")
+        fields = dict((k.lower(), v) for k, v in (f.split(b": ", 1) for f in rest if b": " in f))
+        n = int(fields.get(b"content-length", b"0"))
+        while len(buf) < n:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+    except OSError:
+        return None
+    return line, fields, buf[:n], buf[n:]
+
+
 def ok_answer(body):
     """A whole HTTP/1.1 200 answer with a text/plain body, Connection: close."""
     return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"

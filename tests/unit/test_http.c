@@ -223,6 +223,35 @@ static const struct {
 	{ "CONNECT h:1 HTTP/1.1\r\nContent-Length: 1\r\n\r\n", 400, 0, 0, 0, 0, 0, 0 },
 };
 
+/* ?max=N: from 1, more is the bound; absent is 0 (the server's default). */
+static const struct {
+	const char *head;
+	int status;
+	size_t max;
+} mrows[] = {
+	{ "GET /t?o=1 HTTP/1.1\r\n\r\n", 0, 0 },
+	{ "GET /t?o=1&max=1 HTTP/1.1\r\n\r\n", 0, 1 },
+	{ "GET /t?max=524288&o=1 HTTP/1.1\r\n\r\n", 0, 524288 },
+	{ "GET /t?o=1&max=524289 HTTP/1.1\r\n\r\n", 0, HTTP_ANSWER_MAX },
+	{ "GET /t?o=1&max=999999999999999 HTTP/1.1\r\n\r\n", 0, HTTP_ANSWER_MAX },
+	{ "GET /t?o=1&max=0 HTTP/1.1\r\n\r\n", 400, 0 },
+	{ "GET /t?o=1&max=-5 HTTP/1.1\r\n\r\n", 400, 0 },
+	{ "GET /t?o=1&max=1000000000000000 HTTP/1.1\r\n\r\n", 400, 0 },
+	{ "GET /t?o=1&max= HTTP/1.1\r\n\r\n", 0, 0 },
+};
+
+static void test_max_rows(void)
+{
+	struct request req;
+
+	for (size_t i = 0; i < sizeof mrows / sizeof mrows[0]; i++) {
+		int st = http_parse(mrows[i].head, strlen(mrows[i].head), "/t", &req);
+
+		CHECK(st == mrows[i].status, mrows[i].head);
+		CHECK(st || req.max == mrows[i].max, mrows[i].head);
+	}
+}
+
 static void test_tunnel_rows(void)
 {
 	struct request req;
@@ -408,6 +437,7 @@ static void test_replies(void)
 int main(void)
 {
 	test_tunnel_rows();
+	test_max_rows();
 	test_rows();
 	test_limits();
 	test_literal_and_auth();
