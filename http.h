@@ -2,15 +2,15 @@
 #define HTTP_H
 #include <stddef.h>
 
+#include "config.h"
+
 #define HOST_MAX 253
 
 #define HTTP_BODY_MAX 65536     /* a tunnel request's body; a receive's answer without max= */
-/* A receive's answer with max=: at most this; tunneld reads twice it ahead
- * (its memory per session), tunnel asks for it. Either end may be built
- * with another: each takes the smaller. */
-#ifndef HTTP_ANSWER_MAX
-#define HTTP_ANSWER_MAX (512 << 10)
-#endif
+/* A receive's answer with max=: at most this (Kconfig HTTP_ANSWER_MAX);
+ * tunneld reads twice it ahead (its memory per session), tunnel asks for
+ * it. Either end may be built with another: each takes the smaller. */
+#define HTTP_ANSWER_MAX CONFIG_HTTP_ANSWER_MAX
 #if HTTP_ANSWER_MAX < HTTP_BODY_MAX || HTTP_ANSWER_MAX > (8 << 20)
 #error "HTTP_ANSWER_MAX: from HTTP_BODY_MAX (64 KiB) to 8 MiB"
 #endif

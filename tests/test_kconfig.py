@@ -44,7 +44,8 @@ def test_a_feature_turned_off_reaches_config_h(tmp_path):
 def test_out_of_range_values_are_refused(tmp_path):
     for line, symbol in [("CONFIG_RELAY_BUF=999999", "RELAY_BUF"),
                          ("CONFIG_HEADER_MAX=abc", "HEADER_MAX"),
-                         ("CONFIG_HEADER_COUNT=7", "HEADER_COUNT")]:
+                         ("CONFIG_HEADER_COUNT=7", "HEADER_COUNT"),
+                         ("CONFIG_HTTP_ANSWER_MAX=65535", "HTTP_ANSWER_MAX")]:
         dot = tmp_path / ".config"
         dot.write_text(line + "\n")
         r = config_h(dot)

@@ -427,9 +427,11 @@ def test_configure_writes_dot_config(tmp_path, chosen, client):
              *[f"CONFIG_TUNNELD_{s}=y" for s in chosen],
              *(["CONFIG_PACKAGE_tunnel=y"] if client else []))
     lines = (tmp_path / ".config").read_text().splitlines()
-    # The client (Kconfig CLIENT) is built for its own package only.
+    # The client (Kconfig CLIENT) is built for its own package only; the
+    # GET/POST tunnel's answers are sized for a router.
     assert sorted(lines) == sorted([f"CONFIG_{s}={'y' if s in chosen else 'n'}" for s in syms]
-                                   + [f"CONFIG_CLIENT={'y' if client else 'n'}"])
+                                   + [f"CONFIG_CLIENT={'y' if client else 'n'}",
+                                      "CONFIG_HTTP_ANSWER_MAX=131072"])
 
 
 @pytest.fixture
