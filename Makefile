@@ -79,6 +79,11 @@ ifeq ($(SYSTEM_MBEDTLS),1)
 MBEDTLS_HOST_LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
 MBEDTLS_CFLAGS = -DTUNNELD_SYSTEM_MBEDTLS
 endif
+# Without tickets mbedTLS is built without its resumption code as well
+# (mbedtls_config.h), and tls.c compiled against that same configuration.
+ifeq ($(CONFIG_TLS_TICKETS)$(SYSTEM_MBEDTLS),0)
+MBEDTLS_CFLAGS += -DTUNNELD_TLS_TICKETS=0
+endif
 ifeq ($(CONFIG_TLS),1)
 SRCS += tls.c
 TLS_CFLAGS = $(MBEDTLS_CFLAGS)
@@ -122,7 +127,7 @@ tunnel-static: $(TUNNEL_SRCS) $(HDRS) $(TUNNEL_MUSL_LIBS) $(MUSL_SPECS) | deps-s
 
 # Every feature off: the smallest router build, and proof that each
 # feature compiles out (the -D hooks of config.h override its defaults).
-MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0 \
+MIN_DEFS = -DCONFIG_AUTH=0 -DCONFIG_TLS=0 -DCONFIG_TLS_TICKETS=0 -DCONFIG_SPLICE=0 -DCONFIG_IPV6=0 -DCONFIG_HTTP_TUNNEL=0 \
 	-DCONFIG_SANDBOX=0 -DCONFIG_PROXY_PROTOCOL=0 -DCONFIG_UPSTREAM=0
 tunneld-min: $(CORE_SRCS) $(HDRS)
 	$(CC) $(HOST_FLAGS) $(MIN_DEFS) -o $@ $(CORE_SRCS)

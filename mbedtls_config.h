@@ -162,14 +162,33 @@
 #define MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED
 #define MBEDTLS_SSL_EXTENDED_MASTER_SECRET
 
-/* TLS 1.3 with certificates and (EC)DHE only: no PSK modes, hence no
- * resumption and no session tickets. The library requires the peer's
+/* TLS 1.3 with certificates and (EC)DHE. The library requires the peer's
  * certificate to be kept for 1.3. Compatibility mode (dummy
  * ChangeCipherSpec, legacy session id) gets through middleboxes. */
 #define MBEDTLS_SSL_PROTO_TLS1_3
 #define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ENABLED
 #define MBEDTLS_SSL_TLS1_3_COMPATIBILITY_MODE
 #define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
+
+/* Session tickets (tunneld --ticket-key, Kconfig TLS_TICKETS): a server
+ * seals the session's state under a key every tunneld process of the
+ * service reads from one file, so the next connection, served by another
+ * process, resumes without the certificate and signature. TLS 1.2's RFC
+ * 5077 tickets, and TLS 1.3's resumption PSKs in psk_dhe_ke mode only
+ * (PSK_EPHEMERAL): each resumed session still does an (EC)DHE exchange, so
+ * a ticket key that leaks later does not open a recorded TLS 1.3 session.
+ * Pure psk_ke (MODE_PSK) stays off for that reason. TICKET_C is the
+ * library's AES-256-GCM ticket sealer, which tls.c gives its keys. Without
+ * --ticket-key no ticket callback is set: no ticket is sent, none is read.
+ * A build with CONFIG_TLS_TICKETS=n compiles all of it out of the library
+ * too: the Makefile then adds -DTUNNELD_TLS_TICKETS=0 to every compile
+ * that sees this file (the library's, tls.c's), and the library is rebuilt
+ * (its objects follow their compile command). */
+#if !defined(TUNNELD_TLS_TICKETS) || TUNNELD_TLS_TICKETS
+#define MBEDTLS_SSL_SESSION_TICKETS
+#define MBEDTLS_SSL_TICKET_C
+#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL_ENABLED
+#endif
 
 /* SNI: the server picks its certificate by name, the client sends the name
  * it verifies (mbedtls_ssl_set_hostname). */
@@ -184,9 +203,10 @@
  * log that prints the code in hex anyway. */
 #define MBEDTLS_ERROR_STRERROR_DUMMY
 
-/* Not here, on purpose: renegotiation, DTLS, session cache and tickets,
- * early data, ALPN, max fragment length, context serialisation, debug
- * output (DEBUG_C), self tests, net_sockets (tunneld has its own), PSA key
+/* Not here, on purpose: renegotiation, DTLS, a session cache (useless
+ * with one process per connection), early data (0-RTT: replayable),
+ * ALPN, max fragment length, context serialisation, debug output
+ * (DEBUG_C), self tests, net_sockets (tunneld has its own), PSA key
  * storage, threading (tunneld forks per connection). */
 
 #endif /* TUNNELD_MBEDTLS_CONFIG */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* First, so that an older library stops the build here, not in a header. */
@@ -20,11 +21,16 @@
 
 #include <mbedtls/net_sockets.h>  /* the error codes only: NET_C is off */
 #include <mbedtls/pk.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ticket.h>
 #include <mbedtls/x509_crt.h>
 #include <mbedtls/psa_util.h>
 #include <psa/crypto.h>
 
+#include "file.h"
+#include "fmt.h"
 #include "net.h"
 #include "relay.h"
 #include "tls.h"
@@ -33,6 +39,10 @@
  * library's full default config by accident (a quoted config name). */
 #if !defined(TUNNELD_MBEDTLS_CONFIG) && !defined(TUNNELD_SYSTEM_MBEDTLS)
 #error "mbedTLS must be built with the project's mbedtls_config.h (or SYSTEM_MBEDTLS=1)"
+#endif
+/* A system library may leave tickets out: then tunneld without them. */
+#if CONFIG_TLS_TICKETS && (!defined(MBEDTLS_SSL_TICKET_C) || !defined(MBEDTLS_SSL_SESSION_TICKETS))
+#error "this mbedTLS has no session tickets (SSL_TICKET_C): build with CONFIG_TLS_TICKETS=n"
 #endif
 
 static mbedtls_ssl_config conf;
@@ -146,6 +156,202 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 	return 0;
 }
 
+/* Session tickets (--ticket-key). The file's keys, read by tls_tickets_load
+ * (in inetd mode at each start, with --listen by the listener, again when
+ * the file changes) and handed to mbedTLS's ticket sealer in each
+ * connection's own process, where the clock that ages a key starts anew:
+ * one sealer per key, the first seals, all of them open. A ticket begins
+ * with its key's 4-byte name, a hash of the key, the same in every
+ * process; an unknown name, a bad seal or an age past the lifetime is a
+ * full handshake, never a refusal. */
+#define TICKET_KEYS 8
+#define TICKET_KEY_LEN 32
+
+static struct {
+	int n;                                 /* keys; 0: no tickets */
+	unsigned lifetime;                     /* seconds */
+	unsigned char key[TICKET_KEYS][TICKET_KEY_LEN];
+	unsigned char name[TICKET_KEYS][4];
+	const char *path;
+	struct stat st;                        /* the file they came from */
+	int gone;                              /* the file was missing */
+} tk;
+static mbedtls_ssl_ticket_context sealer[TICKET_KEYS];
+static int resumed;
+
+static int hexval(int ch)
+{
+	return ch >= '0' && ch <= '9' ? ch - '0'
+	       : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+	       : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* One line of the file: 64 hex digits, spaces or tabs around them. */
+static int key_line(const char *s, unsigned char *out)
+{
+	size_t i;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	for (i = 0; i < 2 * TICKET_KEY_LEN; i++) {
+		int h = hexval(s[i]);
+
+		if (h < 0)
+			return -1;
+		out[i / 2] = (unsigned char)(i % 2 ? out[i / 2] << 4 | h : h);
+	}
+	for (s += i; *s == ' ' || *s == '\t' || *s == '\r'; s++)
+		;
+	return *s ? -1 : 0;
+}
+
+/* The file's keys into tk; 0, or -1 with "FILE[:LINE]: why" in err and tk
+ * as it was. */
+static int read_keys(const char *path, char *err, size_t errlen)
+{
+	static char text[2048];
+	unsigned char keys[TICKET_KEYS][TICKET_KEY_LEN];
+	struct stat st;
+	char *rest = text, *l;
+	int n = 0, line = 0, r = -1;
+
+	if (stat(path, &st) < 0) {
+		strfmt(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		strfmt(err, errlen, "%s: readable by others than its owner (chmod 600 %s)", path, path);
+		return -1;
+	}
+	if (file_text(text, sizeof text, path, NULL, 0, err, errlen) < 0)
+		goto out;
+	while ((l = text_line(&rest))) {
+		line++;
+		if (!l[strspn(l, " \t\r")] || l[strspn(l, " \t")] == '#')
+			continue;
+		if (n == TICKET_KEYS) {
+			strfmt(err, errlen, "%s:%d: more than %d keys", path, line, TICKET_KEYS);
+			goto out;
+		}
+		if (key_line(l, keys[n]) < 0) {
+			strfmt(err, errlen, "%s:%d: not a key: 64 hex digits (openssl rand -hex 32)",
+			       path, line);
+			goto out;
+		}
+		n++;
+	}
+	if (!n) {
+		strfmt(err, errlen, "%s: no key in it", path);
+		goto out;
+	}
+	memcpy(tk.key, keys, sizeof keys);
+	for (int i = 0; i < n; i++) {
+		/* The name says which key, not the key: a hash of it, labelled. */
+		unsigned char h[32];
+		mbedtls_sha256_context c;
+
+		mbedtls_sha256_init(&c);
+		if (mbedtls_sha256_starts(&c, 0) || mbedtls_sha256_update(&c, keys[i], TICKET_KEY_LEN) ||
+		    mbedtls_sha256_update(&c, (const unsigned char *)"tunneld ticket", 14) ||
+		    mbedtls_sha256_finish(&c, h)) {
+			strfmt(err, errlen, "%s: SHA-256 failed", path);
+			goto out;
+		}
+		mbedtls_sha256_free(&c);
+		memcpy(tk.name[i], h, 4);
+	}
+	tk.n = n;
+	tk.path = path;
+	tk.st = st;
+	r = 0;
+out:
+	mbedtls_platform_zeroize(text, sizeof text);
+	mbedtls_platform_zeroize(keys, sizeof keys);
+	return r;
+}
+
+int tls_tickets_load(const char *path, unsigned lifetime, char *err, size_t errlen)
+{
+	if (!CONFIG_TLS_TICKETS) {
+		strfmt(err, errlen, "%s: this tunneld was built without tickets", path);
+		return -1;
+	}
+	tk.lifetime = lifetime;
+	return read_keys(path, err, errlen);
+}
+
+int tls_tickets_reload(char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (!CONFIG_TLS_TICKETS || !tk.n)
+		return 0;
+	/* Each failure is told once per change, not per connection. */
+	if (stat(tk.path, &st) < 0) {
+		if (tk.gone)
+			return 0;
+		tk.gone = 1;
+		strfmt(err, errlen, "%s: %s", tk.path, strerror(errno));
+		return -1;
+	}
+	tk.gone = 0;
+	/* A new file moved into place, or this one written again. */
+	if (st.st_ino == tk.st.st_ino && st.st_dev == tk.st.st_dev && st.st_size == tk.st.st_size &&
+	    st.st_mtim.tv_sec == tk.st.st_mtim.tv_sec && st.st_mtim.tv_nsec == tk.st.st_mtim.tv_nsec)
+		return 0;
+	if (read_keys(tk.path, err, errlen) < 0) {
+		tk.st = st;
+		return -1;
+	}
+	return 1;
+}
+
+static int ticket_write(void *p, const mbedtls_ssl_session *s, unsigned char *start,
+			const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+	(void)p;
+	return mbedtls_ssl_ticket_write(&sealer[0], s, start, end, tlen, lifetime);
+}
+
+static int ticket_parse(void *p, mbedtls_ssl_session *s, unsigned char *buf, size_t len)
+{
+	(void)p;
+	for (int i = 0; len >= 4 && i < tk.n; i++)
+		if (!memcmp(buf, tk.name[i], 4))
+			return mbedtls_ssl_ticket_parse(&sealer[i], s, buf, len);
+	return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+}
+
+/* The sealers of this connection's process, from tk. */
+static int tickets_start(void)
+{
+	for (int i = 0; i < tk.n; i++) {
+		mbedtls_ssl_ticket_init(&sealer[i]);
+		if (mbedtls_ssl_ticket_setup(&sealer[i], mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE,
+					     MBEDTLS_CIPHER_AES_256_GCM, tk.lifetime) ||
+		    mbedtls_ssl_ticket_rotate(&sealer[i], tk.name[i], 4, tk.key[i], TICKET_KEY_LEN,
+					      tk.lifetime))
+			return -1;
+	}
+	/* Declared only by a library with tickets; without them (a build with
+	 * CONFIG_TLS_TICKETS=n) this function is never called. */
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+	mbedtls_ssl_conf_session_tickets_cb(&conf, ticket_write, ticket_parse, NULL);
+	/* Two TLS 1.3 tickets: a browser opens its next tunnels side by side,
+	 * and a ticket is best used once (RFC 8446, C.4). */
+	mbedtls_ssl_conf_new_session_tickets(&conf, 2);
+#else
+	(void)ticket_write;
+	(void)ticket_parse;
+#endif
+	return 0;
+}
+
+int tls_resumed(void)
+{
+	return resumed;
+}
+
 /* Wait until the socket can do what mbedTLS asked for. */
 static int wait_io(const struct bio *b, int want, long long deadline)
 {
@@ -158,13 +364,22 @@ int tls_accept(int timeout_ms, const char **why)
 	long long deadline = now_ms() + timeout_ms;
 	int r;
 
+	int full = 0;
+
 	mbedtls_ssl_init(&ssl);
-	if (crypto_start(NULL, 0) < 0 || mbedtls_ssl_setup(&ssl, &conf)) {
+	if (crypto_start(NULL, 0) < 0 || (CONFIG_TLS_TICKETS && tk.n && tickets_start() < 0) ||
+	    mbedtls_ssl_setup(&ssl, &conf)) {
 		*why = "tls-setup";
 		return -1;
 	}
 	mbedtls_ssl_set_bio(&ssl, &sbio, bio_send, bio_recv, NULL);
-	while ((r = mbedtls_ssl_handshake(&ssl)) != 0) {
+	/* Step by step, to see whether the server ever sends its certificate:
+	 * a handshake that resumes from a ticket (1.2 or 1.3) does not. */
+	while (!mbedtls_ssl_is_handshake_over(&ssl)) {
+		if (ssl.MBEDTLS_PRIVATE(state) == MBEDTLS_SSL_SERVER_CERTIFICATE)
+			full = 1;
+		if ((r = mbedtls_ssl_handshake_step(&ssl)) == 0)
+			continue;
 		if (r != MBEDTLS_ERR_SSL_WANT_READ && r != MBEDTLS_ERR_SSL_WANT_WRITE) {
 			*why = "tls-handshake";
 			return -1;
@@ -174,6 +389,7 @@ int tls_accept(int timeout_ms, const char **why)
 			return -1;
 		}
 	}
+	resumed = !full;
 	return 0;
 }
 
@@ -255,6 +471,11 @@ int tls_client_init(const char *cafile, char *err, size_t errlen)
 	mbedtls_ssl_conf_ca_chain(&cconf, &ca, NULL);
 	mbedtls_ssl_conf_rng(&cconf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
 	mbedtls_ssl_conf_min_tls_version(&cconf, MBEDTLS_SSL_VERSION_TLS1_2);
+	/* One connection per process: a ticket would never be used again
+	 * (the call exists only in a library with tickets). */
+#if defined(MBEDTLS_SSL_SESSION_TICKETS)
+	mbedtls_ssl_conf_session_tickets(&cconf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+#endif
 	return 0;
 }
 

@@ -5,6 +5,13 @@
 
 #include "config.h"
 
+/* Tickets need TLS: a build that turns TLS off with -DCONFIG_TLS=0 (the
+ * Makefile's tunneld-min, tunneld-notls) has none either. */
+#if !CONFIG_TLS
+#undef CONFIG_TLS_TICKETS
+#define CONFIG_TLS_TICKETS 0
+#endif
+
 struct relay_io;
 
 /* TLS toward the client (mbedTLS 3.6). One connection per process, so the
@@ -25,6 +32,18 @@ int tls_pending(void);
 void tls_shutdown(void);
 /* The calls above, as relay() takes them for the TLS side. */
 const struct relay_io *tls_relay_io(void);
+
+/* Session tickets (CONFIG_TLS_TICKETS): the keys of the file at path (one
+ * a line, 64 hex digits; the first seals, all open; at most 8; the file
+ * readable by its owner only), for tickets valid lifetime seconds. Before
+ * tls_accept(). 0, or -1 with "FILE[:LINE]: why" in err. */
+int tls_tickets_load(const char *path, unsigned lifetime, char *err, size_t errlen);
+/* Read the file again if it changed since (a long-lived listener): 1 read,
+ * 0 unchanged (or no tickets), -1 with why in err, the old keys kept and
+ * the same change not tried again. */
+int tls_tickets_reload(char *err, size_t errlen);
+/* 1 when tls_accept()'s handshake resumed a session from a ticket. */
+int tls_resumed(void);
 
 /* The client side (tunnel): trust the PEM bundle cafile. 0, or -1 with
  * "FILE: why" in err. */
@@ -52,6 +71,10 @@ static inline ssize_t tls_write(int f, const void *b, size_t n) { (void)f; (void
 static inline int tls_pending(void) { return 0; }
 static inline void tls_shutdown(void) { }
 static inline const struct relay_io *tls_relay_io(void) { return 0; }
+static inline int tls_tickets_load(const char *p, unsigned l, char *e, size_t n)
+{ (void)p; (void)l; (void)e; (void)n; return -1; }
+static inline int tls_tickets_reload(char *e, size_t n) { (void)e; (void)n; return 0; }
+static inline int tls_resumed(void) { return 0; }
 static inline int tls_client_init(const char *c, char *e, size_t n)
 { (void)c; (void)e; (void)n; return -1; }
 static inline int tls_connect(int f, const char *h, int t, char *e, size_t n)

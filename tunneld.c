@@ -65,6 +65,8 @@ struct opts {
 	int ntrust;                      /* --proxy-protocol's list, in trusted[] */
 	struct upstream *up;             /* --upstream, or NULL */
 	const char *up_auth, *up_cacert; /* --upstream-auth, --upstream-cacert */
+	const char *ticket_key;          /* --ticket-key, or NULL */
+	int ticket_lifetime;             /* --ticket-lifetime, seconds */
 };
 
 /* Who may send a PROXY header: apart from struct opts, whose initialised
@@ -109,11 +111,12 @@ static void log_conn(const struct conn *c)
 	if (CONFIG_PROXY_PROTOCOL && c->via.ip.family)
 		strfmt(vi, sizeof vi, " peer=%s", ep_str(&c->via, ad));
 	logmsg(c->status == 200 ? LOG_INFO : LOG_NOTICE,
-	       "client=%s%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s%s",
+	       "client=%s%s user=%s target=%s addr=%s status=%d up=%llu down=%llu ms=%lld%s%s%s%s",
 	       ep_str(&c->client, cl), vi, c->logname[0] ? c->logname : "-", tg, ep_str(&c->target, ad), c->status,
 	       c->st.up, c->st.down, now_ms() - c->start,
 	       c->reason ? " reason=" : "", c->reason ? c->reason : "",
-	       c->via_up ? " via=upstream" : "");
+	       c->via_up ? " via=upstream" : "",
+	       !c->tls ? "" : tls_resumed() ? " tls=resumed" : " tls=full");
 }
 
 static int client_write(const struct conn *c, const char *buf, size_t len)
@@ -652,7 +655,9 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 
 	/* In inetd mode the key and the rules are read per connection, and
 	 * then what reads no more files drops its privileges. */
-	if (!o->nown && CONFIG_TLS && o->cert && tls_server_init(o->cert, o->key, err, sizeof err) < 0) {
+	if (!o->nown && CONFIG_TLS && o->cert && (tls_server_init(o->cert, o->key, err, sizeof err) < 0 ||
+	    (CONFIG_TLS_TICKETS && o->ticket_key &&
+	     tls_tickets_load(o->ticket_key, (unsigned)o->ticket_lifetime, err, sizeof err) < 0))) {
 		logmsg(LOG_ERR, "%s", err);
 		reply_and_exit(c, 0, "bad-tls-files", EXIT_CONFIG);
 	}
@@ -938,6 +943,20 @@ static void child_of_listener(const int *fds, int n, int chan, int fd)
  * GET/POST tunnel, children also ask here (over chan) for fresh processes
  * for connections they hand on (spawn.c): those count too, so every
  * process but the listener is its child and counted. */
+/* A listener reads --ticket-key again when it changed (a new key moved into
+ * place), before the next connection's process starts: that one seals with
+ * the new first key; live connections keep what they have. */
+static void reread_ticket_keys(const struct opts *o)
+{
+	char err[256];
+	int r = tls_tickets_reload(err, sizeof err);
+
+	if (r < 0)
+		logmsg(LOG_ERR, "%s; the keys read before stay in use", err);
+	else if (r > 0)
+		logmsg(LOG_INFO, "%s: ticket keys read again", o->ticket_key);
+}
+
 static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 						      const struct opts *o)
 {
@@ -1007,6 +1026,8 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 						pause_ms = 100;
 					continue;
 				}
+				if (CONFIG_TLS_TICKETS && o->ticket_key)
+					reread_ticket_keys(o);
 				pid = fork();
 				if (pid == 0) {
 					child_of_listener(fds, n, chan[0], cfd);
@@ -1078,6 +1099,10 @@ static const char usage[] =
 	"  -a, --acl FILE            access rules (default: the built-in rules)\n"
 	"  -c, --cert FILE           TLS certificate chain, PEM  } both given: clients\n"
 	"  -k, --key FILE            TLS private key, PEM        } speak TLS to tunneld\n"
+	"      --ticket-key FILE     TLS session tickets sealed with the keys in FILE\n"
+	"                            (64 hex digits a line, the first seals): clients\n"
+	"                            resume in any process that reads it\n"
+	"      --ticket-lifetime SEC how long a ticket resumes (default 86400)\n"
 	"      --http-tunnel[=PATH]  also serve the GET/POST tunnel at PATH (default /)\n"
 	"      --session-timeout SEC a tunnel session with no request (default 60)\n"
 	"      --max-sessions N      tunnel sessions open at once (default 32)\n"
@@ -1110,9 +1135,9 @@ static void print_version(void)
 {
 	char v[128];
 
-	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %cipv6 %csplice %chttp-tunnel %csandbox "
-	       "%cproxy-protocol %cupstream)\n",
-	       VERSION, CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-',
+	strfmt(v, sizeof v, "tunneld %s (%cauth %ctls %ctls-tickets %cipv6 %csplice %chttp-tunnel "
+	       "%csandbox %cproxy-protocol %cupstream)\n",
+	       VERSION, CONFIG_AUTH ? '+' : '-', CONFIG_TLS ? '+' : '-', CONFIG_TLS_TICKETS ? '+' : '-',
 	       CONFIG_IPV6 ? '+' : '-', CONFIG_SPLICE ? '+' : '-',
 	       CONFIG_HTTP_TUNNEL ? '+' : '-', CONFIG_SANDBOX ? '+' : '-',
 	       CONFIG_PROXY_PROTOCOL ? '+' : '-', CONFIG_UPSTREAM ? '+' : '-');
@@ -1193,6 +1218,8 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		{ "upstream", OPT_REQUIRED, 20 },
 		{ "upstream-auth", OPT_REQUIRED, 21 },
 		{ "upstream-cacert", OPT_REQUIRED, 22 },
+		{ "ticket-key", OPT_REQUIRED, 23 },
+		{ "ticket-lifetime", OPT_REQUIRED, 24 },
 		{ "log", OPT_REQUIRED, 6 },
 		{ "verbose", OPT_NONE, 'v' },
 		{ "version", OPT_NONE, 'V' },
@@ -1248,6 +1275,13 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		}
 		case 21: o->up_auth = st.arg; break;
 		case 22: o->up_cacert = st.arg; break;
+		case 23:
+			if (!CONFIG_TLS_TICKETS)
+				usage_error("%s", "--ticket-key: this tunneld was built without tickets (CONFIG_TLS_TICKETS)");
+			o->ticket_key = st.arg;
+			break;
+		/* RFC 8446 4.6.1: at most seven days. */
+		case 24: o->ticket_lifetime = number("--ticket-lifetime", st.arg, 1, 86400 * 7); break;
 		case 6:
 			if (!strcmp(st.arg, "syslog"))
 				o->log = LOG_TO_SYSLOG;
@@ -1283,6 +1317,8 @@ static void check_options(const struct opts *o)
 		usage_error("%s", "--cert and --key go together");
 	if (!CONFIG_TLS && o->cert)
 		usage_error("%s", "--cert/--key: this tunneld was built without TLS (CONFIG_TLS)");
+	if (o->ticket_key && !o->cert)
+		usage_error("%s", "--ticket-key needs --cert and --key");
 	if (!CONFIG_HTTP_TUNNEL && o->tunnel_path)
 		usage_error("%s", "--http-tunnel: this tunneld was built without it (CONFIG_HTTP_TUNNEL)");
 	if (CONFIG_HTTP_TUNNEL && o->node[0] && !o->tunnel_path)
@@ -1306,7 +1342,8 @@ int main(int argc, char **argv)
 {
 	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
 				 .idle_timeout = 600, .max_conns = 256, .session_timeout = 60,
-				 .max_sessions = 32, .max_client = 8, .node = "" };
+				 .max_sessions = 32, .max_client = 8, .node = "",
+				 .ticket_lifetime = 86400 };
 	static struct acl acl;
 	static struct auth auth;
 	struct stat sb;
@@ -1340,7 +1377,9 @@ int main(int argc, char **argv)
 	 * binding: a bad file never opens a port that then closes at once. */
 	if (o.nlisten || nfds) {
 		if (load_config(&o, err, sizeof err) < 0 ||
-		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, err, sizeof err) < 0)) {
+		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, err, sizeof err) < 0) ||
+		    (CONFIG_TLS_TICKETS && o.ticket_key &&
+		     tls_tickets_load(o.ticket_key, (unsigned)o.ticket_lifetime, err, sizeof err) < 0)) {
 			logmsg(LOG_ERR, "%s", err);
 			return EXIT_CONFIG;
 		}

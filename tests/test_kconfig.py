@@ -52,9 +52,27 @@ def test_out_of_range_values_are_refused(tmp_path):
         assert f"CONFIG_{symbol}=" in r.stderr and "is not a number from" in r.stderr, r.stderr
 
 
-FEATURES = {"AUTH": "auth", "TLS": "tls", "IPV6": "ipv6", "SPLICE": "splice",
+FEATURES = {"AUTH": "auth", "TLS": "tls", "TLS_TICKETS": "tls-tickets", "IPV6": "ipv6",
+            "SPLICE": "splice",
             "HTTP_TUNNEL": "http-tunnel", "SANDBOX": "sandbox", "PROXY_PROTOCOL": "proxy-protocol",
             "UPSTREAM": "upstream"}
+
+# A feature that "depends on" another is off with it.
+DEPENDS = {"TLS_TICKETS": "TLS"}
+
+
+def test_a_feature_off_turns_off_what_depends_on_it(tmp_path):
+    """config.awk follows "depends on" as kconfig does: without TLS no
+    TLS_TICKETS, whatever the default or the .config says."""
+    dot = tmp_path / ".config"
+    for text in ("# CONFIG_TLS is not set\n", "# CONFIG_TLS is not set\nCONFIG_TLS_TICKETS=y\n"):
+        dot.write_text(text)
+        out = config_h(dot).stdout
+        assert "#define CONFIG_TLS 0\n" in out and "#define CONFIG_TLS_TICKETS 0\n" in out, out
+    dot.write_text("# CONFIG_TLS_TICKETS is not set\n")
+    out = config_h(dot).stdout
+    assert "#define CONFIG_TLS 1\n" in out and "#define CONFIG_TLS_TICKETS 0\n" in out
+    assert "#define CONFIG_TLS_TICKETS 1\n" in config_h().stdout
 
 
 def test_every_build_follows_its_configuration(tmp_path):
@@ -100,7 +118,9 @@ def test_every_build_follows_its_configuration(tmp_path):
     for i, name in enumerate(FEATURES):
         make(f"CONFIG_{name}={'n0'[i % 2]}")
         got = features()
-        assert not got[name] and all(v for k, v in got.items() if k != name), (name, got)
+        assert not got[name] and all(v for k, v in got.items()
+                                     if k != name and DEPENDS.get(k) != name), (name, got)
+        assert not any(got[k] for k, d in DEPENDS.items() if d == name), (name, got)
     make()
     assert all(features().values()), features()
     dot = tree / ".config"

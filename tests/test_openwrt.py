@@ -169,6 +169,8 @@ FULL_COMMAND = [
     "--acl", "/etc/tunneld/rules",
     "--cert", "/etc/tunneld/cert.pem",
     "--key", "/etc/tunneld/key.pem",
+    "--ticket-key", "/etc/tunneld/tickets",
+    "--ticket-lifetime", "43200",
     "--http-tunnel=/tunnel",
     "--session-timeout", "90",
     "--max-sessions", "16",
@@ -191,7 +193,8 @@ def test_every_option():
     calls, _ = run_init(fixture("full.uci"))
     assert instances(calls) == [(["main"], FULL_COMMAND, params(
         "/etc/tunneld/users", "/etc/tunneld/rules", "/etc/tunneld/cert.pem",
-        "/etc/tunneld/key.pem", "/etc/tunneld/upstream-auth", "/etc/tunneld/upstream-ca.pem"))]
+        "/etc/tunneld/key.pem", "/etc/tunneld/tickets", "/etc/tunneld/upstream-auth",
+        "/etc/tunneld/upstream-ca.pem"))]
 
 
 # tunneld's options the init script does not map, and why.
@@ -240,7 +243,8 @@ def test_jail_mounts_exactly_the_files_read():
     watched; nothing else is mounted but the resolver's files."""
     calls, _ = run_init(fixture("full.uci"))
     [(_, command, got)] = instances(calls)
-    file_flags = {"--users", "--acl", "--cert", "--key", "--upstream-auth", "--upstream-cacert"}
+    file_flags = {"--users", "--acl", "--cert", "--key", "--ticket-key", "--upstream-auth",
+                  "--upstream-cacert"}
     named = [command[i + 1] for i, w in enumerate(command) if w in file_flags]
     assert sorted(got["jail_mount"]) == sorted(got["file"]) == sorted(named + RESOLVER_FILES)
 
@@ -407,8 +411,9 @@ def config_in_symbols():
 
 def test_config_in_symbols_are_kconfig_symbols():
     syms = config_in_symbols()
-    assert syms == ["TUNNELD_TLS", "TUNNELD_AUTH", "TUNNELD_IPV6", "TUNNELD_SPLICE", "TUNNELD_SANDBOX",
-                    "TUNNELD_HTTP_TUNNEL", "TUNNELD_PROXY_PROTOCOL"]
+    assert syms == ["TUNNELD_TLS", "TUNNELD_TLS_TICKETS", "TUNNELD_AUTH", "TUNNELD_IPV6",
+                    "TUNNELD_SPLICE", "TUNNELD_SANDBOX", "TUNNELD_HTTP_TUNNEL",
+                    "TUNNELD_PROXY_PROTOCOL"]
     kconfig = re.findall(r"^config (\w+)", (REPO / "Kconfig").read_text(), re.M)
     assert {s.removeprefix("TUNNELD_") for s in syms} <= set(kconfig)
 
@@ -448,7 +453,7 @@ def test_compile_without_tls(source_tree):
     assert not (source_tree / "build").exists(), "fetched or built a library"
     v = subprocess.run([str(source_tree / "tunneld"), "--version"], capture_output=True,
                        text=True, check=True, timeout=10).stdout
-    assert v.strip() == "tunneld 0.1.0 (+auth -tls +ipv6 -splice -http-tunnel -sandbox -proxy-protocol +upstream)"
+    assert v.strip() == "tunneld 0.1.0 (+auth -tls -tls-tickets +ipv6 -splice -http-tunnel -sandbox -proxy-protocol +upstream)"
 
 
 def test_compile_with_tls_links_system_mbedtls(source_tree):
@@ -585,7 +590,7 @@ def test_packages_build_from_the_dist(release, tmp_path):
     built = tmp_path / "build" / f"tunneld-{VERSION}"
     v = subprocess.run([str(built / "tunneld"), "--version"], capture_output=True, text=True,
                        check=True, timeout=10).stdout
-    assert v.strip() == f"tunneld {VERSION} (+auth -tls +ipv6 -splice +http-tunnel -sandbox -proxy-protocol +upstream)"
+    assert v.strip() == f"tunneld {VERSION} (+auth -tls -tls-tickets +ipv6 -splice +http-tunnel -sandbox -proxy-protocol +upstream)"
     v = subprocess.run([str(built / "tunnel"), "--version"], capture_output=True, text=True,
                        check=True, timeout=10).stdout
     assert v.strip() == f"tunnel {VERSION} (-tls +ipv6)"

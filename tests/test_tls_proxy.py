@@ -539,16 +539,14 @@ def end_session(leader):
                 pass
 
 
-def test_chromium_https_proxy(tls_proxy, https_target, tmp_path, netfiles):
-    """Headless Chromium with --proxy-server=https://: it speaks TLS to
-    tunneld, sends CONNECT good.test:PORT, and shows the page."""
-    profile = tmp_path / "chromium"
-    url = f"https://good.test:{https_target.port}/"
-    cmd = [chromium(), f"--proxy-server=https://127.0.0.1:{tls_proxy.port}",
+def dump_dom(proxy, url, tmp_path, netfiles):
+    """Headless Chromium through the https:// proxy: the DOM of url once it
+    loaded (stdout), and its stderr."""
+    cmd = [chromium(), f"--proxy-server=https://127.0.0.1:{proxy.port}",
            "--ignore-certificate-errors", "--headless", "--no-sandbox", "--disable-gpu",
            "--disable-quic", "--no-first-run", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-           f"--user-data-dir={profile}", "--dump-dom", url]
+           f"--user-data-dir={tmp_path / 'chromium'}", "--dump-dom", url]
     env = dict(clean_env(), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
                XDG_CACHE_HOME=str(tmp_path / "cache"))
     proc = subprocess.Popen(netns_wrap(cmd, netfiles), stdin=subprocess.DEVNULL,
@@ -563,6 +561,13 @@ def test_chromium_https_proxy(tls_proxy, https_target, tmp_path, netfiles):
     finally:
         end_session(proc.pid)
     assert proc.returncode == 0, err[-3000:]
+    return out, err
+
+
+def test_chromium_https_proxy(tls_proxy, https_target, tmp_path, netfiles):
+    """Headless Chromium with --proxy-server=https://: it speaks TLS to
+    tunneld, sends CONNECT good.test:PORT, and shows the page."""
+    out, err = dump_dom(tls_proxy, f"https://good.test:{https_target.port}/", tmp_path, netfiles)
     assert HTTPS_BODY.rstrip(b"\n") in out and b"<pre" in out, (out, err[-3000:])
     f = tls_proxy.wait_log(lambda f: f.get("target") == f"good.test:{https_target.port}"
                            and f.get("status") == "200")
