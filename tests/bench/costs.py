@@ -47,9 +47,9 @@ def _minflt(pid):
         return None
 
 
-def _desc(pid):
-    """How many live (not zombie) descendants pid has."""
-    n, todo = 0, [pid]
+def _tree(pid):
+    """pid and its live (not zombie) descendants."""
+    found, todo = [pid], [pid]
     while todo:
         for k in _kids(todo.pop()):
             try:
@@ -57,9 +57,14 @@ def _desc(pid):
                     st = f.read()
             except OSError:
                 continue
-            n += st[st.rindex(")") + 2] != "Z"
-            todo.append(k)
-    return n
+            if st[st.rindex(")") + 2] != "Z":
+                found.append(k)
+                todo.append(k)
+    return found
+
+
+def _desc(pid):
+    return len(_tree(pid)) - 1
 
 
 def _kids(pid):
@@ -192,6 +197,13 @@ class Costs:
             while _desc(p.pid) > base and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
+            # strace's listener outlives strace: each descendant is ended too
+            # (its children have exited by now, or go with it)
+            for pid in _tree(p.pid)[1:]:
+                try:
+                    os.kill(pid, 15)
+                except OSError:
+                    pass
             p.terminate()
             try:
                 p.wait(60)
