@@ -222,15 +222,15 @@ class Costs:
         else:
             self._inetd(argv, _plain, wrap)
         with open(out) as f:
-            lines = [ln for ln in f if not re.match(r"\d+ (\+\+\+|---|<\.\.\. )", ln)]
+            lines = [ln for ln in f if not re.match(r"\d+\s+(\+\+\+|---|<\.\.\. )", ln)]
         pids = []
         for ln in lines:
-            pid = ln.split(" ", 1)[0]
+            pid = ln.split()[0]  # strace pads a short pid with spaces
             if pid not in pids:
                 pids.append(pid)
         # inetd: the one process. --listen: the child that served, not the
         # listener (the first pid).
-        mine = [ln for ln in lines if ln.split(" ", 1)[0] == pids[-1]] if listen else lines
+        mine = [ln for ln in lines if ln.split()[0] == pids[-1]] if listen else lines
         upto = next((i + 1 for i, ln in enumerate(mine) if re.search(mark, ln)), None)
         if upto is None:  # kept to be read: build/bench/strace-N.out
             os.makedirs("build/bench", exist_ok=True)
@@ -333,11 +333,11 @@ def _measure(k, tmp, tunneld, counting, refrelay, rules, tport, ticket_key):
     t = str(tport)
     tun = [tunneld, "--acl", rules, "--log", "stderr"]
     rows = [
-        ("reference inetd", [refrelay, "127.0.0.1", t], False, r"^\d+ connect\("),
-        ("tunneld inetd", tun, False, r'^\d+ (write|sendto|writev)\(1, "HTTP/1.1 200'),
-        ("reference --listen", [refrelay, "-l", "@PORT@", "127.0.0.1", t], True, r"^\d+ connect\("),
+        ("reference inetd", [refrelay, "127.0.0.1", t], False, r"^\d+\s+connect\("),
+        ("tunneld inetd", tun, False, r'^\d+\s+(write|sendto|writev)\(1, "HTTP/1.1 200'),
+        ("reference --listen", [refrelay, "-l", "@PORT@", "127.0.0.1", t], True, r"^\d+\s+connect\("),
         ("tunneld --listen", tun + ["--listen", "127.0.0.1:@PORT@"], True,
-         r'^\d+ (write|sendto|writev)\(1, "HTTP/1.1 200'),
+         r'^\d+\s+(write|sendto|writev)\(1, "HTTP/1.1 200'),
     ]
     res, notes = {}, []
     for name, argv, listen, mark in rows:
