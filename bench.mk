@@ -5,8 +5,8 @@
 # idle tunnel, binary size. tests/bench/bench.py says what each number is.
 # Included by the top Makefile.
 
-BENCH_BINS = tests/bench/blast tests/bench/refrelay
-BENCH_DEPS = tinyproxy squid systemd-socket-activate:systemd
+BENCH_BINS = tests/bench/blast tests/bench/refrelay build/bench/tunneld-count
+BENCH_DEPS = tinyproxy squid systemd-socket-activate:systemd valgrind strace openssl
 
 # The load generator and target: C, so that the client is not the limit.
 tests/bench/blast: tests/bench/blast.c
@@ -14,6 +14,12 @@ tests/bench/blast: tests/bench/blast.c
 # Static musl as tunneld-static is, so both exec alike under inetd.
 tests/bench/refrelay: tests/bench/refrelay.c | deps-static
 	musl-gcc -O2 -static $(XCFLAGS) -o $@ $<
+
+# For valgrind's instruction counts only (tests/bench/costs.py):
+# tunneld-static's code and flags with prctl() a no-op (noprctl.c says why).
+build/bench/tunneld-count: $(SRCS) $(HDRS) $(MUSL_LIBS) $(MUSL_SPECS) tests/bench/noprctl.c | deps-static
+	@mkdir -p build/bench
+	$(MUSL_CC) $(STATIC_FLAGS) $(TLS_CFLAGS) $(MUSL_DEFS) -o $@ $(SRCS) tests/bench/noprctl.c $(MUSL_LIBS)
 
 # The compared servers, installed when missing (scripts/deps.sh); the
 # bench starts its own, on loopback, with its own config files.

@@ -35,6 +35,16 @@ struct half {
  * are never touched, so they cost a process no memory. */
 static char bufs[2][CONFIG_RELAY_BUF];
 
+/* Non-blocking, with no F_SETFL when it is already (the second half's
+ * descriptors are the first's, or share their open file). */
+static void nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl >= 0 && !(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 /* Bytes go from side `from` to side `to`: through their io, or plainly
  * (read(2)/write(2), which may splice instead). */
 static void half_init(struct half *h, const struct relay_side *from, const struct relay_side *to,
@@ -56,8 +66,8 @@ static void half_init(struct half *h, const struct relay_side *from, const struc
 	/* Bytes that pass through TLS must come into user space. */
 	if (CONFIG_SPLICE && !rio && !wio && pipe2(h->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		h->pipe[0] = h->pipe[1] = -1;
-	fcntl(h->in, F_SETFL, fcntl(h->in, F_GETFL) | O_NONBLOCK);
-	fcntl(h->out, F_SETFL, fcntl(h->out, F_GETFL) | O_NONBLOCK);
+	nonblock(h->in);
+	nonblock(h->out);
 }
 
 static void half_close(struct half *h)

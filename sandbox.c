@@ -393,6 +393,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 
 int sandbox_enter(enum sandbox_stage st)
 {
+	static int no_new_privs;  /* set for good, and kept across fork */
 	struct prog p = { 0, prog };
 
 	if (build(st) < 0) {
@@ -406,8 +407,9 @@ int sandbox_enter(enum sandbox_stage st)
 	if (debug_fd < 0)
 		debug_fd = open(SANDBOX_DEBUG, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 #endif
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    prctl(PR_SET_SECCOMP, MODE_FILTER, &p, 0, 0) < 0) {
+	if (!no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0)
+		no_new_privs = 1;
+	if (!no_new_privs || prctl(PR_SET_SECCOMP, MODE_FILTER, &p, 0, 0) < 0) {
 		logmsg(LOG_DEBUG, "sandbox: not installed: %s", strerror(errno));
 		return -1;
 	}

@@ -1353,12 +1353,15 @@ int main(int argc, char **argv)
 
 	/* Until --log is known, messages go to stderr unless it is a socket:
 	 * in inetd mode it is the client's connection. */
-	o.log = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode) ? LOG_TO_SYSLOG : LOG_TO_STDERR;
+	int err_sock = fstat(2, &sb) == 0 && S_ISSOCK(sb.st_mode);
+
+	o.log = err_sock ? LOG_TO_SYSLOG : LOG_TO_STDERR;
 	log_open(o.log, 0);
 	parse_options(argc, argv, &o);
 	/* Under busybox inetd fd 2 is the client's socket too: no log text may
-	 * reach a client, whatever --log says. */
-	int stderr_is_client = o.log == LOG_TO_STDERR && same_socket(0, 2);
+	 * reach a client, whatever --log says (a standard error that is no
+	 * socket is none: no fstat() of both). */
+	int stderr_is_client = o.log == LOG_TO_STDERR && err_sock && same_socket(0, 2);
 	if (stderr_is_client)
 		o.log = LOG_TO_SYSLOG;
 	log_open(o.log, o.verbose);

@@ -46,7 +46,7 @@ int user_lookup(const char *path, const char *name, uid_t *uid, gid_t *gid)
 	size_t have = 0, total = 0;
 	int found = 0, skipping = 0, fd;
 
-	if (!name[0] || strchr(name, ':') || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if (!name[0] || strchr(name, ':') || (fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC)) < 0)
 		return -1;
 	/* Each pass reads at least one byte or ends: at most USER_FILE_MAX. */
 	while (!found && total < USER_FILE_MAX) {

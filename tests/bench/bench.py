@@ -27,6 +27,11 @@ Rows:
 For the proxies the client sends CONNECT 127.0.0.1:TPORT and waits for the
 200; for the reference relay, direct and the tunnel rows it just connects.
 
+A second table (tests/bench/costs.py) counts instead of timing: system
+calls, minor page faults and user-space instructions of one connection,
+for tunneld and the reference relay in both modes, and the instructions of
+a full and a resumed TLS handshake, tunneld's and openssl s_server's.
+
 usage: tests/bench/bench.py   (from the top of the tree, after make bench's
                                builds; ROUNDS=N in the environment overrides)
 """
@@ -39,6 +44,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import costs  # noqa: E402  (beside this file)
+
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 MIB = 1 << 20
 SIZE = 256 * MIB        # per direction, per row, per round
@@ -48,6 +56,8 @@ IDLE = 200              # idle tunnels for the memory per tunnel
 WARMUP = 5              # connections to a restarted server before measuring
 TUNNELD = "./tunneld-static"
 TUNNEL = "./tunnel-static"
+COUNTING = "build/bench/tunneld-count"  # tunneld-static's code, for valgrind (noprctl.c)
+TICKET_KEY = os.environ.get("TICKET_KEY")  # --ticket-key FILE, once tunneld has it
 BLAST = "tests/bench/blast"
 REFRELAY = "tests/bench/refrelay"
 SSA = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
@@ -55,12 +65,7 @@ TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = costs.free_port
 
 
 def wait_listening(port, proc, seconds):
@@ -380,7 +385,7 @@ COLS = [("up", "up MiB/s", 9, 0), ("down", "down MiB/s", 10, 0), ("p50", "p50 us
         ("pss", "PSS KiB", 8, 1), ("kern", "kern KiB", 9, 1), ("size", "bytes", 9, 0)]
 
 
-def report(rows, t_total):
+def report(rows, t_total, counted=None):
     med = {}
     for r in rows:
         m = {k: (statistics.median(v) if v else None) for k, v in r.res.items()}
@@ -451,6 +456,18 @@ def report(rows, t_total):
     for t in ("tunneld --listen", "tunneld inetd"):
         p = med[t]["pss"]
         goal(f"{t} PSS per idle tunnel <= 12 KiB ({p:.1f})", p <= 12)
+    if counted:
+        res = counted[0]
+        lines.append("")
+        lines += costs.table(*counted)
+        lines.append("")
+        lines.append("goals (counted):")
+        for v in ("TLSv1.3", "TLSv1.2"):
+            t = res.get(f"tunneld {v}", {})
+            full, again = t.get("tls"), t.get("res")
+            ratio = f"{again / full:.2f}" if isinstance(again, int) and full else again
+            goal(f"tunneld {v}: a resumed TLS handshake <= 0.25 x a full one ({ratio})",
+                 isinstance(again, int) and bool(full) and again <= 0.25 * full)
     lines += ["", LEGEND.strip(), "", f"run time {t_total:.0f} s"]
     print("\n".join(lines))
 
@@ -471,11 +488,26 @@ kern KiB       per idle tunnel: the change in /proc/meminfo Slab + KernelStack +
                direct's (the client's and target's own sockets, which every row has);
                direct's row shows that baseline itself.
 bytes          the stripped executable; dynamic ones without their shared libraries.
+counted        (tests/bench/costs.py; counts do not move with the machine's load)
+  sys to 200   system calls (strace -f) of the connection's process from execve
+               (inetd) or from the fork (--listen: the child's own) to the write of
+               the 200; the reference relay's to its connect to the target.
+  sys all      the same to its exit (one byte each way, then both ends close).
+  faults       minor page faults of that process from exec or fork to the first
+               echoed byte (/proc/PID/stat, read while the tunnel is open).
+  instr        user-space instructions, exec to exit (valgrind --tool=lackey);
+               --listen: the child's count minus the listener's (a fork inherits it).
+  TLS full     rows "tunneld TLSv1.x": tunneld --cert in inetd mode, a TLS connection's
+               instructions minus the plain one's; "s_server TLSv1.x": openssl s_server,
+               its second connection's (-naccept 2 minus 1); the same P-256 certificate
+               and key, the client (Python's ssl) held to TLS 1.3, then to TLS 1.2.
+  resumed      the same with the first connection's session offered back;
+               "not resumed" when the server did not resume it.
 """
 
 
 def main():
-    if not all(os.path.exists(p) for p in (TUNNELD, TUNNEL, BLAST, REFRELAY)):
+    if not all(os.path.exists(p) for p in (TUNNELD, TUNNEL, COUNTING, BLAST, REFRELAY)):
         sys.exit("bench: build first (make bench)")
     t0 = time.monotonic()
     srv = subprocess.Popen([BLAST, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -509,13 +541,18 @@ def main():
                 pss, kern = idle_memory(r, tport)
                 r.res["pss"].append(pss)
                 r.res["kern"].append(kern)
+        for r in rows:  # the counts run alone: no server of the table's is busy
+            r.stop()
+        print(f"counting ({time.monotonic() - t0:.0f} s)", flush=True)
+        counted = costs.measure(TUNNELD, COUNTING, REFRELAY, os.path.join(tmp, "rules"), tport,
+                                TICKET_KEY)
     finally:
         for r in rows:
             r.stop()
         srv.stdin.close()
         srv.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
-    report(rows, time.monotonic() - t0)
+    report(rows, time.monotonic() - t0, counted)
 
 
 if __name__ == "__main__":
