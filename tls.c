@@ -219,6 +219,11 @@ static int read_keys(const char *path, char *err, size_t errlen)
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* A FIFO (or a device) would hold the listener in open() or read(). */
+	if (!S_ISREG(st.st_mode)) {
+		strfmt(err, errlen, "%s: not a regular file", path);
+		return -1;
+	}
 	if (st.st_mode & 077) {
 		strfmt(err, errlen, "%s: readable by others than its owner (chmod 600 %s)", path, path);
 		return -1;
