@@ -468,3 +468,170 @@ def test_stuck_reader_leaves_the_session_served_and_its_bytes_whole(tproxy, make
     # Every byte is still there, once, in order.
     data, eof = c.recv_until(token, 0, len(blob), want_eof=True, most=ANSWER_MAX)
     assert data == blob and eof
+
+
+# --------------------------------------------------------------------------
+# GET/POST: a pooling proxy mixes two sessions' large answers
+
+def read_answer(sock, buf):
+    """One answer off sock (buf: bytes already read): (status, headers,
+    body, the bytes after it)."""
+    for _ in range(100000):
+        if b"\r\n\r\n" in buf:
+            break
+        chunk = sock.recv(65536)
+        assert chunk, buf[:200]
+        buf += chunk
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    n = int(fields["content-length"])
+    for _ in range(100000):
+        if len(buf) >= n:
+            break
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"{len(buf)} of {n} body bytes"
+        buf += chunk
+    return int(lines[0].split()[1]), fields, buf[:n], buf[n:]
+
+
+@pytest.mark.needs("http-tunnel")
+def test_pooled_connection_mixing_two_sessions_large_answers(tproxy, make_target):
+    """One connection carries both sessions' 512 KiB receives, one after
+    the other and pipelined in pairs (A's answer still being written when
+    B's request is read): each stream arrives whole, in order, and never a
+    byte of the other's."""
+    blobs = {"a": os.urandom(3 * ANSWER_MAX + 1234), "b": os.urandom(2 * ANSWER_MAX + 99)}
+    tokens = {k: Conn(tproxy).open_ok(make_target(greeter(v)).hostport) for k, v in blobs.items()}
+    got = {"a": b"", "b": b""}
+    eof = {"a": False, "b": False}
+    sock = socket.create_connection((tproxy.host, tproxy.port), timeout=30)
+    rest = b""
+    for _ in range(400):
+        if all(eof.values()):
+            break
+        order = [k for k in ("a", "b") if not eof[k]]
+        sock.sendall(b"".join(
+            (f"GET {PATH}?o={len(got[k])}&max={ANSWER_MAX} HTTP/1.1\r\nHost: x\r\n"
+             f"Tunnel-Token: {tokens[k]}\r\n\r\n").encode() for k in order))
+        for k in order:
+            status, fields, body, rest = read_answer(sock, rest)
+            assert status == 200, (k, status, fields)
+            assert fields["tunnel-offset"] == str(len(got[k])), (k, fields)
+            got[k] += body
+            eof[k] = fields.get("tunnel-eof") == "1"
+            assert blobs[k].startswith(got[k]), f"session {k} got bytes not of its stream"
+    sock.close()
+    assert got == blobs and all(eof.values())
+
+
+@needs_tickets
+def test_ticket_of_another_service_with_another_cert_gets_its_full_handshake(
+        make_proxy, tls_files, rsa_tls_files, tmp_path, echo):
+    """A ticket sealed by service A (its key, its certificate) offered to
+    service B (another key, another certificate): B does a full handshake
+    and shows its own certificate, in TLS 1.2 and 1.3."""
+    import ssl
+    a = ticket_proxy(make_proxy, "listen", tls_files, write_keys(tmp_path / "a", new_key()))
+    b = ticket_proxy(make_proxy, "listen", rsa_tls_files, write_keys(tmp_path / "b", new_key()))
+    for v in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        c = Py(a, v)
+        sess, _, _ = c.tunnel(echo)
+        c.ctx.load_verify_locations(cafile=b.cafile)
+        raw = socket.create_connection((b.host, b.port), timeout=10)
+        s = c.ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=sess)
+        der = s.getpeercert(binary_form=True)
+        reused = s.session_reused
+        s.sendall(connect_head(echo.hostport))
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+        s.close()
+        want = ssl.PEM_cert_to_DER_cert(open(b.cafile).read())
+        assert not reused and der == want, v
+
+
+def client_hello13(identity, binder=None):
+    """A TLS 1.3 ClientHello offering identity as a resumption PSK (RFC
+    8446 §4.2.11) with a binder that is not the ticket's (random bytes)."""
+    sigs = b"\x04\x03\x05\x03\x06\x03\x08\x04\x08\x05\x08\x06"
+    binder = os.urandom(32) if binder is None else binder
+    ids = struct.pack("!H", len(identity)) + identity + os.urandom(4)
+    psk = (struct.pack("!H", len(ids)) + ids +
+           struct.pack("!H", 1 + len(binder)) + bytes([len(binder)]) + binder)
+    share = b"\x00\x1d\x00\x20" + os.urandom(32)
+    exts = (ext(43, b"\x02\x03\x04") + ext(10, b"\x00\x02\x00\x1d") +
+            ext(51, struct.pack("!H", len(share)) + share) +
+            ext(13, struct.pack("!H", len(sigs)) + sigs) + ext(45, b"\x01\x01") + ext(41, psk))
+    suites = b"\x13\x01\x13\x02\x13\x03"
+    body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32) +
+            struct.pack("!H", len(suites)) + suites + b"\x01\x00" +
+            struct.pack("!H", len(exts)) + exts)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"".join(b"\x16\x03\x01" + struct.pack("!H", len(hs[i:i + 16384])) + hs[i:i + 16384]
+                    for i in range(0, len(hs), 16384))
+
+
+def server_hello13(sock):
+    """'psk' when the ServerHello took the PSK (its pre_shared_key
+    extension), 'full' when it did not, 'alert' or 'closed'."""
+    buf = b""
+    sock.settimeout(10)
+    for _ in range(1000):
+        if len(buf) >= 5 and len(buf) >= 5 + struct.unpack("!H", buf[3:5])[0]:
+            break
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            chunk = b""
+        if not chunk:
+            return "closed"
+        buf += chunk
+    if buf[0] == 21:
+        return "alert"
+    assert buf[0] == 22 and buf[5] == 2, buf[:20]
+    sh = buf[9:]
+    at = 2 + 32
+    at += 1 + sh[at]                        # legacy_session_id_echo
+    at += 2 + 1                             # cipher_suite, compression
+    end = at + 2 + struct.unpack("!H", sh[at:at + 2])[0]
+    at += 2
+    while at < end:
+        kind, n = struct.unpack("!HH", sh[at:at + 4])
+        if kind == 41:
+            return "psk"
+        at += 4 + n
+    return "full"
+
+
+@needs_tickets
+def test_handmade_tls13_psk_identities_never_resume_nor_crash(make_proxy, mode, tls_files,
+                                                              tmp_path, make_target):
+    """The PSK identity is the ticket: the right key name followed by junk,
+    cut, stretched or huge; and the real ticket with a binder that is not
+    its own. Never a resumption, never a crash; the next client is served."""
+    greeter = make_target(greet_shut_handler)
+    k = new_key()
+    p = ticket_proxy(make_proxy, mode, tls_files, write_keys(tmp_path / "tickets", k))
+    name = hashlib.sha256(bytes.fromhex(k) + b"tunneld ticket").digest()[:4]
+    sess = tmp_path / "sess13.pem"
+    s_client(p, greeter, sess_out=sess)
+    der, start, end = session_ticket(sess)
+    good = der[start:end]
+    assert good[:4] == name
+    cases = {"name-only": name, "one-byte": b"\x00", "name-and-iv": name + os.urandom(12),
+             "cut-by-one": good[:-1], "one-more": good + b"\x00",
+             "tag-flipped": good[:-1] + bytes([good[-1] ^ 1]),
+             "garbage": name + os.urandom(200), "large": name + os.urandom(15000),
+             "real-ticket-wrong-binder": good}
+    for label, identity in cases.items():
+        with socket.create_connection((p.host, p.port), timeout=10) as sock:
+            sock.sendall(client_hello13(identity))
+            got = server_hello13(sock)
+        assert got in ("full", "alert"), (label, got)
+        if label != "real-ticket-wrong-binder":
+            assert got == "full", (label, got)
+    assert wait_until(lambda: len(p.log_lines()) == 1 + len(cases), 10), p.log_text()
+    text = p.log_text()
+    assert "AddressSanitizer" not in text and "runtime error" not in text, text
+    assert all(x.get("tls") != "resumed" for x in p.log_lines()[1:]), text
+    out, line = s_client(p, greeter, sess_in=sess)
+    assert line["status"] == "200" and line["tls"] == "resumed"
