@@ -429,7 +429,12 @@ def server_state(server_port, client_port):
     return None
 
 @pytest.mark.needs("http-tunnel")
-def test_stuck_reader_leaves_the_session_served_and_its_bytes_whole(tproxy, make_target):
+@pytest.mark.parametrize("reader", ["never", "trickle"])
+def test_stuck_reader_leaves_the_session_served_and_its_bytes_whole(tproxy, make_target, reader):
+    """A reader that never reads, or reads a byte every half second (the
+    kernel then opens no window the holder can write into): the session's
+    sends are served meanwhile, the answers are given up, and every byte
+    the reader got, and every byte asked again, is the stream's."""
     blob = os.urandom(RING + ANSWER_MAX)
     target = make_target(greeter(blob))
     c = Conn(tproxy)
@@ -454,8 +459,16 @@ def test_stuck_reader_leaves_the_session_served_and_its_bytes_whole(tproxy, make
     # the holder's end of it leaves ESTABLISHED).
     port = stuck.getsockname()[1]
     assert server_state(tproxy.port, port) == TCP_ESTABLISHED
-    assert wait_until(lambda: server_state(tproxy.port, port) != TCP_ESTABLISHED, 30)
+    trickled = b""
+    for _ in range(120):                     # at most 60 s
+        if server_state(tproxy.port, port) != TCP_ESTABLISHED:
+            break
+        time.sleep(0.5)
+        if reader == "trickle":
+            trickled += stuck.recv(1)
+    assert server_state(tproxy.port, port) != TCP_ESTABLISHED, "never given up"
     got, how = recv_all(stuck)
+    got = trickled + got
     stuck.close()
     answers = 0
     while got:                               # whole answers, then at most a part of one
@@ -635,3 +648,44 @@ def test_handmade_tls13_psk_identities_never_resume_nor_crash(make_proxy, mode, 
     assert all(x.get("tls") != "resumed" for x in p.log_lines()[1:]), text
     out, line = s_client(p, greeter, sess_in=sess)
     assert line["status"] == "200" and line["tls"] == "resumed"
+
+
+PEEK = """import sys
+for pid in sys.argv[1:]:
+    for what in ("mem", "environ"):
+        try:
+            open(f"/proc/{pid}/{what}", "rb").read(1)
+            print("read", pid, what)
+        except OSError as e:
+            print("refused", pid, what, e.errno)
+"""
+
+
+@needs_tickets
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+@pytest.mark.parametrize("mode", ["listen", "inetd"])
+def test_other_process_of_the_user_cannot_read_the_keys_from_memory(make_proxy, mode,
+                                                                    tls_files, tmp_path, echo):
+    """--user nobody: the listener and a live connection's process hold
+    the ticket keys in memory; another process of uid nobody (any daemon
+    run as nobody) can open neither's /proc/PID/mem nor environ: setuid
+    made them undumpable and nothing made them dumpable again."""
+    import ssl
+    p = ticket_proxy(make_proxy, mode, tls_files, write_keys(tmp_path / "tickets", new_key()),
+                     "--user", "nobody")
+    ctx = ssl.create_default_context(cafile=p.cafile)
+    raw = socket.create_connection((p.host, p.port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    s.sendall(connect_head(echo.hostport))
+    assert s.recv(4096) == OK_REPLY
+    try:
+        pids = [x for x in ([p.pid] if mode == "listen" else []) + list(p.procs())
+                if os.stat(f"/proc/{x}").st_uid == 65534]
+        assert pids, "no tunneld process runs as nobody: nothing is tried"
+        r = subprocess.run(["/usr/bin/python3", "-c", PEEK, *map(str, pids)], capture_output=True,
+                           text=True, timeout=10, user=65534, group=65534, extra_groups=[])
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert len(lines) == 2 * len(pids) and all(x.startswith("refused") for x in lines), lines
+    finally:
+        s.close()
