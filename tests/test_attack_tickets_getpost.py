@@ -689,3 +689,21 @@ def test_other_process_of_the_user_cannot_read_the_keys_from_memory(make_proxy, 
         assert len(lines) == 2 * len(pids) and all(x.startswith("refused") for x in lines), lines
     finally:
         s.close()
+
+
+@needs_tickets
+def test_key_file_opened_to_others_after_start_is_told(make_proxy, tls_files, tmp_path, echo):
+    """chmod 644 under a running listener: the rule tunneld enforced at
+    start is checked again and the change logged (the keys read before
+    stay, as for any bad new file); chmod 600 again: read again."""
+    keyfile = write_keys(tmp_path / "tickets", new_key())
+    p = ticket_proxy(make_proxy, "listen", tls_files, keyfile)
+    c = Py(p)
+    sess, _, _ = c.tunnel(echo)
+    os.chmod(keyfile, 0o644)
+    _, reused, _ = c.tunnel(echo, sess)
+    assert reused
+    assert f"{keyfile}: readable by others than its owner" in p.log_text(), p.log_text()
+    os.chmod(keyfile, 0o600)
+    _, reused, _ = c.tunnel(echo, sess)
+    assert reused and f"{keyfile}: ticket keys read again" in p.log_text(), p.log_text()
