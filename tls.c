@@ -219,6 +219,11 @@ static int read_keys(const char *path, char *err, size_t errlen)
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* A FIFO (or a device) would hold the listener in open() or read(). */
+	if (!S_ISREG(st.st_mode)) {
+		strfmt(err, errlen, "%s: not a regular file", path);
+		return -1;
+	}
 	if (st.st_mode & 077) {
 		strfmt(err, errlen, "%s: readable by others than its owner (chmod 600 %s)", path, path);
 		return -1;
@@ -295,9 +300,11 @@ int tls_tickets_reload(char *err, size_t errlen)
 		return -1;
 	}
 	tk.gone = 0;
-	/* A new file moved into place, or this one written again. */
+	/* A new file moved into place, this one written again, or its mode
+	 * or owner changed (ctime): read, and checked, again. */
 	if (st.st_ino == tk.st.st_ino && st.st_dev == tk.st.st_dev && st.st_size == tk.st.st_size &&
-	    st.st_mtim.tv_sec == tk.st.st_mtim.tv_sec && st.st_mtim.tv_nsec == tk.st.st_mtim.tv_nsec)
+	    st.st_mtim.tv_sec == tk.st.st_mtim.tv_sec && st.st_mtim.tv_nsec == tk.st.st_mtim.tv_nsec &&
+	    st.st_ctim.tv_sec == tk.st.st_ctim.tv_sec && st.st_ctim.tv_nsec == tk.st.st_ctim.tv_nsec)
 		return 0;
 	if (read_keys(tk.path, err, errlen) < 0) {
 		tk.st = st;

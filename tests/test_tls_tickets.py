@@ -240,10 +240,10 @@ def der_item(der, at):
     return tag, start, start + n
 
 
-def corrupt_ticket(sess_pem, out_pem):
-    """A copy of s_client's session file with one byte of its ticket's
-    sealed part flipped (past the key name and the IV). The ticket is the
-    OCTET STRING in the session's [10] field (OpenSSL's SSL_SESSION_ASN1)."""
+def session_ticket(sess_pem):
+    """s_client's session file as DER, and where its ticket starts and
+    ends: the OCTET STRING in the session's [10] field (OpenSSL's
+    SSL_SESSION_ASN1)."""
     der = subprocess.run(["openssl", "sess_id", "-in", str(sess_pem), "-outform", "DER"],
                          capture_output=True, check=True, timeout=10).stdout
     _, at, end = der_item(der, 0)
@@ -251,10 +251,15 @@ def corrupt_ticket(sess_pem, out_pem):
         tag, start, stop = der_item(der, at)
         if tag == 0xaa:
             _, ticket, ticket_end = der_item(der, start)
-            break
+            return der, ticket, ticket_end
         at = stop
-    else:
-        raise AssertionError("no ticket in the session")
+    raise AssertionError("no ticket in the session")
+
+
+def corrupt_ticket(sess_pem, out_pem):
+    """A copy of s_client's session file with one byte of its ticket's
+    sealed part flipped (past the key name and the IV)."""
+    der, ticket, ticket_end = session_ticket(sess_pem)
     assert ticket_end - ticket > 40
     bad = bytearray(der)
     bad[ticket + 24] ^= 0x40
