@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "file.h"
@@ -27,11 +28,19 @@ ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t err
 	size_t len = 0;
 	ssize_t n = 0;
 	/* openat: musl's open() follows O_CLOEXEC with an fcntl(F_SETFD) for
-	 * kernels before 2.6.23, a system call per file; openat() does not. */
-	int fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	 * kernels before 2.6.23, a system call per file; openat() does not.
+	 * O_NONBLOCK: a FIFO in a file's place is refused, never waited on in
+	 * open() for a writer (a regular file reads as without). */
+	int fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
 
 	if (fd < 0) {
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		strfmt(err, errlen, "%s: not a regular file", path);
+		close(fd);
 		return -1;
 	}
 	/* Up to cap bytes: a file that fills buf is one byte too large. */

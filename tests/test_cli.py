@@ -2,6 +2,7 @@
 errors (78, naming FILE:LINE), and inetd mode driven directly as tcpserver
 would, with its exit status."""
 
+import os
 import socket
 import subprocess
 
@@ -86,6 +87,18 @@ def test_missing_rules_file_exit_78(tmp_path, netfiles):
                      "--acl", str(acl)], netfiles)
     assert r.returncode == 78, (r.returncode, r.stderr)
     assert str(acl).encode() in r.stderr
+
+
+@pytest.mark.parametrize("opt", ["--acl", pytest.param("--users", marks=pytest.mark.needs("auth"))])
+def test_a_fifo_for_a_file_is_refused_not_waited_on(tmp_path, netfiles, opt):
+    """A FIFO with no writer named as a file: tunneld says so and exits 78
+    instead of waiting in open() for a writer that never comes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run_tunneld(["--log", "stderr", "--listen", f"127.0.0.1:{free_port()}",
+                     opt, str(fifo)], netfiles, timeout=20)
+    assert r.returncode == 78, (r.returncode, r.stderr)
+    assert str(fifo).encode() in r.stderr, r.stderr
 
 
 def spawn_inetd(netfiles, args, stderr_is_client=False):
