@@ -23,7 +23,8 @@ static int text_fits(const char *text, size_t len, size_t cap, const char *name,
 }
 
 
-ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t errlen)
+ssize_t file_read(const char *path, int pipe_ok, char *buf, size_t cap, char *err,
+		  size_t errlen)
 {
 	size_t len = 0;
 	ssize_t n = 0;
@@ -38,11 +39,14 @@ ssize_t file_read(const char *path, char *buf, size_t cap, char *err, size_t err
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || (pipe_ok && S_ISFIFO(st.st_mode)))) {
 		strfmt(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
+	/* A pipe: what its writer sends, to the end (none: at once empty). */
+	if (S_ISFIFO(st.st_mode))
+		fcntl(fd, F_SETFL, 0);
 	/* Up to cap bytes: a file that fills buf is one byte too large. */
 	while (len < cap && (n = read(fd, buf + len, cap - len)) != 0) {
 		if (n < 0 && errno != EINTR)
@@ -63,7 +67,7 @@ int file_text(char *buf, size_t cap, const char *name, const char *text, size_t 
 	      char *err, size_t errlen)
 {
 	if (!text)
-		return file_read(name, buf, cap, err, errlen) < 0 ? -1 : 0;
+		return file_read(name, 0, buf, cap, err, errlen) < 0 ? -1 : 0;
 	if (text_fits(text, len, cap, name, err, errlen) < 0)
 		return -1;
 	memcpy(buf, text, len);

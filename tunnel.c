@@ -102,7 +102,7 @@ static void server_credentials(struct tun *t, const char *pwfile)
 	const char *env = getenv("TUNNEL_PASSWORD");
 
 	if (pwfile) {
-		if (file_read(pwfile, pw, sizeof pw, err, sizeof err) < 0)
+		if (file_read(pwfile, 1, pw, sizeof pw, err, sizeof err) < 0)
 			usage_error("--password-file %s", err);
 		plen = strcspn(pw, "\r\n");
 	} else if (env) {

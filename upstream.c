@@ -56,7 +56,7 @@ int upstream_url(struct upstream *u, const char *url, char *err, size_t errlen)
 int upstream_auth_load(struct upstream *u, const char *path, char *err, size_t errlen)
 {
 	char buf[UPSTREAM_CRED_MAX + 2];  /* and a CRLF */
-	ssize_t n = file_read(path, buf, sizeof buf, err, errlen);
+	ssize_t n = file_read(path, 0, buf, sizeof buf, err, errlen);
 	const char *colon;
 	int r = -1;
 

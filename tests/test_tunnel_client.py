@@ -43,9 +43,9 @@ def env_with(**extra):
     return env
 
 
-def run_tunnel(tunnel_bin, *args, data=b"", env=None, timeout=30):
+def run_tunnel(tunnel_bin, *args, data=b"", env=None, timeout=30, pass_fds=()):
     return subprocess.run([tunnel_bin, *args], input=data, capture_output=True,
-                          timeout=timeout, env=env or env_with())
+                          timeout=timeout, env=env or env_with(), pass_fds=pass_fds)
 
 
 def assert_exit(r, code, *words):
@@ -537,19 +537,28 @@ def alice_users(make_users):
 
 
 @pytest.mark.needs("auth")
-@pytest.mark.parametrize("how", ["env", "file"])
+@pytest.mark.parametrize("how", ["env", "file", "pipe"])
 @pytest.mark.parametrize("mmode", ["http", "connect"])
 def test_user_password(tunnel_bin, make_proxy, mode, alice_users, echo, tmp_path, how, mmode):
     p = make_proxy(mode, users=alice_users, tunnel=PATH)
     server = p.url if mmode == "http" else f"http://127.0.0.1:{p.port}"
+    fds = ()
     if how == "env":
         opts, env = [], env_with(TUNNEL_PASSWORD=ALICE[1])
+    elif how == "pipe":     # a shell's --password-file <(command): a pipe, read to its end
+        rfd, wfd = os.pipe()
+        os.write(wfd, ALICE[1].encode() + b"\n")
+        os.close(wfd)
+        fds = (rfd,)
+        opts, env = ["--password-file", f"/dev/fd/{rfd}"], env_with()
     else:
         pw = tmp_path / "pw"
         pw.write_text(ALICE[1] + "\nsecond line ignored\n")
         opts, env = ["--password-file", str(pw)], env_with()
     r = run_tunnel(tunnel_bin, "-m", mmode, "-u", "alice", *opts, server, echo.hostport,
-                   data=PAYLOAD, env=env)
+                   data=PAYLOAD, env=env, pass_fds=fds)
+    for fd in fds:
+        os.close(fd)
     assert r.returncode == 0, r.stderr
     assert r.stdout == PAYLOAD
     line = p.wait_log(lambda f: f.get("target") == echo.hostport and f.get("status") == "200")
