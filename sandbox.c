@@ -66,6 +66,7 @@ struct prog {
 };
 #define LD_ABS  0x20            /* BPF_LD | BPF_W | BPF_ABS */
 #define JEQ     0x15            /* BPF_JMP | BPF_JEQ | BPF_K */
+#define JGE     0x35            /* BPF_JMP | BPF_JGE | BPF_K */
 #define JSET    0x45            /* BPF_JMP | BPF_JSET | BPF_K */
 #define AND     0x54            /* BPF_ALU | BPF_AND | BPF_K */
 #define RET     0x06            /* BPF_RET | BPF_K */
@@ -89,7 +90,7 @@ struct prog {
 
 /* Calls some CPUs do not have (the 32-bit ones have the time64 and mmap2
  * variants; aarch64 and riscv64 have no open(2) nor fork(2)): -1, which
- * emit_call leaves out. */
+ * add() leaves out. */
 #ifndef SYS_futex
 #define SYS_futex -1
 #endif
@@ -222,7 +223,7 @@ static const struct stage {
 	[SANDBOX_RELAY] = STAGE(relay_any, relay_kinds, 0),
 };
 
-#define PROG_MAX 256           /* the longest stage, the spawner's, is 205 on x86_64 */
+#define PROG_MAX 256           /* the longest stage, the spawner's, is 237 on x86_64 */
 static struct insn prog[PROG_MAX];
 static int plen;
 
@@ -273,24 +274,79 @@ static void emit_socket(const struct kind *k, int n)
 	emit(RET, DENY, 0, 0);
 }
 
-/* A system call allowed when its argument checks, emitted by what. */
-static void emit_call(int nr, void (*what)(const void *), const void *arg)
+/* The calls a stage allows, each with what checks its arguments (NULL:
+ * none), sorted by number for the search build() emits. */
+struct call {
+	int nr;
+	void (*what)(const void *);
+	const void *arg;
+};
+#define CALLS_MAX 96
+static struct call allowed[CALLS_MAX];
+static int ncalls;
+
+static void add(int nr, void (*what)(const void *), const void *arg)
 {
-	int at = plen;
+	int i = ncalls;
 
 	if (nr < 0)
 		return;  /* a call this CPU does not have */
-	emit(JEQ, (uint32_t)nr, 0, 0);
-	if (what) {
-		what(arg);
-		emit(LD_ABS, OFF_NR, 0, 0);  /* the checks loaded A: have the number again */
-	} else {
-		emit(RET, ALLOW, 0, 0);
+	for (int k = 0; k < ncalls; k++)
+		if (allowed[k].nr == nr)
+			return;  /* one number, two names: the first is kept */
+	if (ncalls == CALLS_MAX) {
+		plen = PROG_MAX + 1;  /* never installed */
+		return;
 	}
-	if (at < PROG_MAX)
-		prog[at].jf = (uint8_t)(plen - at - 2 + !what);
-	if (plen - at > 255)
+	for (; i > 0 && allowed[i - 1].nr > nr; i--)
+		allowed[i] = allowed[i - 1];
+	allowed[i] = (struct call){ nr, what, arg };
+	ncalls++;
+}
+
+/* A forward jump from at to to, in the 8 bits cBPF has for it. */
+static uint8_t span(int at, int to)
+{
+	if (to - at - 1 > 255)
 		plen = PROG_MAX + 1;
+	return (uint8_t)(to - at - 1);
+}
+
+/* allowed[lo..hi), the number in A: a binary search, each leaf a RET. The
+ * kernel runs a filter once for every system call number when it installs
+ * it (to learn which ones it may then let through unfiltered): with a
+ * search that is a few instructions a number, with one compare after the
+ * other it was the whole list, hundreds of microseconds for every process. */
+static void emit_search(int lo, int hi)
+{
+	int at = plen;
+
+	if (hi - lo > 3) {
+		int mid = lo + (hi - lo) / 2;
+
+		emit(JGE, (uint32_t)allowed[mid].nr, 0, 0);
+		emit_search(lo, mid);
+		if (at < PROG_MAX)
+			prog[at].jt = span(at, plen);
+		emit_search(mid, hi);
+		return;
+	}
+	/* A few compares, a refusal, one allowance they share, then the
+	 * checks of those whose arguments count. */
+	for (int i = lo; i < hi; i++)
+		emit(JEQ, (uint32_t)allowed[i].nr, 0, 0);
+	emit(RET, DENY, 0, 0);
+	emit(RET, ALLOW, 0, 0);
+	for (int i = lo, allow = plen - 1; i < hi; i++) {
+		int j = at + (i - lo), to = allow;
+
+		if (allowed[i].what) {
+			to = plen;
+			allowed[i].what(allowed[i].arg);
+		}
+		if (j < PROG_MAX)
+			prog[j].jt = span(j, to);
+	}
 }
 
 static void rdonly_1(const void *a) { (void)a; emit_arg_none(1, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
@@ -346,30 +402,31 @@ static int build(enum sandbox_stage st)
 		emit(JSET, X32_BIT, 0, 1);
 		emit(RET, DENY, 0, 0);
 	}
+	ncalls = 0;
 	for (size_t i = 0; i < sizeof common_any / sizeof *common_any; i++)
-		emit_call(common_any[i], NULL, NULL);
+		add(common_any[i], NULL, NULL);
 	for (int i = 0; i < s->nany; i++)
-		emit_call(s->any[i], NULL, NULL);
-	emit_call(SYS_socket, sockets, s);
-	emit_call(SYS_futex, futex_ops, NULL);
-	emit_call(SYS_futex_time64, futex_ops, NULL);
+		add(s->any[i], NULL, NULL);
+	add(SYS_socket, sockets, s);
+	add(SYS_futex, futex_ops, NULL);
+	add(SYS_futex_time64, futex_ops, NULL);
 	if (s->flags & S_FILES) {
-		emit_call(SYS_ioctl, fionread, NULL);
-		emit_call(SYS_openat, rdonly_2, NULL);
-		emit_call(SYS_open, rdonly_1, NULL);
+		add(SYS_ioctl, fionread, NULL);
+		add(SYS_openat, rdonly_2, NULL);
+		add(SYS_open, rdonly_1, NULL);
 	}
-	emit_call(SYS_mprotect, noexec, NULL);
-	emit_call(SYS_mmap, noexec, NULL);
-	emit_call(SYS_mmap2, noexec, NULL);
+	add(SYS_mprotect, noexec, NULL);
+	add(SYS_mmap, noexec, NULL);
+	add(SYS_mmap2, noexec, NULL);
 	if (s->flags & S_STAGE)
-		emit_call(SYS_prctl, stage_prctl, NULL);
+		add(SYS_prctl, stage_prctl, NULL);
 	if (s->flags & S_FORK) {
-		emit_call(SYS_clone, forks, NULL);
-		emit_call(SYS_set_robust_list, NULL, NULL);  /* glibc's child, first */
-		emit_call(SYS_wait4, NULL, NULL);
-		emit_call(SYS_fork, NULL, NULL);
+		add(SYS_clone, forks, NULL);
+		add(SYS_set_robust_list, NULL, NULL);  /* glibc's child, first */
+		add(SYS_wait4, NULL, NULL);
+		add(SYS_fork, NULL, NULL);
 	}
-	emit(RET, DENY, 0, 0);
+	emit_search(0, ncalls);
 	return plen <= PROG_MAX ? 0 : -1;
 }
 

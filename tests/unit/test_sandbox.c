@@ -29,6 +29,8 @@ struct data {
 
 /* The verdict of stage st's filter on a call: ALLOW, DENY, or 1 for a
  * program this interpreter does not know (a bug either way). */
+static int steps;  /* instructions the last verdict ran */
+
 static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a0, uint64_t a1,
 			uint64_t a2)
 {
@@ -37,7 +39,8 @@ static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a
 
 	if (build(st) < 0)
 		return 1;
-	for (int pc = 0; pc < plen; pc++) {
+	steps = 0;
+	for (int pc = 0; pc < plen; pc++, steps++) {
 		const struct insn *i = &prog[pc];
 
 		switch (i->code) {
@@ -48,6 +51,7 @@ static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a
 			break;
 		case AND: a &= i->k; break;
 		case JEQ: pc += a == i->k ? i->jt : i->jf; break;
+		case JGE: pc += a >= i->k ? i->jt : i->jf; break;
 		case JSET: pc += a & i->k ? i->jt : i->jf; break;
 		case RET: return i->k;
 		default: return 1;
@@ -96,8 +100,53 @@ static const struct {
 	{ "futex requeue", SANDBOX_RELAY, SYS_futex, 0, 3, 1, DENY },
 };
 
+/* Every number of a stage's plain lists is allowed, whatever the arguments;
+ * every number below 1024 beyond them is refused; and each verdict is a
+ * search, a few instructions, not a walk down the whole list (what the
+ * kernel pays for every number when it installs a filter). */
+static int listed(const int *l, size_t n, int nr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (l[i] == nr)
+			return 1;
+	return 0;
+}
+
+static void every_number(void)
+{
+	static const int checked[] = { SYS_socket, SYS_futex, SYS_futex_time64, SYS_ioctl, SYS_openat,
+				       SYS_open, SYS_mprotect, SYS_mmap, SYS_mmap2, SYS_prctl,
+				       SYS_clone, SYS_set_robust_list, SYS_wait4, SYS_fork };
+	static const enum sandbox_stage sts[] = { SANDBOX_REQUEST, SANDBOX_SPAWNER, SANDBOX_SESSION,
+						  SANDBOX_RELAY };
+	int base = ARCH == 0x40000008u || ARCH == 0x00000008u ? 4000 : 0;  /* MIPS o32 */
+
+	for (size_t k = 0; k < sizeof sts / sizeof *sts; k++) {
+		const struct stage *s = &stages[sts[k]];
+		int most = 0, bad = 0;
+
+		for (int nr = base; nr < base + 1024; nr++) {
+			uint32_t want = DENY, got;
+
+			if (listed(common_any, sizeof common_any / sizeof *common_any, nr) ||
+			    listed(s->any, (size_t)s->nany, nr))
+				want = ALLOW;
+			else if (listed(checked, sizeof checked / sizeof *checked, nr))
+				continue;  /* the cases above */
+			got = verdict(sts[k], ARCH, nr, 0, 0, 0);
+			bad += got != want;
+			if (got == want && steps > most)
+				most = steps;
+		}
+		CHECK(!bad, "stage %d: %d numbers with the wrong verdict", (int)sts[k], bad);
+		CHECK(most <= 16, "stage %d: a number takes %d instructions to its verdict",
+		      (int)sts[k], most);
+	}
+}
+
 static void interpreted(void)
 {
+	every_number();
 	for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) {
 		uint32_t got = verdict(calls[k].st, ARCH, calls[k].nr, calls[k].a0, calls[k].a1,
 				       calls[k].a2);
