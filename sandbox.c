@@ -274,79 +274,50 @@ static void emit_socket(const struct kind *k, int n)
 	emit(RET, DENY, 0, 0);
 }
 
-/* The calls a stage allows, each with what checks its arguments (NULL:
- * none), sorted by number for the search build() emits. */
-struct call {
-	int nr;
-	void (*what)(const void *);
-	const void *arg;
-};
+/* The calls a stage allows: a bit each, by number from the CPU's first
+ * (MIPS o32 counts from 4000), with what checks its arguments (CHECK_NONE:
+ * none); in order of number for the search build() emits. */
+#if defined(__mips__)
+#define NR_BASE 4000
+#else
+#define NR_BASE 0
+#endif
+#define NR_SPAN 512
 #define CALLS_MAX 96
-static struct call allowed[CALLS_MAX];
-static int ncalls;
+struct calls {
+	uint64_t set[NR_SPAN / 64];
+	unsigned char check[NR_SPAN];
+	int nr[CALLS_MAX], n;
+};
 
-static void add(int nr, void (*what)(const void *), const void *arg)
+static void add(struct calls *l, int nr, int check)
 {
-	int i = ncalls;
+	unsigned k = (unsigned)(nr - NR_BASE);
 
 	if (nr < 0)
 		return;  /* a call this CPU does not have */
-	for (int k = 0; k < ncalls; k++)
-		if (allowed[k].nr == nr)
-			return;  /* one number, two names: the first is kept */
-	if (ncalls == CALLS_MAX) {
+	if (k >= NR_SPAN) {
 		plen = PROG_MAX + 1;  /* never installed */
 		return;
 	}
-	for (; i > 0 && allowed[i - 1].nr > nr; i--)
-		allowed[i] = allowed[i - 1];
-	allowed[i] = (struct call){ nr, what, arg };
-	ncalls++;
+	if (l->set[k / 64] & 1ull << k % 64)
+		return;  /* one number, two names: the first is kept */
+	l->set[k / 64] |= 1ull << k % 64;
+	l->check[k] = (unsigned char)check;
 }
 
-/* A forward jump from at to to, in the 8 bits cBPF has for it. */
-static uint8_t span(int at, int to)
+/* The numbers, ascending, into l->nr. */
+static void order(struct calls *l)
 {
-	if (to - at - 1 > 255)
-		plen = PROG_MAX + 1;
-	return (uint8_t)(to - at - 1);
-}
-
-/* allowed[lo..hi), the number in A: a binary search, each leaf a RET. The
- * kernel runs a filter once for every system call number when it installs
- * it (to learn which ones it may then let through unfiltered): with a
- * search that is a few instructions a number, with one compare after the
- * other it was the whole list, hundreds of microseconds for every process. */
-static void emit_search(int lo, int hi)
-{
-	int at = plen;
-
-	if (hi - lo > 3) {
-		int mid = lo + (hi - lo) / 2;
-
-		emit(JGE, (uint32_t)allowed[mid].nr, 0, 0);
-		emit_search(lo, mid);
-		if (at < PROG_MAX)
-			prog[at].jt = span(at, plen);
-		emit_search(mid, hi);
-		return;
-	}
-	/* A few compares, a refusal, one allowance they share, then the
-	 * checks of those whose arguments count. */
-	for (int i = lo; i < hi; i++)
-		emit(JEQ, (uint32_t)allowed[i].nr, 0, 0);
-	emit(RET, DENY, 0, 0);
-	emit(RET, ALLOW, 0, 0);
-	for (int i = lo, allow = plen - 1; i < hi; i++) {
-		int j = at + (i - lo), to = allow;
-
-		if (allowed[i].what) {
-			to = plen;
-			allowed[i].what(allowed[i].arg);
+	l->n = 0;
+	for (unsigned w = 0; w < NR_SPAN / 64; w++)
+		for (uint64_t b = l->set[w]; b; b &= b - 1) {
+			if (l->n == CALLS_MAX) {
+				plen = PROG_MAX + 1;  /* never installed */
+				return;
+			}
+			l->nr[l->n++] = NR_BASE + (int)(w * 64 + (unsigned)__builtin_ctzll(b));
 		}
-		if (j < PROG_MAX)
-			prog[j].jt = span(j, to);
-	}
 }
 
 static void rdonly_1(const void *a) { (void)a; emit_arg_none(1, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND); }
@@ -388,11 +359,66 @@ static void sockets(const void *a)
 	emit_socket(s->kinds, s->nkinds);
 }
 
+enum { CHECK_NONE, CHECK_SOCKET, CHECK_FUTEX, CHECK_IOCTL, CHECK_OPENAT, CHECK_OPEN, CHECK_MAP,
+       CHECK_PRCTL, CHECK_CLONE };
+static void (*const checks[])(const void *) = {
+	[CHECK_SOCKET] = sockets, [CHECK_FUTEX] = futex_ops, [CHECK_IOCTL] = fionread,
+	[CHECK_OPENAT] = rdonly_2, [CHECK_OPEN] = rdonly_1, [CHECK_MAP] = noexec,
+	[CHECK_PRCTL] = stage_prctl, [CHECK_CLONE] = forks,
+};
+
+/* A forward jump from at to to, in the 8 bits cBPF has for it. */
+static uint8_t span(int at, int to)
+{
+	if (to - at - 1 > 255)
+		plen = PROG_MAX + 1;
+	return (uint8_t)(to - at - 1);
+}
+
+/* l->nr[lo..hi), the number in A: a binary search, each leaf a RET. The
+ * kernel runs a filter once for every system call number when it installs
+ * it (to learn which ones it may then let through unfiltered): with a
+ * search that is a few instructions a number, with one compare after the
+ * other it was the whole list, hundreds of microseconds for every process. */
+static void emit_search(const struct calls *l, int lo, int hi, const struct stage *s)
+{
+	int at = plen;
+
+	if (hi - lo > 3) {
+		int mid = lo + (hi - lo) / 2;
+
+		emit(JGE, (uint32_t)l->nr[mid], 0, 0);
+		emit_search(l, lo, mid, s);
+		if (at < PROG_MAX)
+			prog[at].jt = span(at, plen);
+		emit_search(l, mid, hi, s);
+		return;
+	}
+	/* A few compares, a refusal, one allowance they share, then the
+	 * checks of those whose arguments count. */
+	for (int i = lo; i < hi; i++)
+		emit(JEQ, (uint32_t)l->nr[i], 0, 0);
+	emit(RET, DENY, 0, 0);
+	emit(RET, ALLOW, 0, 0);
+	for (int i = lo, allow = plen - 1; i < hi; i++) {
+		int j = at + (i - lo), to = allow, check = l->check[l->nr[i] - NR_BASE];
+
+		if (check) {
+			to = plen;
+			checks[check](s);
+		}
+		if (j < PROG_MAX)
+			prog[j].jt = span(j, to);
+	}
+}
+
 /* The filter: the right ABI, then each system call the stage allows. */
 static int build(enum sandbox_stage st)
 {
 	const struct stage *s = &stages[st];
+	struct calls l;
 
+	memset(l.set, 0, sizeof l.set);
 	plen = 0;
 	emit(LD_ABS, OFF_ARCH, 0, 0);
 	emit(JEQ, ARCH, 1, 0);
@@ -402,31 +428,31 @@ static int build(enum sandbox_stage st)
 		emit(JSET, X32_BIT, 0, 1);
 		emit(RET, DENY, 0, 0);
 	}
-	ncalls = 0;
 	for (size_t i = 0; i < sizeof common_any / sizeof *common_any; i++)
-		add(common_any[i], NULL, NULL);
+		add(&l, common_any[i], CHECK_NONE);
 	for (int i = 0; i < s->nany; i++)
-		add(s->any[i], NULL, NULL);
-	add(SYS_socket, sockets, s);
-	add(SYS_futex, futex_ops, NULL);
-	add(SYS_futex_time64, futex_ops, NULL);
+		add(&l, s->any[i], CHECK_NONE);
+	add(&l, SYS_socket, CHECK_SOCKET);
+	add(&l, SYS_futex, CHECK_FUTEX);
+	add(&l, SYS_futex_time64, CHECK_FUTEX);
 	if (s->flags & S_FILES) {
-		add(SYS_ioctl, fionread, NULL);
-		add(SYS_openat, rdonly_2, NULL);
-		add(SYS_open, rdonly_1, NULL);
+		add(&l, SYS_ioctl, CHECK_IOCTL);
+		add(&l, SYS_openat, CHECK_OPENAT);
+		add(&l, SYS_open, CHECK_OPEN);
 	}
-	add(SYS_mprotect, noexec, NULL);
-	add(SYS_mmap, noexec, NULL);
-	add(SYS_mmap2, noexec, NULL);
+	add(&l, SYS_mprotect, CHECK_MAP);
+	add(&l, SYS_mmap, CHECK_MAP);
+	add(&l, SYS_mmap2, CHECK_MAP);
 	if (s->flags & S_STAGE)
-		add(SYS_prctl, stage_prctl, NULL);
+		add(&l, SYS_prctl, CHECK_PRCTL);
 	if (s->flags & S_FORK) {
-		add(SYS_clone, forks, NULL);
-		add(SYS_set_robust_list, NULL, NULL);  /* glibc's child, first */
-		add(SYS_wait4, NULL, NULL);
-		add(SYS_fork, NULL, NULL);
+		add(&l, SYS_clone, CHECK_CLONE);
+		add(&l, SYS_set_robust_list, CHECK_NONE);  /* glibc's child, first */
+		add(&l, SYS_wait4, CHECK_NONE);
+		add(&l, SYS_fork, CHECK_NONE);
 	}
-	emit_search(0, ncalls);
+	order(&l);
+	emit_search(&l, 0, l.n, s);
 	return plen <= PROG_MAX ? 0 : -1;
 }
 
