@@ -41,8 +41,6 @@ config.mk: Kconfig scripts/config.awk config-force
 include config.mk
 include mbedtls.mk
 include musl.mk
-include fuzz.mk
-include bench.mk
 include busybox.mk
 include dist.mk
 include openwrt.mk
@@ -143,6 +141,11 @@ tunneld-min-static: $(CORE_SRCS) $(HDRS) $(MUSL_SPECS) | deps-static
 	$(MUSL_CC) $(STATIC_FLAGS) $(MIN_DEFS) -o $(DEBUG_DIR)/$@ $(CORE_SRCS)
 	$(static_strip)
 	@ls -l $@ | awk '{ print "tunneld-min-static: " $$5 " bytes" }'
+
+# The fuzzers and make bench build from SRCS, HDRS and MUSL_LIBS, which a
+# rule's prerequisites take as they stand where it is read: here, not above.
+include fuzz.mk
+include bench.mk
 
 # Cross builds for aarch64, armhf, mipsel, mips and x86_64, static and dynamic, on musl,
 # tested under qemu-user (make cross, check-cross).

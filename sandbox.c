@@ -300,10 +300,10 @@ static void add(struct calls *l, int nr, int check)
 		plen = PROG_MAX + 1;  /* never installed */
 		return;
 	}
-	if (l->set[k / 64] & 1ull << k % 64)
-		return;  /* one number, two names: the first is kept */
+	/* One number, two names: a check of its arguments wins. */
+	if (!(l->set[k / 64] & 1ull << k % 64) || check)
+		l->check[k] = (unsigned char)check;
 	l->set[k / 64] |= 1ull << k % 64;
-	l->check[k] = (unsigned char)check;
 }
 
 /* The numbers, ascending, into l->nr. */

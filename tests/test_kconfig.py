@@ -135,3 +135,30 @@ def test_every_build_follows_its_configuration(tmp_path):
     make()
     assert all(features().values()), features()
     assert "tunneld.new" not in make(), "a make with nothing changed rebuilt tunneld"
+
+
+def test_every_build_depends_on_its_sources():
+    """A binary is made again when a source, a header or a library it is
+    built from changed: make's own list of each rule's prerequisites (an
+    included makefile read before SRCS, HDRS and MUSL_LIBS were set left
+    make bench's counting build and the fuzzers with none of them)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CONFIG_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    r = subprocess.run(["make", "-pnq", "--no-print-directory", "tunneld"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    rules = {}
+    for line in r.stdout.splitlines():
+        target, colon, prereqs = line.partition(": ")
+        if colon and " " not in target and target not in rules:
+            rules[target] = prereqs.split()
+    want = {
+        "tunneld-static": ["sandbox.c", "config.h", "build/mbedtls-musl/libmbedcrypto.a"],
+        "build/bench/tunneld-count": ["sandbox.c", "tls.c", "config.h",
+                                      "build/mbedtls-musl/libmbedcrypto.a"],
+        "build/fuzz/fuzz_http": ["http.c", "config.h"],
+        "build/fuzz/fuzz_acl": ["acl.c", "config.h"],
+    }
+    for target, needs in want.items():
+        assert target in rules, f"make knows no rule for {target}"
+        missing = [f for f in needs if f not in rules[target]]
+        assert not missing, f"{target} is not made again when {missing} change"
