@@ -27,10 +27,10 @@ struct data {
 	uint64_t args[6];
 };
 
-/* The verdict of stage st's filter on a call: ALLOW, DENY, or 1 for a
- * program this interpreter does not know (a bug either way). */
 static int steps;  /* instructions the last verdict ran */
 
+/* The verdict of stage st's filter on a call: ALLOW, DENY, or 1 for a
+ * program this interpreter does not know (a bug either way). */
 static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a0, uint64_t a1,
 			uint64_t a2)
 {
