@@ -45,7 +45,7 @@ include busybox.mk
 include dist.mk
 include openwrt.mk
 
-CORE_SRCS = tunneld.c dns.c http.c acl.c net.c relay.c sni.c log.c file.c fmt.c user.c opt.c sandbox.c
+CORE_SRCS = tunneld.c dns.c http.c acl.c net.c relay.c sni.c log.c file.c fmt.c user.c opt.c sandbox.c spare.c
 TUNNEL_SERVER_SRCS = session.c spawn.c
 SRCS = $(CORE_SRCS)
 ifeq ($(CONFIG_HTTP_TUNNEL),1)

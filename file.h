@@ -16,6 +16,27 @@ ssize_t file_read(const char *path, int pipe_ok, char *buf, size_t cap, char *er
 int file_text(char *buf, size_t cap, const char *name, const char *text, size_t len,
 	      char *err, size_t errlen);
 
+/* The listener's side of spares (tunneld --listen): from file_keep on,
+ * every file read is kept, its path, stat and text, in a memory file; its
+ * descriptor (-1: none, or keeping failed), also from file_kept, until
+ * file_keep_end closes it. */
+int file_keep(void);
+int file_kept(void);
+void file_keep_end(void);
+/* Where the records end now, and cut back to that: a file read that then
+ * turned out bad (ticket keys read again) is none for spares. */
+off_t file_mark(void);
+void file_cut(off_t mark);
+
+/* A spare's side: the records on fd (which is closed) stand for the files
+ * they name, to file_read and file_stat, until file_snapshot_end. 0 or -1. */
+int file_snapshot(int fd);
+void file_snapshot_end(void);
+
+/* stat(2), or a snapshot's record of path. */
+struct stat;
+int file_stat(const char *path, struct stat *st);
+
 /* The next line of the NUL-terminated text at *rest, its '\n' cut off and
  * *rest moved past it; NULL after the last. */
 char *text_line(char **rest);

@@ -119,8 +119,22 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 						 : MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
-int tls_server_init(const char *cert, const char *keyfile, char *err, size_t errlen)
+/* PEM files are read as text through file_read (a spare of tunneld
+ * --listen finds them in its listener's snapshot): into pem, its length
+ * with the NUL, as mbedTLS's parsers take it, or 0 with err set. A system
+ * CA bundle is some 200 KB. */
+static char pem[512 * 1024];
+
+static size_t read_pem(const char *path, char *err, size_t errlen)
 {
+	ssize_t n = file_read(path, 0, pem, sizeof pem, err, errlen);
+
+	return n < 0 ? 0 : (size_t)n + 1;
+}
+
+int tls_server_init(const char *cert, const char *keyfile, int check, char *err, size_t errlen)
+{
+	size_t n;
 	int r;
 
 	if (crypto_start(err, errlen) < 0)
@@ -128,12 +142,17 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 	mbedtls_x509_crt_init(&chain);
 	mbedtls_pk_init(&key);
 	mbedtls_ssl_config_init(&conf);
-	if ((r = mbedtls_x509_crt_parse_file(&chain, cert)) != 0) {
+	if (!(n = read_pem(cert, err, errlen)))
+		return -1;
+	if ((r = mbedtls_x509_crt_parse(&chain, (const unsigned char *)pem, n)) != 0) {
 		snprintf(err, errlen, "%s: not a readable PEM certificate chain (-0x%04x)", cert, -r);
 		return -1;
 	}
-	r = mbedtls_pk_parse_keyfile(&key, keyfile, NULL, mbedtls_psa_get_random,
-				     MBEDTLS_PSA_RANDOM_STATE);
+	if (!(n = read_pem(keyfile, err, errlen)))
+		return -1;
+	r = mbedtls_pk_parse_key(&key, (const unsigned char *)pem, n, NULL, 0,
+				 mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+	mbedtls_platform_zeroize(pem, n);
 	if (r) {
 		snprintf(err, errlen, "%s: not a readable, unencrypted PEM private key (-0x%04x)",
 			 keyfile, -r);
@@ -145,8 +164,10 @@ int tls_server_init(const char *cert, const char *keyfile, char *err, size_t err
 		snprintf(err, errlen, "%s, %s: the key does not fit the certificate", cert, keyfile);
 		return -1;
 	}
-	if (mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
-				  MBEDTLS_PSA_RANDOM_STATE)) {
+	/* The pair's check costs a private-key operation: once, where the
+	 * files are read from disk, not in every spare after. */
+	if (check && mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
+					   MBEDTLS_PSA_RANDOM_STATE)) {
 		snprintf(err, errlen, "%s: the key does not belong to the certificate in %s",
 			 keyfile, cert);
 		return -1;
@@ -214,8 +235,9 @@ static int read_keys(const char *path, char *err, size_t errlen)
 	struct stat st;
 	char *rest = text, *l;
 	int n = 0, line = 0, r = -1;
+	off_t mark = file_mark();
 
-	if (stat(path, &st) < 0) {
+	if (file_stat(path, &st) < 0) {
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -270,6 +292,8 @@ static int read_keys(const char *path, char *err, size_t errlen)
 	tk.st = st;
 	r = 0;
 out:
+	if (r < 0)
+		file_cut(mark);
 	mbedtls_platform_zeroize(text, sizeof text);
 	mbedtls_platform_zeroize(keys, sizeof keys);
 	return r;
@@ -459,6 +483,7 @@ const struct relay_io *tls_relay_io(void)
 
 int tls_client_init(const char *cafile, char *err, size_t errlen)
 {
+	size_t n;
 	int r;
 
 	if (crypto_start(err, errlen) < 0)
@@ -468,7 +493,9 @@ int tls_client_init(const char *cafile, char *err, size_t errlen)
 	/* A positive count: certificates this build cannot read (a system
 	 * bundle has curves and algorithms the minimal config leaves out);
 	 * the others are trusted. */
-	if ((r = mbedtls_x509_crt_parse_file(&ca, cafile)) < 0) {
+	if (!(n = read_pem(cafile, err, errlen)))
+		return -1;
+	if ((r = mbedtls_x509_crt_parse(&ca, (const unsigned char *)pem, n)) < 0) {
 		snprintf(err, errlen, "%s: not a readable PEM certificate bundle (-0x%04x)", cafile, -r);
 		return -1;
 	}

@@ -18,8 +18,9 @@ struct relay_io;
  * session lives in tls.c. The read/write calls have read(2)'s shape for the
  * relay: -1 with errno EAGAIN when they would block, 0 at the peer's end. */
 #if CONFIG_TLS
-/* Load the certificate chain and key; 0, or -1 with "FILE: why" in err. */
-int tls_server_init(const char *cert, const char *key, char *err, size_t errlen);
+/* Load the certificate chain and key, with check that they belong
+ * together; 0, or -1 with "FILE: why" in err. */
+int tls_server_init(const char *cert, const char *key, int check, char *err, size_t errlen);
 /* Handshake on the client socket (fd 0 reads, fd 1 writes) within
  * timeout_ms. 0, or -1 with a short reason in *why. */
 int tls_accept(int timeout_ms, const char **why);
@@ -63,8 +64,8 @@ void tls_close(void);
 int tls_up_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen);
 const struct relay_io *tls_up_relay_io(void);
 #else
-static inline int tls_server_init(const char *c, const char *k, char *e, size_t n)
-{ (void)c; (void)k; (void)e; (void)n; return -1; }
+static inline int tls_server_init(const char *c, const char *k, int ch, char *e, size_t n)
+{ (void)c; (void)k; (void)ch; (void)e; (void)n; return -1; }
 static inline int tls_accept(int t, const char **w) { (void)t; *w = "no-tls"; return -1; }
 static inline ssize_t tls_read(int f, void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }
 static inline ssize_t tls_write(int f, const void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }

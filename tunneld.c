@@ -23,6 +23,7 @@
 #include "auth.h"
 #include "config.h"
 #include "dns.h"
+#include "file.h"
 #include "fmt.h"
 #include "http.h"
 #include "log.h"
@@ -33,6 +34,7 @@
 #include "sandbox.h"
 #include "session.h"
 #include "sni.h"
+#include "spare.h"
 #include "spawn.h"
 #include "tls.h"
 #include "upstream.h"
@@ -67,6 +69,7 @@ struct opts {
 	const char *up_auth, *up_cacert; /* --upstream-auth, --upstream-cacert */
 	const char *ticket_key;          /* --ticket-key, or NULL */
 	int ticket_lifetime;             /* --ticket-lifetime, seconds */
+	int spares;                      /* --spares */
 };
 
 /* Who may send a PROXY header: apart from struct opts, whose initialised
@@ -631,7 +634,7 @@ static int drop_privileges(const char *name)
 
 static void start_spawner(const struct opts *o);
 
-static void serve(const struct opts *o, const struct sockaddr *peer)
+static void __attribute__((noreturn)) serve(const struct opts *o, const struct sockaddr *peer)
 {
 	struct conn *c = &conn;
 	struct sockaddr_storage ss;
@@ -655,7 +658,7 @@ static void serve(const struct opts *o, const struct sockaddr *peer)
 
 	/* In inetd mode the key and the rules are read per connection, and
 	 * then what reads no more files drops its privileges. */
-	if (!o->nown && CONFIG_TLS && o->cert && (tls_server_init(o->cert, o->key, err, sizeof err) < 0 ||
+	if (!o->nown && CONFIG_TLS && o->cert && (tls_server_init(o->cert, o->key, 1, err, sizeof err) < 0 ||
 	    (CONFIG_TLS_TICKETS && o->ticket_key &&
 	     tls_tickets_load(o->ticket_key, (unsigned)o->ticket_lifetime, err, sizeof err) < 0))) {
 		logmsg(LOG_ERR, "%s", err);
@@ -917,9 +920,12 @@ static void __attribute__((noreturn)) serve_kept(const struct opts *o, const str
 }
 #endif
 
-static void on_child(int sig)
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
 {
-	(void)sig;
+	if (sig == SIGTERM)
+		stopping = 1;
 }
 
 /* A child of the listener serving one connection, fd: the listener's
@@ -930,6 +936,10 @@ static void child_of_listener(const int *fds, int n, int chan, int fd)
 		close(fds[j]);
 	if (chan >= 0)
 		close(chan);
+	if (spares_fd() >= 0)
+		close(spares_fd());
+	if (file_kept() >= 0)
+		close(file_kept());
 	dup2(fd, 0);
 	dup2(fd, 1);
 	if (fd > 1)
@@ -952,20 +962,82 @@ static void reread_ticket_keys(const struct opts *o)
 		logmsg(LOG_INFO, "%s: ticket keys read again", o->ticket_key);
 }
 
-/* Accept on the listening sockets and fork one process per connection,
- * at most max_conns at once; children are reaped as they end. With the
- * GET/POST tunnel, children also ask here (over chan) for fresh processes
- * for connections they hand on (spawn.c): those count too, so every
- * process but the listener is its child and counted. */
+/* Spares that could not be started, or ended before a client came: the
+ * next is tried after a pause that doubles, 0.1 s to 1.6 s, until one
+ * takes a client; the first trouble of a run is logged. */
+static struct {
+	int failing, pause_ms;
+	long long retry_at;
+} tending = { 0, 100, 0 };
+
+static void spare_trouble(const char *msg)
+{
+	if (!tending.failing)
+		logmsg(LOG_ERR, "%s", msg);
+	tending.failing = 1;
+	tending.retry_at = now_ms() + tending.pause_ms;
+	if (tending.pause_ms < 1600)
+		tending.pause_ms *= 2;
+}
+
+/* The spares' part of the listener's loop: the reports read, spares
+ * started while fewer than --spares wait and --max-conns allows; *live
+ * counts them. 1 when the listener should accept itself and fork, as
+ * without spares: in trouble, and none waiting. */
+static int tend_spares(const struct opts *o, int *live)
+{
+	char msg[128];
+	int r;
+
+	if (spares_reports()) {
+		tending.failing = 0;
+		tending.pause_ms = 100;
+		if (CONFIG_TLS_TICKETS && o->ticket_key)
+			reread_ticket_keys(o);
+	}
+	while (*live < o->max_conns && now_ms() >= tending.retry_at && (r = spares_top_up()) != 0) {
+		if (r < 0) {
+			strfmt(msg, sizeof msg, "starting a spare: %s", strerror(errno));
+			spare_trouble(msg);
+			break;
+		}
+		++*live;
+	}
+	return tending.failing && !spares_idle();
+}
+
+/* Children of the listener that ended; *live counts them. */
+static void reap(int *live)
+{
+	char msg[64];
+	pid_t pid;
+
+	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+		--*live;
+		if (spares_ended(pid)) {
+			strfmt(msg, sizeof msg, "spare %d ended before a client came", (int)pid);
+			spare_trouble(msg);
+		}
+	}
+}
+
+/* Accept on the listening sockets, one process per connection, at most
+ * max_conns at once: spares (spare.h) that accept themselves, or, with
+ * --spares 0 (or none to be had), a fork of the listener per connection;
+ * children are reaped as they end. With the GET/POST tunnel, children
+ * also ask here (over chan) for fresh processes for connections they hand
+ * on (spawn.c): a spare, or a fork; those count too, so every process but
+ * the listener is its child and counted. */
 static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
-						      const struct opts *o)
+						      const struct opts *o, char **argv)
 {
 	static struct handover ho;
 	struct sigaction sa = { 0 };
 	sigset_t block, none;
-	int live = 0, pause_ms = -1, chan[2] = { -1, -1 };
+	int live = 0, pause_ms = -1, chan[2] = { -1, -1 }, spares = 0;
+	char err[256];
 
-	sa.sa_handler = on_child;
+	sa.sa_handler = on_signal;
 	sigaction(SIGCHLD, &sa, NULL);
 	/* The C library finds its clock in the vDSO on first use: let that
 	 * write happen here, before fork, not in every child. */
@@ -974,7 +1046,6 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 	sigemptyset(&none);
 	sigemptyset(&block);
 	sigaddset(&block, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &block, NULL);
 	if (CONFIG_HTTP_TUNNEL && o->tunnel_path) {
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) < 0) {
 			logmsg(LOG_ERR, "socketpair: %s", strerror(errno));
@@ -983,21 +1054,50 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 		fcntl(chan[0], F_SETFL, O_NONBLOCK);
 		spawn_init(chan[1]);
 	}
+	if (o->spares) {
+		spares = spares_start(fds, n, chan[1], o->scope, o->spares, argv, err, sizeof err) == 0;
+		if (!spares)
+			logmsg(LOG_WARNING, "spares: %s; a fork per connection", err);
+	}
+	/* SIGTERM ends the waiting spares first (they hold the listening
+	 * sockets too), then the listener as before. */
+	if (spares) {
+		sigaction(SIGTERM, &sa, NULL);
+		sigaddset(&block, SIGTERM);
+	}
+	sigprocmask(SIG_BLOCK, &block, NULL);
 
 	for (;;) {
-		struct pollfd pfd[LISTEN_MAX + 1];
-		struct timespec ts = { pause_ms / 1000, pause_ms % 1000 * 1000000L };
-		int i;
+		struct pollfd pfd[LISTEN_MAX + 2];
+		int i, here = 1, wait_ms = pause_ms;
+		struct timespec ts;
 
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			live--;
+		reap(&live);
+		if (stopping) {
+			spares_stop();
+			signal(SIGTERM, SIG_DFL);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+			raise(SIGTERM);
+			_exit(1);
+		}
+		if (spares) {
+			here = tend_spares(o, &live);
+			if (spares_idle() < o->spares && live < o->max_conns) {
+				long long left = tending.retry_at - now_ms();
+
+				if (wait_ms < 0 || left < wait_ms)
+					wait_ms = left < 0 ? 0 : (int)left;
+			}
+		}
 		for (i = 0; i < n; i++) {
 			pfd[i].fd = fds[i];
-			pfd[i].events = live < o->max_conns && pause_ms < 0 ? POLLIN : 0;
+			pfd[i].events = here && live < o->max_conns && pause_ms < 0 ? POLLIN : 0;
 		}
 		pfd[n] = (struct pollfd){ chan[0], POLLIN, 0 };
+		pfd[n + 1] = (struct pollfd){ spares_fd(), POLLIN, 0 };
+		ts = (struct timespec){ wait_ms / 1000, wait_ms % 1000 * 1000000L };
 		/* Interrupted (a child ended): revents say nothing, start over. */
-		if (ppoll(pfd, (nfds_t)n + 1, pause_ms < 0 ? NULL : &ts, &none) < 0)
+		if (ppoll(pfd, (nfds_t)n + 2, wait_ms < 0 ? NULL : &ts, &none) < 0)
 			continue;
 		pause_ms = -1;
 		for (i = 0; i <= n; i++) {
@@ -1009,10 +1109,15 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 			if (!(pfd[i].revents & POLLIN))
 				continue;
 			if (i == n) {
-				/* A child hands on a connection; at the limit it is
-				 * answered, never left waiting. */
+				/* A child hands on a connection: to a spare, else a
+				 * fork; at the limit it is answered, never left
+				 * waiting. */
 				if ((cfd = fd_recv(chan[0], &ho, 0)) < 0)
 					continue;
+				if (spares && spares_pass(cfd, &ho) == 0) {
+					close(cfd);
+					continue;
+				}
 				pid = live < o->max_conns ? fork() : -1;
 				if (pid == 0) {
 					child_of_listener(fds, n, chan[0], cfd);
@@ -1049,6 +1154,57 @@ static void __attribute__((noreturn)) serve_listeners(const int *fds, int n,
 	}
 }
 
+/* The listening sockets' ports, for the loop check; o->nown from here on
+ * says how many (0: inetd mode). */
+static void own_ports(struct opts *o, const int *fds, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		struct endpoint ep = { 0 };
+
+		/* Never block in accept() on a connection that went away. */
+		fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+		if (getsockname(fds[i], (struct sockaddr *)&ss, &sl) == 0)
+			ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
+		o->own_ports[i] = ep.port;
+	}
+	o->nown = n;
+}
+
+/* A spare (spare.h): the files from the listener's snapshot, then one
+ * connection, as a fork of the listener would serve it. */
+static void __attribute__((noreturn)) serve_spare(struct opts *o, const int *fds, int n, int chan,
+						  int snap)
+{
+	static struct handover ho;
+	struct sockaddr_storage peer;
+	socklen_t plen;
+	char err[256] = "the listener's snapshot: unreadable";
+	int fd, passed;
+
+	if (file_snapshot(snap) < 0 || load_config(o, err, sizeof err) < 0 ||
+	    (CONFIG_TLS && o->cert && tls_server_init(o->cert, o->key, 0, err, sizeof err) < 0) ||
+	    (CONFIG_TLS_TICKETS && o->ticket_key &&
+	     tls_tickets_load(o->ticket_key, (unsigned)o->ticket_lifetime, err, sizeof err) < 0)) {
+		logmsg(LOG_ERR, "spare: %s", err);
+		exit(EXIT_CONFIG);
+	}
+	file_snapshot_end();
+	own_ports(o, fds, n);
+	if (chan >= 0)
+		spawn_init(chan);
+	(void)now_ms();
+	fd = spare_wait(fds, n, &peer, &plen, &ho, &passed);
+	child_of_listener(fds, n, -1, fd);
+	if (passed)
+		serve_kept(o, &ho);
+	/* Rotated since the snapshot: read as the listener would have (which
+	 * says so in the log, and what went wrong). */
+	if (CONFIG_TLS_TICKETS && o->ticket_key)
+		(void)tls_tickets_reload(err, sizeof err);
+	serve(o, (struct sockaddr *)&peer);
+}
 
 /* systemd socket activation with Accept=no: LISTEN_FDS sockets from fd 3. */
 static int inherited_listeners(int *fds)
@@ -1116,6 +1272,8 @@ static const char usage[] =
 	"                            (v1 or v2) first, naming the real client\n"
 	"      --max-conns N         processes at once (default 256); in inetd mode,\n"
 	"                            those tunneld starts itself\n"
+	"      --spares N            with a listener: processes started ahead to\n"
+	"                            wait for clients (default 4; 0: a fork each)\n"
 	"      --upstream URL        open tunnels through this proxy's CONNECT:\n"
 	"                            http://host:port or https://host:port\n"
 	"      --upstream-auth FILE  user:password for the upstream (Basic)\n"
@@ -1220,6 +1378,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 		{ "upstream-cacert", OPT_REQUIRED, 22 },
 		{ "ticket-key", OPT_REQUIRED, 23 },
 		{ "ticket-lifetime", OPT_REQUIRED, 24 },
+		{ "spares", OPT_REQUIRED, 25 },
 		{ "log", OPT_REQUIRED, 6 },
 		{ "verbose", OPT_NONE, 'v' },
 		{ "version", OPT_NONE, 'V' },
@@ -1282,6 +1441,7 @@ static void parse_options(int argc, char **argv, struct opts *o)
 			break;
 		/* RFC 8446 4.6.1: at most seven days. */
 		case 24: o->ticket_lifetime = number("--ticket-lifetime", st.arg, 1, 86400 * 7); break;
+		case 25: o->spares = number("--spares", st.arg, 0, SPARES_MAX); break;
 		case 6:
 			if (!strcmp(st.arg, "syslog"))
 				o->log = LOG_TO_SYSLOG;
@@ -1343,13 +1503,14 @@ int main(int argc, char **argv)
 	static struct opts o = { .realm = "tunneld", .connect_timeout = 10, .header_timeout = 10,
 				 .idle_timeout = 600, .max_conns = 256, .session_timeout = 60,
 				 .max_sessions = 32, .max_client = 8, .node = "",
-				 .ticket_lifetime = 86400 };
+				 .ticket_lifetime = 86400, .spares = 4 };
 	static struct acl acl;
 	static struct auth auth;
 	struct stat sb;
-	int fds[LISTEN_MAX], nfds = 0;
+	int fds[LISTEN_MAX], nfds = 0, chan = -1, snap = -1;
 	unsigned long long rnd[1];
 	char err[256];
+	int spare = spare_env(argv[0], fds, &nfds, &chan, &snap, o.scope, sizeof o.scope);
 
 	/* Until --log is known, messages go to stderr unless it is a socket:
 	 * in inetd mode it is the client's connection. */
@@ -1368,16 +1529,21 @@ int main(int argc, char **argv)
 	if (stderr_is_client)
 		logmsg(LOG_WARNING, "--log stderr: standard error is the client's socket; logging to syslog");
 
-	if (!o.nlisten)
+	if (!o.nlisten && !spare)
 		nfds = inherited_listeners(fds);
 	check_options(&o);
 	o.acl = &acl;
 	o.auth = o.users_path ? &auth : NULL;
+	if (spare)
+		serve_spare(&o, fds, nfds, chan, snap);
 	/* Serving many connections, the files are read once, and before
 	 * binding: a bad file never opens a port that then closes at once. */
 	if (o.nlisten || nfds) {
+		/* What the spares will read instead (spare.h). */
+		if (o.spares)
+			file_keep();
 		if (load_config(&o, err, sizeof err) < 0 ||
-		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, err, sizeof err) < 0) ||
+		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, 1, err, sizeof err) < 0) ||
 		    (CONFIG_TLS_TICKETS && o.ticket_key &&
 		     tls_tickets_load(o.ticket_key, (unsigned)o.ticket_lifetime, err, sizeof err) < 0)) {
 			logmsg(LOG_ERR, "%s", err);
@@ -1385,24 +1551,19 @@ int main(int argc, char **argv)
 		}
 	}
 	for (int i = 0; i < o.nlisten; i++) {
-		if ((fds[nfds] = net_listen(o.listen[i], err, sizeof err)) < 0) {
+		fds[nfds] = net_listen(o.listen[i], err, sizeof err);
+		/* Few descriptors: the ports come first, then spares if room. */
+		if (fds[nfds] < 0 && errno == EMFILE && file_kept() >= 0) {
+			file_keep_end();
+			fds[nfds] = net_listen(o.listen[i], err, sizeof err);
+		}
+		if (fds[nfds] < 0) {
 			logmsg(LOG_ERR, "--listen %s", err);
 			return EXIT_USAGE;
 		}
 		nfds++;
 	}
-	for (int i = 0; i < nfds; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof ss;
-		struct endpoint ep = { 0 };
-
-		/* Never block in accept() on a connection that went away. */
-		fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
-		if (getsockname(fds[i], (struct sockaddr *)&ss, &sl) == 0)
-			ep_from_sockaddr(&ep, (struct sockaddr *)&ss);
-		o.own_ports[i] = ep.port;
-	}
-	o.nown = nfds;  /* from here on, 0 means inetd mode */
+	own_ports(&o, fds, nfds);
 	if (!nfds)
 		strfmt(o.scope, sizeof o.scope, "%08x", fnv1a(argc, argv));
 	if (!o.user && geteuid() == 0)
@@ -1424,5 +1585,5 @@ int main(int argc, char **argv)
 	}
 	strfmt(o.scope, sizeof o.scope, "l%016llx", rnd[0]);
 	logmsg(LOG_INFO, "listening on %d socket%s", nfds, nfds > 1 ? "s" : "");
-	serve_listeners(fds, nfds, &o);
+	serve_listeners(fds, nfds, &o, argv);
 }

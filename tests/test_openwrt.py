@@ -183,6 +183,7 @@ FULL_COMMAND = [
     "--header-timeout", "7",
     "--idle-timeout", "300",
     "--max-conns", "32",
+    "--spares", "2",
     "--proxy-protocol", "192.168.1.2,10.0.0.0/8",
     "--verbose",
     "--log", "stderr",

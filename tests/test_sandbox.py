@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 
-from conftest import Client, binary, connect_head, descendants, open_tunnel, wait_until
+from conftest import Client, binary, connect_head, descendants, idle_spares, open_tunnel, wait_until
 from test_http_tunnel import PATH, Conn
 from test_session_attacks import holder_pids
 
@@ -24,10 +24,13 @@ def status(pid):
 
 
 def serving(proxy):
-    """tunneld's processes other than a listener: those that serve."""
+    """tunneld's processes other than a listener and its spares waiting
+    for a client: those that serve."""
     exe = os.path.realpath(binary())
     out = []
-    for pid in descendants(proxy.pid) + [proxy.pid]:
+    pids = descendants(proxy.pid)
+    spares = idle_spares(proxy.pid)     # after: one started between is none of pids
+    for pid in [p for p in pids if p not in spares] + [proxy.pid]:
         try:
             if os.path.realpath(f"/proc/{pid}/exe") != exe:
                 continue

@@ -194,6 +194,39 @@ def children(pid):
     return out
 
 
+def listening_inodes(pid):
+    """The inodes of every listening TCP and unix socket in the network
+    namespace of process pid."""
+    out = set()
+    for name in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] != "0A":   # listening sockets come first
+                        break
+                    out.add(fields[9])
+    with contextlib.suppress(FileNotFoundError):
+        with open(f"/proc/{pid}/net/unix") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[3], 16) & 0x10000:    # __SO_ACCEPTCON
+                    out.add(fields[6])
+    return out
+
+
+def idle_spares(pid):
+    """The children of listener pid that wait for a client on its listening
+    sockets (tunneld's spares): holding a listening socket pid holds."""
+    try:
+        listen = socket_inodes(pid, depth=0) & listening_inodes(pid)
+    except (ProcessLookupError, PermissionError):
+        return set()
+    return {c for c in children(pid) if socket_inodes(c, depth=0) & listen}
+
+
 def descendants(pid):
     out, todo = [], [pid]
     for _ in range(10000):
@@ -388,7 +421,11 @@ class Proxy:
                              timeout, f"client port {client_port}")
 
     def workers(self):
-        return children(self.pid)
+        """The processes serving a connection (a listener's spares that
+        wait for a client are none)."""
+        kids = children(self.pid)
+        spares = idle_spares(self.pid)  # after: one started between is no kid
+        return [c for c in kids if c not in spares]
 
     def procs(self):
         """The live processes of this tunneld besides self.pid (the listener
@@ -397,7 +434,7 @@ class Proxy:
         tunnel session's holder whose parent ended first)."""
         pids = set(descendants(self.pid)) | set(procs_with_stderr(self.log_id))
         pids.discard(self.pid)
-        return {p for p in pids if alive(p)}
+        return {p for p in pids if alive(p)} - idle_spares(self.pid)  # after, as in workers()
 
     def stop(self, rounds=10):
         procs = descendants(self.pid)

@@ -1,0 +1,303 @@
+/* Spares: tunneld --listen (and LISTEN_FDS) workers started ahead of their
+ * clients (spare.h).
+ *
+ * A spare is tunneld itself, started by vfork() and exec of the listener's
+ * own binary (opened at start: the same, even if the file was replaced
+ * since, and where no /proc is mounted, as in OpenWrt's jail) with
+ * the listener's command line, and TUNNELD_SPARE in its environment
+ * naming what it inherits: the listening sockets, the snapshot of the
+ * files the listener read (file.h), the GET/POST tunnel's channel, and
+ * its end of a unix socket pair shared by every spare. On that pair a
+ * spare tells the listener, in one message, that it took a client (or a
+ * connection the listener passed on), and so is a spare no more; it
+ * hears there that the listener ended or stops (end of file). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "file.h"
+#include "fmt.h"
+#include "http.h"
+#include "net.h"
+#include "spare.h"
+#include "spawn.h"
+
+#define ENV "TUNNELD_SPARE"
+#define LISTEN_MAX 16
+
+extern char **environ;
+
+/* What a spare tells: its pid, and whether it took a client of its own
+ * (accept) or one the listener passed on. */
+struct report {
+	pid_t pid;
+	int passed;
+};
+
+static int sock = -1;                 /* the listener's end */
+static int want;                      /* spares to keep waiting */
+static pid_t idle[SPARES_MAX];        /* started, no report yet */
+static int nidle, passed_on;          /* passed on: not yet taken */
+static char **args;
+static int exe = -1;                  /* the binary, O_PATH */
+static int keep[LISTEN_MAX + 3], nkeep; /* what a spare inherits */
+static volatile int exec_errno;       /* the vforked child's */
+
+int spares_start(const int *fds, int n, int chan, const char *scope, int count, char **argv,
+		 char *err, size_t errlen)
+{
+	char env[256];
+	int sp[2] = { -1, -1 }, snap = file_kept(), k;
+
+	strfmt(err, errlen, "no memory file for the files read");
+	if (snap < 0)
+		goto fail;
+	exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+	if (exe < 0 && strchr(argv[0], '/'))
+		exe = open(argv[0], O_PATH | O_CLOEXEC);
+	strfmt(err, errlen, "%s: %s", exe < 0 ? argv[0] : "socketpair", strerror(errno));
+	if (exe < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		goto fail;
+	k = strfmt(env, sizeof env, "%d %d %d %d %s", (int)getpid(), sp[1], snap, chan, scope);
+	for (int i = 0; i < n && k > 0; i++)
+		k = strfmt(env + k, sizeof env - (size_t)k, " %d", fds[i]) < 0 ? -1 : (int)strlen(env);
+	strfmt(err, errlen, "%s: too long", ENV);
+	if (k < 0 || setenv(ENV, env, 1) < 0)
+		goto fail;
+	keep[nkeep++] = sp[1];
+	keep[nkeep++] = snap;
+	if (chan >= 0)
+		keep[nkeep++] = chan;
+	for (int i = 0; i < n; i++)
+		keep[nkeep++] = fds[i];
+	fcntl(sp[0], F_SETFL, O_NONBLOCK);
+	sock = sp[0];
+	want = count;
+	args = argv;
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++)
+		if (sp[i] >= 0)
+			close(sp[i]);
+	if (exe >= 0)
+		close(exe);
+	exe = -1;
+	file_keep_end();
+	return -1;
+}
+
+int spares_fd(void)
+{
+	return sock;
+}
+
+int spares_idle(void)
+{
+	return nidle;
+}
+
+int spares_top_up(void)
+{
+	pid_t pid;
+	int r;
+
+	if (sock < 0 || nidle >= want)
+		return 0;
+	/* vfork: the listener waits the child's exec, a copy of nothing. The
+	 * child has its own descriptor table, where what it inherits loses
+	 * close-on-exec; the listener's signals stay blocked (the spare
+	 * unblocks them), so no handler of the listener runs in it. */
+	exec_errno = 0;
+	pid = vfork();
+	if (pid == 0) {
+		for (int i = 0; i < nkeep; i++)
+			fcntl(keep[i], F_SETFD, 0);
+		fexecve(exe, args, environ);
+		exec_errno = errno;
+		_exit(127);
+	}
+	if (pid < 0)
+		return -1;
+	if ((r = exec_errno)) {
+		waitpid(pid, NULL, 0);
+		errno = r;
+		return -1;
+	}
+	idle[nidle++] = pid;
+	return 1;
+}
+
+static int forget(pid_t pid)
+{
+	for (int i = 0; i < nidle; i++)
+		if (idle[i] == pid) {
+			idle[i] = idle[--nidle];
+			return 1;
+		}
+	return 0;
+}
+
+int spares_reports(void)
+{
+	struct report r;
+	int n = 0;
+
+	while (sock >= 0 && recv(sock, &r, sizeof r, MSG_DONTWAIT) == (ssize_t)sizeof r)
+		if (forget(r.pid)) {
+			n++;
+			if (r.passed && passed_on > 0)
+				passed_on--;
+		}
+	return n;
+}
+
+int spares_ended(pid_t pid)
+{
+	/* Its report, if it made one, came before its end. */
+	spares_reports();
+	return forget(pid);
+}
+
+int spares_pass(int fd, const struct handover *ho)
+{
+#if CONFIG_HTTP_TUNNEL
+	if (nidle - passed_on > 0 && fd_send(sock, fd, ho, 0) == 0) {
+		passed_on++;
+		return 0;
+	}
+#endif
+	(void)fd;
+	(void)ho;
+	return -1;
+}
+
+int spares_stop(void)
+{
+	long long deadline = now_ms() + 1000;
+	int ended = 0;
+
+	if (sock < 0)
+		return 0;
+	shutdown(sock, SHUT_WR);
+	while (nidle && now_ms() < deadline) {
+		pid_t pid;
+
+		poll(&(struct pollfd){ sock, POLLIN, 0 }, 1, 10);
+		spares_reports();
+		while ((pid = waitpid(-1, NULL, WNOHANG)) > 0) {
+			forget(pid);
+			ended++;
+		}
+	}
+	return ended;
+}
+
+/* The spare's side. */
+
+static int spare_fd = -1;
+
+/* Up to max decimal numbers (or -1) separated by spaces at s, into v: how
+ * many. */
+static int numbers(const char *s, long long *v, int max)
+{
+	int n = 0;
+
+	while (*s && n < max) {
+		size_t len = strcspn(s, " ");
+		long long x = http_decimal(s, len, 18);
+
+		if (x < 0 && !(len == 2 && s[0] == '-' && s[1] == '1'))
+			break;
+		v[n++] = x < 0 ? -1 : x;
+		s += len;
+		s += *s == ' ';
+	}
+	return n;
+}
+
+int spare_env(const char *argv0, int *fds, int *n, int *chan, int *snap, char *scope,
+	      size_t scopelen)
+{
+	const char *e = getenv(ENV), *sc, *base = strrchr(argv0, '/');
+	long long v[4 + LISTEN_MAX];
+	int k;
+
+	if (!e)
+		return 0;
+	/* Not to be read by others of its user from here on (its files' text,
+	 * the listening sockets): what a fork of the listener would be. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	sigprocmask(SIG_SETMASK, &(sigset_t){ 0 }, NULL);
+	/* Named as the command, not "exe" (ps, pgrep, killall). */
+	prctl(PR_SET_NAME, base ? base + 1 : argv0, 0, 0, 0);
+	/* "PID SOCK SNAP CHAN SCOPE FD...": the scope is the fifth word. */
+	sc = e;
+	for (int w = 0; w < 4 && sc; w++)
+		sc = (sc = strchr(sc, ' ')) ? sc + 1 : NULL;
+	/* A TUNNELD_SPARE some other process left in an environment is not
+	 * this one's: PID must be the parent. */
+	if (!sc || numbers(e, v, 4) != 4 || v[0] != (long long)getppid()) {
+		unsetenv(ENV);
+		return 0;
+	}
+	k = (int)strcspn(sc, " ");
+	if ((size_t)k >= scopelen)
+		return 0;
+	memcpy(scope, sc, (size_t)k);
+	scope[k] = 0;
+	*n = numbers(sc + k + (sc[k] == ' '), v + 4, LISTEN_MAX);
+	for (int i = 0; i < *n; i++)
+		fds[i] = (int)v[4 + i];
+	spare_fd = (int)v[1];
+	*snap = (int)v[2];
+	*chan = (int)v[3];
+	unsetenv(ENV);
+	return *n > 0;
+}
+
+int spare_wait(const int *fds, int n, struct sockaddr_storage *peer, socklen_t *plen,
+	       struct handover *ho, int *passed)
+{
+	struct pollfd p[LISTEN_MAX + 1];
+	struct report r = { getpid(), 0 };
+	int fd = -1;
+
+	for (int i = 0; i < n; i++)
+		p[i] = (struct pollfd){ fds[i], POLLIN, 0 };
+	p[n] = (struct pollfd){ spare_fd, POLLIN | POLLRDHUP, 0 };
+	while (fd < 0) {
+		/* No deadline: a spare waits for a client as long as its
+		 * listener lives, and ends when it ends. */
+		if (poll(p, (nfds_t)n + 1, -1) < 0)
+			continue;
+		if (p[n].revents & (POLLRDHUP | POLLHUP | POLLERR))
+			_exit(0);
+		if (CONFIG_HTTP_TUNNEL && p[n].revents & POLLIN &&
+		    (fd = fd_recv(spare_fd, ho, 0)) >= 0) {
+			r.passed = 1;
+			break;
+		}
+		for (int i = 0; i < n && fd < 0; i++) {
+			*plen = sizeof *peer;
+			if (!(p[i].revents & POLLIN))
+				continue;
+			fd = accept4(fds[i], (struct sockaddr *)peer, plen, SOCK_CLOEXEC);
+			/* Another spare was first, or the client left: wait on.
+			 * Out of descriptors or memory: make way for another. */
+			if (fd < 0 && errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
+				_exit(1);
+		}
+	}
+	*passed = r.passed;
+	(void)!send(spare_fd, &r, sizeof r, MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(spare_fd);
+	return fd;
+}
