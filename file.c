@@ -63,38 +63,59 @@ static int find(const char *path, struct rec *out, const char **text)
 
 int file_keep(void)
 {
+	/* Only ever written through this descriptor, never opened again. */
 	keep_fd = memfd_create("tunneld-files", MFD_CLOEXEC);
+	if (keep_fd >= 0)
+		(void)!fchmod(keep_fd, 0400);
 	return keep_fd;
 }
 
-/* A record of path onto the memory file; one that cannot be written whole
- * is cut off again: spares then have the text read before. */
+/* A record held back (file_keep_hold), pointing into its reader's buffer. */
+static struct {
+	int on, have;
+	const char *path, *text;
+	struct stat st;
+	size_t len;
+} held;
+
+/* A record of path onto the memory file, or held. The file only grows (a
+ * spare may have it mapped): after a record that could not be written
+ * whole, which ends what spares read, no more. */
 static void keep(const char *path, const struct stat *st, const char *text, size_t len)
 {
+	static int broken;
 	struct rec r = { (uint32_t)strlen(path) + 1, (uint32_t)len, *st };
 	struct iovec v[3] = { { &r, sizeof r }, { (void *)path, r.plen }, { (void *)text, len } };
-	off_t end;
 
-	if (keep_fd < 0 || (end = lseek(keep_fd, 0, SEEK_END)) < 0)
+	if (held.on) {
+		held.have = 1;
+		held.path = path;
+		held.st = *st;
+		held.text = text;
+		held.len = len;
 		return;
-	if (writev(keep_fd, v, 3) != (ssize_t)(sizeof r + r.plen + len))
-		(void)!ftruncate(keep_fd, end);
+	}
+	if (keep_fd >= 0 && !broken && writev(keep_fd, v, 3) != (ssize_t)(sizeof r + r.plen + len))
+		broken = 1;
+}
+
+void file_keep_hold(void)
+{
+	held.on = 1;
+	held.have = 0;
+}
+
+void file_keep_release(int ok)
+{
+	held.on = 0;
+	if (ok && held.have)
+		keep(held.path, &held.st, held.text, held.len);
+	held.have = 0;
 }
 
 int file_kept(void)
 {
 	return keep_fd;
-}
-
-off_t file_mark(void)
-{
-	return keep_fd < 0 ? -1 : lseek(keep_fd, 0, SEEK_END);
-}
-
-void file_cut(off_t mark)
-{
-	if (keep_fd >= 0 && mark >= 0)
-		(void)!ftruncate(keep_fd, mark);
 }
 
 void file_keep_end(void)

@@ -23,10 +23,11 @@ int file_text(char *buf, size_t cap, const char *name, const char *text, size_t 
 int file_keep(void);
 int file_kept(void);
 void file_keep_end(void);
-/* Where the records end now, and cut back to that: a file read that then
- * turned out bad (ticket keys read again) is none for spares. */
-off_t file_mark(void);
-void file_cut(off_t mark);
+/* What file_read keeps from hold on is held back, and kept at release
+ * only if ok: a file that turns out bad (ticket keys read again) is none
+ * for spares. Release before the text read changes. */
+void file_keep_hold(void);
+void file_keep_release(int ok);
 
 /* A spare's side: the records on fd (which is closed) stand for the files
  * they name, to file_read and file_stat, until file_snapshot_end. 0 or -1. */

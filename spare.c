@@ -1,9 +1,9 @@
 /* Spares: tunneld --listen (and LISTEN_FDS) workers started ahead of their
  * clients (spare.h).
  *
- * A spare is tunneld itself, started by vfork() and exec of the listener's
- * own binary (opened at start: the same, even if the file was replaced
- * since, and where no /proc is mounted, as in OpenWrt's jail) with
+ * A spare is tunneld itself, started by vfork() and exec of a sealed copy
+ * of the listener's own binary (see sealed_copy(): the same code, even if
+ * the file was replaced since, and where no /proc is mounted) with
  * the listener's command line, and TUNNELD_SPARE in its environment
  * naming what it inherits: the listening sockets, the snapshot of the
  * files the listener read (file.h), the GET/POST tunnel's channel, and
@@ -17,8 +17,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,9 +50,51 @@ static int want;                      /* spares to keep waiting */
 static pid_t idle[SPARES_MAX];        /* started, no report yet */
 static int nidle, passed_on;          /* passed on: not yet taken */
 static char **args;
-static int exe = -1;                  /* the binary, O_PATH */
-static int keep[LISTEN_MAX + 3], nkeep; /* what a spare inherits */
+static int exe = -1;                  /* the binary's sealed copy */
+static int keep[LISTEN_MAX + 3], nkeep; /* what a spare inherits: keep[0] the pair's end */
 static volatile int exec_errno;       /* the vforked child's */
+
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x10U  /* Linux 6.3: asked for, where exec from memfd is a choice */
+#endif
+
+/* A spare runs as the listener's user and holds the files' text (a private
+ * key, password hashes) and the listening sockets. The kernel lets other
+ * processes of that user attach to a process, or read its memory and
+ * descriptors, from its exec until it makes itself non-dumpable, unless
+ * the file it executes is one its user may not read. So a spare executes
+ * a copy of the binary in a memory file with mode 0111 and sealed against
+ * any change: non-dumpable from its first instruction, as a fork of a
+ * listener that dropped root is. The descriptor, or -1 with errno. */
+static int sealed_copy(const char *argv0)
+{
+	int src = open("/proc/self/exe", O_RDONLY | O_CLOEXEC), m = -1, e;
+	struct stat st;
+	off_t at = 0;
+
+	if (src < 0 && strchr(argv0, '/'))
+		src = open(argv0, O_RDONLY | O_CLOEXEC);
+	if (src < 0 || fstat(src, &st) < 0)
+		goto out;
+	m = memfd_create("tunneld", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+	if (m < 0 && errno == EINVAL)
+		m = memfd_create("tunneld", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	while (m >= 0 && at < st.st_size && sendfile(m, src, &at, (size_t)(st.st_size - at)) > 0)
+		;
+	if (m >= 0 && (at != st.st_size || fchmod(m, 0111) < 0 ||
+		       fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
+		e = at != st.st_size ? EIO : errno;
+		close(m);
+		m = -1;
+		errno = e;
+	}
+out:
+	e = errno;
+	if (src >= 0)
+		close(src);
+	errno = e;
+	return m;
+}
 
 int spares_start(const int *fds, int n, int chan, const char *scope, int count, char **argv,
 		 char *err, size_t errlen)
@@ -60,10 +105,9 @@ int spares_start(const int *fds, int n, int chan, const char *scope, int count, 
 	strfmt(err, errlen, "no memory file for the files read");
 	if (snap < 0)
 		goto fail;
-	exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
-	if (exe < 0 && strchr(argv[0], '/'))
-		exe = open(argv[0], O_PATH | O_CLOEXEC);
-	strfmt(err, errlen, "%s: %s", exe < 0 ? argv[0] : "socketpair", strerror(errno));
+	exe = sealed_copy(argv[0]);
+	strfmt(err, errlen, "%s: %s", exe < 0 ? "a sealed copy of the binary" : "socketpair",
+	       strerror(errno));
 	if (exe < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
 		goto fail;
 	k = strfmt(env, sizeof env, "%d %d %d %d %s", (int)getpid(), sp[1], snap, chan, scope);
@@ -97,6 +141,15 @@ fail:
 int spares_fd(void)
 {
 	return sock;
+}
+
+void spares_close(void)
+{
+	if (sock < 0)
+		return;
+	close(sock);
+	close(keep[0]);
+	close(exe);
 }
 
 int spares_idle(void)
@@ -135,11 +188,15 @@ int spares_top_up(void)
 	return 1;
 }
 
+/* Off the list of waiting spares. A spare that ended before its report
+ * may have taken a connection passed on: never more passed on than wait. */
 static int forget(pid_t pid)
 {
 	for (int i = 0; i < nidle; i++)
 		if (idle[i] == pid) {
 			idle[i] = idle[--nidle];
+			if (passed_on > nidle)
+				passed_on = nidle;
 			return 1;
 		}
 	return 0;
@@ -226,41 +283,37 @@ static int numbers(const char *s, long long *v, int max)
 int spare_env(const char *argv0, int *fds, int *n, int *chan, int *snap, char *scope,
 	      size_t scopelen)
 {
-	const char *e = getenv(ENV), *sc, *base = strrchr(argv0, '/');
+	const char *e = getenv(ENV), *sc = e, *base = strrchr(argv0, '/');
 	long long v[4 + LISTEN_MAX];
 	int k;
 
 	if (!e)
 		return 0;
-	/* Not to be read by others of its user from here on (its files' text,
-	 * the listening sockets): what a fork of the listener would be. */
+	/* Non-dumpable already (sealed_copy()), unless fs.suid_dumpable says
+	 * otherwise: then from here on. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	sigprocmask(SIG_SETMASK, &(sigset_t){ 0 }, NULL);
-	/* Named as the command, not "exe" (ps, pgrep, killall). */
-	prctl(PR_SET_NAME, base ? base + 1 : argv0, 0, 0, 0);
-	/* "PID SOCK SNAP CHAN SCOPE FD...": the scope is the fifth word. */
-	sc = e;
+	/* "PID SOCK SNAP CHAN SCOPE FD...": the scope is the fifth word. PID
+	 * is the parent's, unless the listener ended before this spare came
+	 * this far (or some other process set TUNNELD_SPARE). */
 	for (int w = 0; w < 4 && sc; w++)
 		sc = (sc = strchr(sc, ' ')) ? sc + 1 : NULL;
-	/* A TUNNELD_SPARE some other process left in an environment is not
-	 * this one's: PID must be the parent. */
-	if (!sc || numbers(e, v, 4) != 4 || v[0] != (long long)getppid()) {
-		unsetenv(ENV);
-		return 0;
-	}
-	k = (int)strcspn(sc, " ");
-	if ((size_t)k >= scopelen)
-		return 0;
+	k = sc ? (int)strcspn(sc, " ") : 0;
+	if (!sc || numbers(e, v, 4) != 4 || v[0] != (long long)getppid() || (size_t)k >= scopelen ||
+	    (*n = numbers(sc + k + (sc[k] == ' '), v + 4, LISTEN_MAX)) < 1)
+		return -1;
 	memcpy(scope, sc, (size_t)k);
 	scope[k] = 0;
-	*n = numbers(sc + k + (sc[k] == ' '), v + 4, LISTEN_MAX);
 	for (int i = 0; i < *n; i++)
 		fds[i] = (int)v[4 + i];
 	spare_fd = (int)v[1];
 	*snap = (int)v[2];
 	*chan = (int)v[3];
 	unsetenv(ENV);
-	return *n > 0;
+	sigprocmask(SIG_SETMASK, &(sigset_t){ 0 }, NULL);
+	/* Named as the command, not as the descriptor it was executed from
+	 * (ps, pgrep, killall). */
+	prctl(PR_SET_NAME, base ? base + 1 : argv0, 0, 0, 0);
+	return 1;
 }
 
 int spare_wait(const int *fds, int n, struct sockaddr_storage *peer, socklen_t *plen,

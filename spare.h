@@ -25,6 +25,9 @@ int spares_start(const int *fds, int n, int chan, const char *scope, int count, 
 /* The socket the spares report on, for poll(); -1 without spares. */
 int spares_fd(void);
 
+/* In a fork of the listener: its descriptors of the spares closed. */
+void spares_close(void);
+
 /* Start one spare if fewer than count wait: 1 started, 0 none needed, -1
  * with errno when it could not be. */
 int spares_top_up(void);
@@ -48,7 +51,8 @@ int spares_stop(void);
 
 /* A spare's side. From the environment, the listener's description: the
  * listening sockets into fds (*n of them), the channel, snapshot and
- * scope; 1 if this process is a spare (named after argv0), else 0. */
+ * scope; 1 if this process is a spare (named after argv0), 0 if none,
+ * -1 if its listener is not its parent (it ended first). */
 int spare_env(const char *argv0, int *fds, int *n, int *chan, int *snap, char *scope,
 	      size_t scopelen);
 

@@ -235,7 +235,6 @@ static int read_keys(const char *path, char *err, size_t errlen)
 	struct stat st;
 	char *rest = text, *l;
 	int n = 0, line = 0, r = -1;
-	off_t mark = file_mark();
 
 	if (file_stat(path, &st) < 0) {
 		strfmt(err, errlen, "%s: %s", path, strerror(errno));
@@ -250,6 +249,7 @@ static int read_keys(const char *path, char *err, size_t errlen)
 		strfmt(err, errlen, "%s: readable by others than its owner (chmod 600 %s)", path, path);
 		return -1;
 	}
+	file_keep_hold();
 	if (file_text(text, sizeof text, path, NULL, 0, err, errlen) < 0)
 		goto out;
 	while ((l = text_line(&rest))) {
@@ -292,8 +292,7 @@ static int read_keys(const char *path, char *err, size_t errlen)
 	tk.st = st;
 	r = 0;
 out:
-	if (r < 0)
-		file_cut(mark);
+	file_keep_release(r == 0);
 	mbedtls_platform_zeroize(text, sizeof text);
 	mbedtls_platform_zeroize(keys, sizeof keys);
 	return r;

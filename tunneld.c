@@ -936,8 +936,7 @@ static void child_of_listener(const int *fds, int n, int chan, int fd)
 		close(fds[j]);
 	if (chan >= 0)
 		close(chan);
-	if (spares_fd() >= 0)
-		close(spares_fd());
+	spares_close();
 	if (file_kept() >= 0)
 		close(file_kept());
 	dup2(fd, 0);
@@ -1528,6 +1527,10 @@ int main(int argc, char **argv)
 	log_open(o.log, o.verbose);
 	if (stderr_is_client)
 		logmsg(LOG_WARNING, "--log stderr: standard error is the client's socket; logging to syslog");
+	if (spare < 0) {
+		logmsg(LOG_ERR, "TUNNELD_SPARE: not a spare of its parent (its listener ended?)");
+		return 1;
+	}
 
 	if (!o.nlisten && !spare)
 		nfds = inherited_listeners(fds);

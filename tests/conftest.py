@@ -23,7 +23,7 @@ from support.clients import (OK_REPLY, Client, Response, _bytes, assert_error_re
 from support.procs import (ALL_MODES, EXIT_USAGE, LOOPBACK_ACL, MODES, REPO, TESTS, TUNNEL_PATH,
                            Proxy, alive, binary, binary_features, binary_problem, children,
                            clean_env, descendants, end_server, ended_after, fd_count, free_port,
-                           hostport, idle_spares, kill_pid, listening, needs_v6, netns_wrap, parse_logfmt,
+                           hostport, idle_spares, kill_pid, listening, runs_tunneld, needs_v6, netns_wrap, parse_logfmt,
                            procs_with_stderr, run_tunneld, wait_until)
 from support.servers import (HTTPS_BODY, MiB, Squid, TargetServer, accept_loop, echo_handler,
                              greet_shut_handler, hash_handler, https_handler, ok_answer,
@@ -37,7 +37,7 @@ __all__ = ["ALICE", "HASH_KINDS", "htpasswd_hash", "make_hash", "openssl_hash", 
            "Proxy", "alive", "binary", "ended_after", "binary_features", "binary_problem",
            "children", "clean_env", "descendants", "end_server", "fd_count", "free_port",
            "hostport", "kill_pid", "listening", "needs_v6", "netns_wrap", "parse_logfmt",
-           "procs_with_stderr", "idle_spares", "run_tunneld", "wait_until", "HTTPS_BODY", "MiB", "Squid",
+           "procs_with_stderr", "idle_spares", "runs_tunneld", "run_tunneld", "wait_until", "HTTPS_BODY", "MiB", "Squid",
            "TargetServer", "echo_handler", "greet_shut_handler", "hash_handler", "https_handler",
            "ok_answer", "read_head", "read_request", "accept_loop", "recv_all", "self_signed", "source_sink"]
 

@@ -62,7 +62,7 @@ import pytest
 
 from conftest import (LOOPBACK_ACL, OK_REPLY, REPO, Client, binary, children, clean_env,
                       connect_head, descendants, echo_handler, ended_after, free_port, idle_spares,
-                      kill_pid,
+                      kill_pid, runs_tunneld,
                       listening, ok_answer, parse_logfmt, read_head, wait_until)
 
 CONTRIB = REPO / "contrib"
@@ -296,15 +296,7 @@ class Launcher:
     def tunnelds(self):
         """Pids of the tunneld processes under the launcher (or the launcher
         itself, when it has become tunneld)."""
-        want = os.path.realpath(self.exe)
-        out = []
-        for pid in [self.pid] + descendants(self.pid):
-            try:
-                if os.path.realpath(os.readlink(f"/proc/{pid}/exe")) == want:
-                    out.append(pid)
-            except OSError:
-                pass
-        return out
+        return [pid for pid in [self.pid] + descendants(self.pid) if runs_tunneld(pid, self.exe)]
 
     def stop(self):
         procs = descendants(self.pid)

@@ -272,7 +272,8 @@ class Router:
         for pid in descendants(self.pid1):
             try:
                 # ujail names itself after the jail ("tunneld") too.
-                if os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "tunneld":
+                link = os.readlink(f"/proc/{pid}/exe")
+                if os.path.basename(link) != "tunneld" and not link.startswith("/memfd:tunneld "):
                     continue
                 status = Path(f"/proc/{pid}/status").read_text()
                 uid = int(re.search(r"^Uid:\s+(\d+)", status, re.M).group(1))

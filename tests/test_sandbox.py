@@ -10,7 +10,8 @@ import ssl
 
 import pytest
 
-from conftest import Client, binary, connect_head, descendants, idle_spares, open_tunnel, wait_until
+from conftest import (Client, connect_head, descendants, idle_spares, open_tunnel, runs_tunneld,
+                      wait_until)
 from test_http_tunnel import PATH, Conn
 from test_session_attacks import holder_pids
 
@@ -26,15 +27,11 @@ def status(pid):
 def serving(proxy):
     """tunneld's processes other than a listener and its spares waiting
     for a client: those that serve."""
-    exe = os.path.realpath(binary())
     out = []
     pids = descendants(proxy.pid)
     spares = idle_spares(proxy.pid)     # after: one started between is none of pids
     for pid in [p for p in pids if p not in spares] + [proxy.pid]:
-        try:
-            if os.path.realpath(f"/proc/{pid}/exe") != exe:
-                continue
-        except OSError:
+        if not runs_tunneld(pid):
             continue
         if proxy.mode != "inetd" and pid == proxy.pid:
             continue

@@ -194,6 +194,17 @@ def children(pid):
     return out
 
 
+def runs_tunneld(pid, exe=None):
+    """Process pid executes tunneld (exe, or the binary under test): the
+    file itself, or a spare's sealed copy of it (a memory file)."""
+    try:
+        link = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return (link.startswith("/memfd:tunneld ") or
+            os.path.realpath(link) == os.path.realpath(exe or binary_path()))
+
+
 def listening_inodes(pid):
     """The inodes of every listening TCP and unix socket in the network
     namespace of process pid."""
