@@ -477,7 +477,11 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc)
 int sandbox_enter(enum sandbox_stage st)
 {
 	static int no_new_privs;  /* set for good, and kept across fork */
+	static int top = -1;      /* the stage installed last: again adds nothing */
 	struct prog p = { 0, prog };
+
+	if ((int)st == top)
+		return 0;
 
 	if (build(st) < 0) {
 		logmsg(LOG_ERR, "sandbox: filter too long");
@@ -496,6 +500,7 @@ int sandbox_enter(enum sandbox_stage st)
 		logmsg(LOG_DEBUG, "sandbox: not installed: %s", strerror(errno));
 		return -1;
 	}
+	top = (int)st;
 	return 0;
 }
 #endif

@@ -14,7 +14,8 @@ enum sandbox_stage {
 };
 
 #if CONFIG_SANDBOX
-/* Install stage st (after PR_SET_NO_NEW_PRIVS). 0, or -1 when this kernel
+/* Install stage st (after PR_SET_NO_NEW_PRIVS), unless it is the one
+ * installed last. 0, or -1 when this kernel
  * (or qemu-user, or an architecture sandbox.c does not know) cannot filter
  * system calls: the process then goes on without, as before. */
 int sandbox_enter(enum sandbox_stage st);

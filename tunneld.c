@@ -1194,6 +1194,9 @@ static void __attribute__((noreturn)) serve_spare(struct opts *o, const int *fds
 	if (chan >= 0)
 		spawn_init(chan);
 	(void)now_ms();
+	/* The request's stage before the client comes: what a spare does
+	 * until then is in it, and its cost is off the client's path. */
+	sandbox_enter(SANDBOX_REQUEST);
 	fd = spare_wait(fds, n, &peer, &plen, &ho, &passed);
 	child_of_listener(fds, n, -1, fd);
 	if (passed)

@@ -447,7 +447,14 @@ def report(rows, t_total, counted=None):
                  x >= 0.9 * med[ref][d] and x >= 2.5 * med["tinyproxy"][d]
                  and x >= 1.2 * med["squid"][d])
     a, b = med["tunneld --listen"]["p50"], med["tinyproxy"]["p50"]
-    goal(f"tunneld --listen setup p50 <= tinyproxy's ({a:.0f} vs {b:.0f} us)", a <= b)
+    r = med["reference --listen"]["p50"]
+    goal(f"tunneld --listen setup p50 <= 0.6 x tinyproxy's ({a / b:.2f}) and <= 0.8 x "
+         f"reference --listen's ({a / r:.2f}) ({a:.0f} vs {b:.0f} and {r:.0f} us)",
+         a <= 0.6 * b and a <= 0.8 * r)
+    for k in ("seq", "par"):
+        x, y = med["tunneld --listen"][k], med["tinyproxy"][k]
+        goal(f"tunneld --listen conn/s {'sequential' if k == 'seq' else f'x{PAR}'} >= "
+             f"tinyproxy's ({x:.0f} vs {y:.0f})", x >= y)
     a, b = med["tunneld inetd"]["p50"], med["reference inetd"]["p50"]
     goal(f"tunneld inetd setup p50 <= 1.1 x reference inetd's ({a:.0f} vs {b:.0f} us, "
          f"{a / b:.2f})", a <= 1.1 * b)
