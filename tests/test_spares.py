@@ -96,6 +96,7 @@ def test_with_no_spares_a_worker_is_a_fork_of_the_listener(make_proxy, echo):
 
 
 @needs_root
+@pytest.mark.needs("tls")
 def test_spare_is_closed_to_others_of_its_uid(make_proxy, tls_files, tmp_path):
     """--user nobody, a key only root reads: another process of uid nobody
     can neither read a spare's environment nor its descriptors (the
@@ -214,6 +215,7 @@ def test_spare_environment_not_from_the_parent_ends_it(echo, tmp_path):
 
 
 @needs_root
+@pytest.mark.needs("tls")
 def test_its_own_uid_cannot_race_a_new_spare(make_proxy, tls_files, tmp_path):
     """The attack: a process of tunneld's own uid connects, so that a new
     spare starts, and races to open that spare's file snapshot (a key only
