@@ -379,8 +379,10 @@ static uint8_t span(int at, int to)
  * kernel runs a filter once for every system call number when it installs
  * it (to learn which ones it may then let through unfiltered): with a
  * search that is a few instructions a number, with one compare after the
- * other it was the whole list, hundreds of microseconds for every process. */
-static void emit_search(const struct calls *l, int lo, int hi, const struct stage *s)
+ * other it was the whole list, hundreds of microseconds for every process.
+ * A number listed without a check gets hit, one not listed miss. */
+static void emit_search(const struct calls *l, int lo, int hi, const struct stage *s,
+			uint32_t hit, uint32_t miss)
 {
 	int at = plen;
 
@@ -388,20 +390,20 @@ static void emit_search(const struct calls *l, int lo, int hi, const struct stag
 		int mid = lo + (hi - lo) / 2;
 
 		emit(JGE, (uint32_t)l->nr[mid], 0, 0);
-		emit_search(l, lo, mid, s);
+		emit_search(l, lo, mid, s, hit, miss);
 		if (at < PROG_MAX)
 			prog[at].jt = span(at, plen);
-		emit_search(l, mid, hi, s);
+		emit_search(l, mid, hi, s, hit, miss);
 		return;
 	}
-	/* A few compares, a refusal, one allowance they share, then the
-	 * checks of those whose arguments count. */
+	/* A few compares, the miss, the hit they share, then the checks of
+	 * those whose arguments count. */
 	for (int i = lo; i < hi; i++)
 		emit(JEQ, (uint32_t)l->nr[i], 0, 0);
-	emit(RET, DENY, 0, 0);
-	emit(RET, ALLOW, 0, 0);
-	for (int i = lo, allow = plen - 1; i < hi; i++) {
-		int j = at + (i - lo), to = allow, check = l->check[l->nr[i] - NR_BASE];
+	emit(RET, miss, 0, 0);
+	emit(RET, hit, 0, 0);
+	for (int i = lo, shared = plen - 1; i < hi; i++) {
+		int j = at + (i - lo), to = shared, check = l->check[l->nr[i] - NR_BASE];
 
 		if (check) {
 			to = plen;
@@ -412,13 +414,72 @@ static void emit_search(const struct calls *l, int lo, int hi, const struct stag
 	}
 }
 
-/* The filter: the right ABI, then each system call the stage allows. */
-static int build(enum sandbox_stage st)
+/* What stage st allows: its numbers, and the checks of their arguments. */
+static void allowed(enum sandbox_stage st, struct calls *l)
 {
 	const struct stage *s = &stages[st];
+
+	memset(l->set, 0, sizeof l->set);
+	for (size_t i = 0; i < sizeof common_any / sizeof *common_any; i++)
+		add(l, common_any[i], CHECK_NONE);
+	for (int i = 0; i < s->nany; i++)
+		add(l, s->any[i], CHECK_NONE);
+	add(l, SYS_socket, CHECK_SOCKET);
+	add(l, SYS_futex, CHECK_FUTEX);
+	add(l, SYS_futex_time64, CHECK_FUTEX);
+	if (s->flags & S_FILES) {
+		add(l, SYS_ioctl, CHECK_IOCTL);
+		add(l, SYS_openat, CHECK_OPENAT);
+		add(l, SYS_open, CHECK_OPEN);
+	}
+	add(l, SYS_mprotect, CHECK_MAP);
+	add(l, SYS_mmap, CHECK_MAP);
+	add(l, SYS_mmap2, CHECK_MAP);
+	if (s->flags & S_STAGE)
+		add(l, SYS_prctl, CHECK_PRCTL);
+	if (s->flags & S_FORK) {
+		add(l, SYS_clone, CHECK_CLONE);
+		add(l, SYS_set_robust_list, CHECK_NONE);  /* glibc's child, first */
+		add(l, SYS_wait4, CHECK_NONE);
+		add(l, SYS_fork, CHECK_NONE);
+	}
+}
+
+/* Stage st on top of stage below, already installed: the kernel lets a call
+ * through only if every filter does, so st's filter need only take away
+ * what below allows and st does not, and check the arguments st checks
+ * otherwise than below (its socket kinds). Listed: those numbers, each
+ * refused (the hit) or checked; any other number passes this filter, and
+ * below's decides. A fraction of st's own list: less for the kernel to
+ * translate, compile and run through every number as it installs it. */
+static void taken_away(enum sandbox_stage st, enum sandbox_stage below, struct calls *l)
+{
+	struct calls u;
+
+	allowed(st, l);
+	allowed(below, &u);
+	for (unsigned k = 0; k < NR_SPAN; k++) {
+		uint64_t bit = 1ull << k % 64;
+		int in = (l->set[k / 64] & bit) != 0;
+
+		if (!(u.set[k / 64] & bit))
+			l->set[k / 64] &= ~bit;       /* below refuses it */
+		else if (!in) {
+			l->set[k / 64] |= bit;        /* refused */
+			l->check[k] = CHECK_NONE;
+		} else if (l->check[k] == u.check[k] &&
+			 (l->check[k] != CHECK_SOCKET || stages[st].kinds == stages[below].kinds))
+			l->set[k / 64] &= ~bit;       /* below's check is st's */
+	}
+}
+
+/* The filter of stage st: the right ABI, then each system call the stage
+ * allows; or, over the stage installed below it (-1: none), what st takes
+ * away from below's. */
+static int build(enum sandbox_stage st, int below)
+{
 	struct calls l;
 
-	memset(l.set, 0, sizeof l.set);
 	plen = 0;
 	emit(LD_ABS, OFF_ARCH, 0, 0);
 	emit(JEQ, ARCH, 1, 0);
@@ -428,31 +489,15 @@ static int build(enum sandbox_stage st)
 		emit(JSET, X32_BIT, 0, 1);
 		emit(RET, DENY, 0, 0);
 	}
-	for (size_t i = 0; i < sizeof common_any / sizeof *common_any; i++)
-		add(&l, common_any[i], CHECK_NONE);
-	for (int i = 0; i < s->nany; i++)
-		add(&l, s->any[i], CHECK_NONE);
-	add(&l, SYS_socket, CHECK_SOCKET);
-	add(&l, SYS_futex, CHECK_FUTEX);
-	add(&l, SYS_futex_time64, CHECK_FUTEX);
-	if (s->flags & S_FILES) {
-		add(&l, SYS_ioctl, CHECK_IOCTL);
-		add(&l, SYS_openat, CHECK_OPENAT);
-		add(&l, SYS_open, CHECK_OPEN);
-	}
-	add(&l, SYS_mprotect, CHECK_MAP);
-	add(&l, SYS_mmap, CHECK_MAP);
-	add(&l, SYS_mmap2, CHECK_MAP);
-	if (s->flags & S_STAGE)
-		add(&l, SYS_prctl, CHECK_PRCTL);
-	if (s->flags & S_FORK) {
-		add(&l, SYS_clone, CHECK_CLONE);
-		add(&l, SYS_set_robust_list, CHECK_NONE);  /* glibc's child, first */
-		add(&l, SYS_wait4, CHECK_NONE);
-		add(&l, SYS_fork, CHECK_NONE);
-	}
+	if (below < 0)
+		allowed(st, &l);
+	else
+		taken_away(st, (enum sandbox_stage)below, &l);
 	order(&l);
-	emit_search(&l, 0, l.n, s);
+	if (below < 0)
+		emit_search(&l, 0, l.n, &stages[st], ALLOW, DENY);
+	else
+		emit_search(&l, 0, l.n, &stages[st], DENY, ALLOW);
 	return plen <= PROG_MAX ? 0 : -1;
 }
 
@@ -483,7 +528,7 @@ int sandbox_enter(enum sandbox_stage st)
 	if ((int)st == top)
 		return 0;
 
-	if (build(st) < 0) {
+	if (build(st, top) < 0) {
 		logmsg(LOG_ERR, "sandbox: filter too long");
 		return -1;
 	}

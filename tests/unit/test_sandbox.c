@@ -29,15 +29,16 @@ struct data {
 
 static int steps;  /* instructions the last verdict ran */
 
-/* The verdict of stage st's filter on a call: ALLOW, DENY, or 1 for a
- * program this interpreter does not know (a bug either way). */
-static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a0, uint64_t a1,
-			uint64_t a2)
+/* The verdict of stage st's filter on a call, built over stage below (-1:
+ * alone): ALLOW, DENY, or 1 for a program this interpreter does not know
+ * (a bug either way). */
+static uint32_t verdict_over(enum sandbox_stage st, int below, uint32_t arch, int nr, uint64_t a0,
+			     uint64_t a1, uint64_t a2)
 {
 	struct data d = { nr, arch, 0, { a0, a1, a2, 0, 0, 0 } };
 	uint32_t a = 0;
 
-	if (build(st) < 0)
+	if (build(st, below) < 0)
 		return 1;
 	steps = 0;
 	for (int pc = 0; pc < plen; pc++, steps++) {
@@ -58,6 +59,12 @@ static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a
 		}
 	}
 	return 1;  /* ran off the end */
+}
+
+static uint32_t verdict(enum sandbox_stage st, uint32_t arch, int nr, uint64_t a0, uint64_t a1,
+			uint64_t a2)
+{
+	return verdict_over(st, -1, arch, nr, a0, a1, a2);
 }
 
 static const struct {
@@ -144,9 +151,49 @@ static void every_number(void)
 	}
 }
 
+/* A stage installed over another is built as what it takes away from the
+ * one below (sandbox.c, taken_away()): stacked, the two must decide every
+ * call as the two whole filters do, and the one on top be the shorter for
+ * it. Every number, with the arguments of every case above. */
+static void stacked(void)
+{
+	static const enum sandbox_stage pairs[][2] = {
+		{ SANDBOX_REQUEST, SANDBOX_RELAY }, { SANDBOX_REQUEST, SANDBOX_SESSION },
+		{ SANDBOX_SPAWNER, SANDBOX_REQUEST }, { SANDBOX_SPAWNER, SANDBOX_RELAY },
+	};
+	int base = ARCH == 0x40000008u || ARCH == 0x00000008u ? 4000 : 0;
+
+	for (size_t p = 0; p < sizeof pairs / sizeof *pairs; p++) {
+		enum sandbox_stage below = pairs[p][0], st = pairs[p][1];
+		int bad = 0, whole, over;
+
+		for (int nr = base; nr < base + 1024; nr++)
+			for (size_t k = 0; k <= sizeof calls / sizeof *calls; k++) {
+				uint64_t a0 = 0, a1 = 0, a2 = 0;
+
+				if (k < sizeof calls / sizeof *calls)
+					a0 = calls[k].a0, a1 = calls[k].a1, a2 = calls[k].a2;
+				int lower = verdict(below, ARCH, nr, a0, a1, a2) == ALLOW;
+				int both = lower && verdict(st, ARCH, nr, a0, a1, a2) == ALLOW;
+				int got = lower && verdict_over(st, below, ARCH, nr, a0, a1, a2) == ALLOW;
+
+				bad += got != both;
+			}
+		CHECK(!bad, "stage %d over %d: %d calls decided otherwise than by the whole filters",
+		      (int)st, (int)below, bad);
+		build(st, -1);
+		whole = plen;
+		build(st, (int)below);
+		over = plen;
+		CHECK(over * 2 <= whole, "stage %d over %d: %d instructions, %d alone", (int)st,
+		      (int)below, over, whole);
+	}
+}
+
 static void interpreted(void)
 {
 	every_number();
+	stacked();
 	for (size_t k = 0; k < sizeof calls / sizeof *calls; k++) {
 		uint32_t got = verdict(calls[k].st, ARCH, calls[k].nr, calls[k].a0, calls[k].a1,
 				       calls[k].a2);
