@@ -132,7 +132,11 @@ static size_t read_pem(const char *path, char *err, size_t errlen)
 	return n < 0 ? 0 : (size_t)n + 1;
 }
 
-int tls_server_init(const char *cert, const char *keyfile, int check, char *err, size_t errlen)
+/* The pair to check when a client finds the signature bad, else NULL. */
+static const char *pair_cert, *pair_key;
+
+int tls_server_init(const char *cert, const char *keyfile, enum tls_pair pair, char *err,
+		    size_t errlen)
 {
 	size_t n;
 	int r;
@@ -165,12 +169,22 @@ int tls_server_init(const char *cert, const char *keyfile, int check, char *err,
 		return -1;
 	}
 	/* The pair's check costs a private-key operation: once, where the
-	 * files are read from disk, not in every spare after. */
-	if (check && mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
-					   MBEDTLS_PSA_RANDOM_STATE)) {
+	 * files are read from disk, not in every spare after; in inetd mode,
+	 * where every connection reads them, only once a client finds the
+	 * signature bad, which a key of another certificate makes (the check
+	 * then adds a sixth to what that full handshake cost). A key of
+	 * another kind or size is refused here in every mode. */
+	if ((pair == TLS_PAIR_CHECK && mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
+							     MBEDTLS_PSA_RANDOM_STATE)) ||
+	    !mbedtls_pk_can_do(&key, mbedtls_pk_get_type(&chain.pk)) ||
+	    mbedtls_pk_get_bitlen(&key) != mbedtls_pk_get_bitlen(&chain.pk)) {
 		snprintf(err, errlen, "%s: the key does not belong to the certificate in %s",
 			 keyfile, cert);
 		return -1;
+	}
+	if (pair == TLS_PAIR_ON_MISTRUST) {
+		pair_cert = cert;
+		pair_key = keyfile;
 	}
 	mbedtls_ssl_conf_rng(&conf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
 	mbedtls_ssl_conf_min_tls_version(&conf, MBEDTLS_SSL_VERSION_TLS1_2);
@@ -416,6 +430,15 @@ int tls_accept(int timeout_ms, const char **why)
 			continue;
 		if (r != MBEDTLS_ERR_SSL_WANT_READ && r != MBEDTLS_ERR_SSL_WANT_WRITE) {
 			*why = "tls-handshake";
+			/* Past the certificate, and not a client that left: a
+			 * client answers a signature its certificate's key does
+			 * not verify with decrypt_error (RFC 8446 4.4.3), and a
+			 * key of another kind fails to sign here. */
+			if (full && pair_key && r != MBEDTLS_ERR_SSL_CONN_EOF &&
+			    r != MBEDTLS_ERR_NET_RECV_FAILED && r != MBEDTLS_ERR_NET_SEND_FAILED &&
+			    mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
+						  MBEDTLS_PSA_RANDOM_STATE))
+				*why = "tls-key-mismatch";
 			return -1;
 		}
 		if (wait_io(&sbio, r, deadline) < 0) {

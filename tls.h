@@ -17,12 +17,23 @@ struct relay_io;
 /* TLS toward the client (mbedTLS 3.6). One connection per process, so the
  * session lives in tls.c. The read/write calls have read(2)'s shape for the
  * relay: -1 with errno EAGAIN when they would block, 0 at the peer's end. */
+/* Whether the key belongs to the certificate: a private-key operation, as
+ * costly as the signature of a handshake. */
+enum tls_pair {
+	TLS_PAIR_CHECK,        /* checked here, where the files are read once */
+	TLS_PAIR_CHECKED,      /* by whoever read them (a spare's listener) */
+	TLS_PAIR_ON_MISTRUST,  /* when a client finds the signature bad (inetd
+				  mode: each connection reads the files) */
+};
+
 #if CONFIG_TLS
-/* Load the certificate chain and key, with check that they belong
- * together; 0, or -1 with "FILE: why" in err. */
-int tls_server_init(const char *cert, const char *key, int check, char *err, size_t errlen);
+/* Load the certificate chain and key; 0, or -1 with "FILE: why" in err. */
+int tls_server_init(const char *cert, const char *key, enum tls_pair pair, char *err,
+		    size_t errlen);
 /* Handshake on the client socket (fd 0 reads, fd 1 writes) within
- * timeout_ms. 0, or -1 with a short reason in *why. */
+ * timeout_ms. 0, or -1 with a short reason in *why: "tls-key-mismatch"
+ * when the client found the signature bad and the key does not belong to
+ * the certificate. */
 int tls_accept(int timeout_ms, const char **why);
 ssize_t tls_read(int fd, void *buf, size_t len);
 ssize_t tls_write(int fd, const void *buf, size_t len);
@@ -64,7 +75,8 @@ void tls_close(void);
 int tls_up_connect(int fd, const char *host, int timeout_ms, char *err, size_t errlen);
 const struct relay_io *tls_up_relay_io(void);
 #else
-static inline int tls_server_init(const char *c, const char *k, int ch, char *e, size_t n)
+static inline int tls_server_init(const char *c, const char *k, enum tls_pair ch, char *e,
+				  size_t n)
 { (void)c; (void)k; (void)ch; (void)e; (void)n; return -1; }
 static inline int tls_accept(int t, const char **w) { (void)t; *w = "no-tls"; return -1; }
 static inline ssize_t tls_read(int f, void *b, size_t n) { (void)f; (void)b; (void)n; return -1; }

@@ -658,7 +658,8 @@ static void __attribute__((noreturn)) serve(const struct opts *o, const struct s
 
 	/* In inetd mode the key and the rules are read per connection, and
 	 * then what reads no more files drops its privileges. */
-	if (!o->nown && CONFIG_TLS && o->cert && (tls_server_init(o->cert, o->key, 1, err, sizeof err) < 0 ||
+	if (!o->nown && CONFIG_TLS && o->cert &&
+	    (tls_server_init(o->cert, o->key, TLS_PAIR_ON_MISTRUST, err, sizeof err) < 0 ||
 	    (CONFIG_TLS_TICKETS && o->ticket_key &&
 	     tls_tickets_load(o->ticket_key, (unsigned)o->ticket_lifetime, err, sizeof err) < 0))) {
 		logmsg(LOG_ERR, "%s", err);
@@ -682,8 +683,14 @@ static void __attribute__((noreturn)) serve(const struct opts *o, const struct s
 	if (CONFIG_TLS && o->cert) {
 		/* Records go out whole, not held back for the peer's ACK. */
 		setsockopt(1, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-		if (tls_accept(o->header_timeout * 1000, &why) < 0)
-			reply_and_exit(c, 0, why, 0);
+		if (tls_accept(o->header_timeout * 1000, &why) < 0) {
+			int mismatch = !strcmp(why, "tls-key-mismatch");
+
+			if (mismatch)
+				logmsg(LOG_ERR, "%s: the key does not belong to the certificate in %s",
+				       o->key, o->cert);
+			reply_and_exit(c, 0, why, mismatch ? EXIT_CONFIG : 0);
+		}
 		c->tls = 1;
 	}
 	if (bad)
@@ -1183,7 +1190,7 @@ static void __attribute__((noreturn)) serve_spare(struct opts *o, const int *fds
 	int fd, passed;
 
 	if (file_snapshot(snap) < 0 || load_config(o, err, sizeof err) < 0 ||
-	    (CONFIG_TLS && o->cert && tls_server_init(o->cert, o->key, 0, err, sizeof err) < 0) ||
+	    (CONFIG_TLS && o->cert && tls_server_init(o->cert, o->key, TLS_PAIR_CHECKED, err, sizeof err) < 0) ||
 	    (CONFIG_TLS_TICKETS && o->ticket_key &&
 	     tls_tickets_load(o->ticket_key, (unsigned)o->ticket_lifetime, err, sizeof err) < 0)) {
 		logmsg(LOG_ERR, "spare: %s", err);
@@ -1549,7 +1556,7 @@ int main(int argc, char **argv)
 		if (o.spares)
 			file_keep();
 		if (load_config(&o, err, sizeof err) < 0 ||
-		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, 1, err, sizeof err) < 0) ||
+		    (CONFIG_TLS && o.cert && tls_server_init(o.cert, o.key, TLS_PAIR_CHECK, err, sizeof err) < 0) ||
 		    (CONFIG_TLS_TICKETS && o.ticket_key &&
 		     tls_tickets_load(o.ticket_key, (unsigned)o.ticket_lifetime, err, sizeof err) < 0)) {
 			logmsg(LOG_ERR, "%s", err);

@@ -188,6 +188,17 @@ def ext(kind, body):
     return struct.pack("!HH", kind, len(body)) + body
 
 
+def hello_records(suites, exts):
+    """A ClientHello with cipher suites and extensions (encoded), as records
+    of at most 16384 bytes."""
+    body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32) +
+            struct.pack("!H", len(suites)) + suites + b"\x01\x00" +
+            struct.pack("!H", len(exts)) + exts)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"".join(b"\x16\x03\x01" + struct.pack("!H", len(hs[i:i + 16384])) + hs[i:i + 16384]
+                    for i in range(0, len(hs), 16384))
+
+
 def client_hello12(ticket):
     """A TLS 1.2 ClientHello offering ticket (RFC 5077), as records of at
     most 16384 bytes."""
@@ -196,12 +207,23 @@ def client_hello12(ticket):
     sigs = b"\x04\x03\x05\x03\x06\x03\x08\x04\x08\x05\x08\x06\x04\x01\x05\x01\x06\x01"
     exts = (ext(10, struct.pack("!H", len(groups)) + groups) + ext(11, b"\x01\x00") +
             ext(13, struct.pack("!H", len(sigs)) + sigs) + ext(23, b"") + ext(35, ticket))
-    body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32) +
-            struct.pack("!H", len(suites)) + suites + b"\x01\x00" +
-            struct.pack("!H", len(exts)) + exts)
-    hs = b"\x01" + len(body).to_bytes(3, "big") + body
-    return b"".join(b"\x16\x03\x01" + struct.pack("!H", len(hs[i:i + 16384])) + hs[i:i + 16384]
-                    for i in range(0, len(hs), 16384))
+    return hello_records(suites, exts)
+
+
+def read_record(sock, buf):
+    """buf and what more sock sends until buf starts with a whole TLS
+    record; None when the connection ends (or stays silent) first."""
+    for _ in range(1000):
+        if len(buf) >= 5 and len(buf) >= 5 + struct.unpack("!H", buf[3:5])[0]:
+            return buf
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            chunk = b""
+        if not chunk:
+            return None
+        buf += chunk
+    return None
 
 
 def server_flight(sock):
@@ -211,14 +233,9 @@ def server_flight(sock):
     buf, hs = b"", b""
     sock.settimeout(10)
     for _ in range(200):
-        while len(buf) < 5 or len(buf) < 5 + struct.unpack("!H", buf[3:5])[0]:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                chunk = b""
-            if not chunk:
-                return "closed"
-            buf += chunk
+        buf = read_record(sock, buf)
+        if buf is None:
+            return "closed"
         kind, n = buf[0], struct.unpack("!H", buf[3:5])[0]
         rec, buf = buf[5:5 + n], buf[5 + n:]
         if kind == 21:
@@ -577,29 +594,16 @@ def client_hello13(identity, binder=None):
             ext(51, struct.pack("!H", len(share)) + share) +
             ext(13, struct.pack("!H", len(sigs)) + sigs) + ext(45, b"\x01\x01") + ext(41, psk))
     suites = b"\x13\x01\x13\x02\x13\x03"
-    body = (b"\x03\x03" + os.urandom(32) + b"\x20" + os.urandom(32) +
-            struct.pack("!H", len(suites)) + suites + b"\x01\x00" +
-            struct.pack("!H", len(exts)) + exts)
-    hs = b"\x01" + len(body).to_bytes(3, "big") + body
-    return b"".join(b"\x16\x03\x01" + struct.pack("!H", len(hs[i:i + 16384])) + hs[i:i + 16384]
-                    for i in range(0, len(hs), 16384))
+    return hello_records(suites, exts)
 
 
 def server_hello13(sock):
     """'psk' when the ServerHello took the PSK (its pre_shared_key
     extension), 'full' when it did not, 'alert' or 'closed'."""
-    buf = b""
     sock.settimeout(10)
-    for _ in range(1000):
-        if len(buf) >= 5 and len(buf) >= 5 + struct.unpack("!H", buf[3:5])[0]:
-            break
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            chunk = b""
-        if not chunk:
-            return "closed"
-        buf += chunk
+    buf = read_record(sock, b"")
+    if buf is None:
+        return "closed"
     if buf[0] == 21:
         return "alert"
     assert buf[0] == 22 and buf[5] == 2, buf[:20]

@@ -416,6 +416,10 @@ def bad_tls_files(tmp_path_factory, tls_files, rsa_tls_files):
     subprocess.run(["openssl", "pkey", "-in", str(tls_files[1]), "-aes256", "-passout",
                     "pass:secret", "-out", str(files["encrypted-key"])],
                    check=True, capture_output=True, timeout=30)
+    files["other-ec-key"] = d / "other.pem"  # the certificate's kind and size, not its key
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", str(files["other-ec-key"])],
+                   check=True, capture_output=True, timeout=30)
     return files
 
 
@@ -431,6 +435,7 @@ BAD_TLS = {
     "key-encrypted": ("ec-cert", "encrypted-key", "encrypted-key"),
     "rsa-key-for-ec-cert": ("ec-cert", "rsa-key", "rsa-key"),
     "ec-key-for-rsa-cert": ("rsa-cert", "ec-key", "ec-key"),
+    "key-of-another-cert": ("ec-cert", "other-ec-key", "other-ec-key"),
 }
 
 
@@ -455,6 +460,46 @@ def test_inetd_bad_tls_files_exit_78_closed(netfiles, bad_tls_files, case):
     rc, err = finish(proc)
     assert rc == 78, err
     assert str(bad_tls_files[named]).encode() in err, err
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_inetd_key_of_another_cert_named_once_a_client_finds_the_signature_bad(
+        netfiles, bad_tls_files, version):
+    """In inetd mode every connection reads the files, and checking that the
+    key belongs to the certificate costs as much as the handshake's own
+    signature: a key of another kind or size is refused at once (above),
+    one of another certificate when the client finds the signature bad. The
+    handshake fails, tunneld names the key and exits 78."""
+    key = bad_tls_files["other-ec-key"]
+    client, proc = spawn_inetd(netfiles, ["--cert", str(bad_tls_files["ec-cert"]),
+                                          "--key", str(key)])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the signature is checked all the same
+    with pytest.raises(ssl.SSLError):
+        ctx.wrap_socket(client.sock).close()
+    client.close()
+    rc, err = finish(proc)
+    assert rc == 78, err
+    assert f"{key}: the key does not belong to the certificate".encode() in err, err
+    assert b"reason=tls-key-mismatch" in err, err
+
+
+def test_inetd_handshake_a_client_refuses_is_no_key_mismatch(netfiles, tls_files):
+    """A client that does not trust the certificate ends the handshake with
+    an alert too: the pair is checked, found to belong, and the log says
+    only that the handshake failed."""
+    cert, key = tls_files
+    client, proc = spawn_inetd(netfiles, ["--cert", str(cert), "--key", str(key)])
+    ctx = ssl.create_default_context()  # no CA of ours: an unknown_ca alert
+    ctx.check_hostname = False
+    with pytest.raises(ssl.SSLError):
+        ctx.wrap_socket(client.sock).close()
+    client.close()
+    rc, err = finish(proc)
+    assert rc == 0, err
+    assert b"reason=tls-handshake" in err and b"does not belong" not in err, err
 
 
 def test_key_without_cert_64(netfiles, tls_files):
