@@ -187,6 +187,10 @@ static const struct kind session_kinds[] = {
 static const int request_any[] = {
 	SYS_lseek, SYS_bind, SYS_listen, SYS_accept4, SYS_socketpair, SYS_sendmsg,
 	SYS_recvmsg, SYS_sendmmsg, SYS_dup3, SYS_uname, SYS_pipe2, SYS_splice,
+	SYS_epoll_pwait,  /* a spare's wait (spare.c), on what it set up before */
+#ifdef SYS_epoll_wait
+	SYS_epoll_wait,
+#endif
 #ifdef SYS__llseek
 	SYS__llseek,
 #endif

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/sendfile.h>
@@ -316,32 +317,53 @@ int spare_env(const char *argv0, int *fds, int *n, int *chan, int *snap, char *s
 	return 1;
 }
 
+/* The spares wait in epoll, each its own, with the listening sockets
+ * exclusive: a client wakes one spare, not every one (whose accept() all
+ * but one would then find nothing), so that --spares costs nothing per
+ * connection. The pair is not exclusive: the listener's end wakes all. */
+static int spare_ep = -1;
+
+int spare_wait_init(const int *fds, int n)
+{
+	struct epoll_event ev = { EPOLLIN | EPOLLRDHUP, { .u32 = (uint32_t)n } };
+
+	spare_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (spare_ep < 0 || epoll_ctl(spare_ep, EPOLL_CTL_ADD, spare_fd, &ev) < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		ev = (struct epoll_event){ EPOLLIN | EPOLLEXCLUSIVE, { .u32 = (uint32_t)i } };
+		if (epoll_ctl(spare_ep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+			ev.events = EPOLLIN;  /* before Linux 4.5: every spare wakes */
+			if (errno != EINVAL || epoll_ctl(spare_ep, EPOLL_CTL_ADD, fds[i], &ev) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 int spare_wait(const int *fds, int n, struct sockaddr_storage *peer, socklen_t *plen,
 	       struct handover *ho, int *passed)
 {
-	struct pollfd p[LISTEN_MAX + 1];
+	struct epoll_event ev[LISTEN_MAX + 1];
 	struct report r = { getpid(), 0 };
 	int fd = -1;
 
-	for (int i = 0; i < n; i++)
-		p[i] = (struct pollfd){ fds[i], POLLIN, 0 };
-	p[n] = (struct pollfd){ spare_fd, POLLIN | POLLRDHUP, 0 };
 	while (fd < 0) {
 		/* No deadline: a spare waits for a client as long as its
 		 * listener lives, and ends when it ends. */
-		if (poll(p, (nfds_t)n + 1, -1) < 0)
-			continue;
-		if (p[n].revents & (POLLRDHUP | POLLHUP | POLLERR))
-			_exit(0);
-		if (CONFIG_HTTP_TUNNEL && p[n].revents & POLLIN &&
-		    (fd = fd_recv(spare_fd, ho, 0)) >= 0) {
-			r.passed = 1;
-			break;
-		}
-		for (int i = 0; i < n && fd < 0; i++) {
-			*plen = sizeof *peer;
-			if (!(p[i].revents & POLLIN))
+		int k = epoll_wait(spare_ep, ev, n + 1, -1);
+
+		for (int j = 0; j < k && fd < 0; j++) {
+			uint32_t i = ev[j].data.u32;
+
+			if (i == (uint32_t)n) {
+				if (ev[j].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					_exit(0);
+				if (CONFIG_HTTP_TUNNEL && (fd = fd_recv(spare_fd, ho, 0)) >= 0)
+					r.passed = 1;
 				continue;
+			}
+			*plen = sizeof *peer;
 			fd = accept4(fds[i], (struct sockaddr *)peer, plen, SOCK_CLOEXEC);
 			/* Another spare was first, or the client left: wait on.
 			 * Out of descriptors or memory: make way for another. */
@@ -349,6 +371,7 @@ int spare_wait(const int *fds, int n, struct sockaddr_storage *peer, socklen_t *
 				_exit(1);
 		}
 	}
+	close(spare_ep);
 	*passed = r.passed;
 	(void)!send(spare_fd, &r, sizeof r, MSG_DONTWAIT | MSG_NOSIGNAL);
 	close(spare_fd);

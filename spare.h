@@ -5,9 +5,9 @@
 #include <sys/types.h>
 
 /* Spares (tunneld --listen and LISTEN_FDS): workers started ahead, each by
- * posix_spawn() of tunneld itself, so each has its own address space,
+ * vfork() and exec of tunneld itself, so each has its own address space,
  * stack canary and random state. A spare reads its files from the
- * listener's snapshot (file.h), waits in accept() on the listening
+ * listener's snapshot (file.h), waits for a client on the listening
  * sockets, tells the listener when a client came, and serves that one
  * connection; the listener starts another. */
 
@@ -55,6 +55,10 @@ int spares_stop(void);
  * -1 if its listener is not its parent (it ended first). */
 int spare_env(const char *argv0, int *fds, int *n, int *chan, int *snap, char *scope,
 	      size_t scopelen);
+
+/* Ready to wait on the listening sockets fds (n of them): before the
+ * sandbox, which has no call to set that up. 0, or -1 with errno. */
+int spare_wait_init(const int *fds, int n);
 
 /* Wait for a client on the listening sockets or a connection the listener
  * passes on (*passed 1, with ho): its socket, a client's address in *peer.

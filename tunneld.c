@@ -1201,6 +1201,10 @@ static void __attribute__((noreturn)) serve_spare(struct opts *o, const int *fds
 	if (chan >= 0)
 		spawn_init(chan);
 	(void)now_ms();
+	if (spare_wait_init(fds, n) < 0) {
+		logmsg(LOG_ERR, "spare: epoll: %s", strerror(errno));
+		exit(1);
+	}
 	/* The request's stage before the client comes: what a spare does
 	 * until then is in it, and its cost is off the client's path. */
 	sandbox_enter(SANDBOX_REQUEST);

@@ -174,6 +174,33 @@ def test_killed_spare_is_replaced_and_told_once(make_proxy, echo):
     assert p.log_text().count("ended before a client came") == 1, p.log_text()
 
 
+def sleeps(pid):
+    """(voluntary context switches, whether it sleeps in poll or epoll) of pid."""
+    with open(f"/proc/{pid}/status") as f:
+        st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    with open(f"/proc/{pid}/wchan") as f:
+        wchan = f.read()
+    return int(st["voluntary_ctxt_switches"]), st["State"].startswith("S") and "poll" in wchan
+
+
+def test_a_client_wakes_one_spare(make_proxy, echo):
+    """A client wakes one waiting spare, not all of them (whose accept()
+    would find nothing, a cost every connection would pay for each spare):
+    of the spares that go on waiting through three tunnels, where each
+    woke for every client before, at most two woke once (epoll(7): an
+    exclusive wake-up reaches "one or more")."""
+    p = make_proxy("listen", args=["--spares", "8"])
+    assert wait_until(lambda: len(idle_spares(p.pid)) == 8 and
+                      all(sleeps(pid)[1] for pid in idle_spares(p.pid)), 5)
+    before = {pid: sleeps(pid)[0] for pid in idle_spares(p.pid)}
+    for _ in range(3):
+        c = open_tunnel(p, echo.hostport)
+        c.close()
+    spares_of(p, 8)
+    woke = {pid: sleeps(pid)[0] - n for pid, n in before.items() if pid in idle_spares(p.pid)}
+    assert len(woke) >= 5 and sum(woke.values()) <= 2, woke
+
+
 def test_a_burst_beyond_the_spares_is_served(make_proxy, echo):
     """32 clients at once with 2 spares: every one served, byte-exact."""
     p = make_proxy("listen", args=["--spares", "2"])
