@@ -52,6 +52,11 @@ static pid_t idle[SPARES_MAX];        /* started, no report yet */
 static int nidle, passed_on;          /* passed on: not yet taken */
 static char **args;
 static int exe = -1;                  /* the binary's sealed copy */
+/* A spare's environment: the listener's, with TUNNELD_SPARE=...; built
+ * here, not by setenv(), which would link the C library's malloc in. */
+#define ENV_MAX 256
+static char env_line[sizeof ENV + 256];
+static char *env[ENV_MAX + 2];
 static int keep[LISTEN_MAX + 3], nkeep; /* what a spare inherits: keep[0] the pair's end */
 static volatile int exec_errno;       /* the vforked child's */
 
@@ -100,8 +105,9 @@ out:
 int spares_start(const int *fds, int n, int chan, const char *scope, int count, char **argv,
 		 char *err, size_t errlen)
 {
-	char env[256];
-	int sp[2] = { -1, -1 }, snap = file_kept(), k;
+	char *line = env_line + sizeof ENV;
+	size_t room = sizeof env_line - sizeof ENV;
+	int sp[2] = { -1, -1 }, snap = file_kept(), k, e = 0;
 
 	strfmt(err, errlen, "no memory file for the files read");
 	if (snap < 0)
@@ -111,12 +117,22 @@ int spares_start(const int *fds, int n, int chan, const char *scope, int count, 
 	       strerror(errno));
 	if (exe < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
 		goto fail;
-	k = strfmt(env, sizeof env, "%d %d %d %d %s", (int)getpid(), sp[1], snap, chan, scope);
+	k = strfmt(line, room, "%d %d %d %d %s", (int)getpid(), sp[1], snap, chan, scope);
 	for (int i = 0; i < n && k > 0; i++)
-		k = strfmt(env + k, sizeof env - (size_t)k, " %d", fds[i]) < 0 ? -1 : (int)strlen(env);
+		k = strfmt(line + k, room - (size_t)k, " %d", fds[i]) < 0 ? -1 : (int)strlen(line);
 	strfmt(err, errlen, "%s: too long", ENV);
-	if (k < 0 || setenv(ENV, env, 1) < 0)
+	if (k < 0)
 		goto fail;
+	memcpy(env_line, ENV "=", sizeof ENV);
+	strfmt(err, errlen, "more than %d environment variables", ENV_MAX);
+	for (char **v = environ; v && *v; v++) {
+		if (e == ENV_MAX)
+			goto fail;
+		if (strncmp(*v, ENV "=", sizeof ENV))
+			env[e++] = *v;
+	}
+	env[e++] = env_line;
+	env[e] = NULL;
 	keep[nkeep++] = sp[1];
 	keep[nkeep++] = snap;
 	if (chan >= 0)
@@ -174,7 +190,7 @@ int spares_top_up(void)
 	if (pid == 0) {
 		for (int i = 0; i < nkeep; i++)
 			fcntl(keep[i], F_SETFD, 0);
-		fexecve(exe, args, environ);
+		fexecve(exe, args, env);
 		exec_errno = errno;
 		_exit(127);
 	}

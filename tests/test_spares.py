@@ -223,6 +223,33 @@ def test_a_burst_beyond_the_spares_is_served(make_proxy, echo):
     assert results == [True] * 32, results
 
 
+@needs_root
+def test_a_spare_has_the_listeners_environment(make_proxy, monkeypatch):
+    """A spare's environment is the listener's and its TUNNELD_SPARE, once
+    (tunneld builds it for the exec: setenv() would link the C library's
+    malloc into a build that allocates nothing)."""
+    monkeypatch.setenv("TUNNELD_TEST_MARK", "kept")
+    p = make_proxy("listen")
+    with open(f"/proc/{spares_of(p, 4)[0]}/environ", "rb") as f:
+        env = f.read().split(b"\0")
+    assert b"TUNNELD_TEST_MARK=kept" in env, env
+    assert len([v for v in env if v.startswith(b"TUNNELD_SPARE=")]) == 1, env
+
+
+def test_too_many_environment_variables_fork_instead(make_proxy, echo, monkeypatch):
+    """More than 256 environment variables: no spares, said so, a fork per
+    connection, which serves as before."""
+    for i in range(300):
+        monkeypatch.setenv(f"TUNNELD_TEST_V{i}", "x")
+    p = make_proxy("listen")
+    c = open_tunnel(p, echo.hostport)
+    c.send(b"ping")
+    assert c.read_exact(4) == b"ping"
+    c.close()
+    assert "spares: more than 256 environment variables; a fork per connection" in p.log_text()
+    assert not idle_spares(p.pid)
+
+
 def test_spare_environment_not_from_the_parent_ends_it(echo, tmp_path):
     """TUNNELD_SPARE naming another parent (pid 1), as a spare whose
     listener ended before it started sees it: it ends, logged, and serves
