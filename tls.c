@@ -132,8 +132,8 @@ static size_t read_pem(const char *path, char *err, size_t errlen)
 	return n < 0 ? 0 : (size_t)n + 1;
 }
 
-/* The pair to check when a client finds the signature bad, else NULL. */
-static const char *pair_cert, *pair_key;
+/* 1: the pair is checked when a client finds the signature bad. */
+static int check_on_mistrust;
 
 int tls_server_init(const char *cert, const char *keyfile, enum tls_pair pair, char *err,
 		    size_t errlen)
@@ -182,10 +182,7 @@ int tls_server_init(const char *cert, const char *keyfile, enum tls_pair pair, c
 			 keyfile, cert);
 		return -1;
 	}
-	if (pair == TLS_PAIR_ON_MISTRUST) {
-		pair_cert = cert;
-		pair_key = keyfile;
-	}
+	check_on_mistrust = pair == TLS_PAIR_ON_MISTRUST;
 	mbedtls_ssl_conf_rng(&conf, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
 	mbedtls_ssl_conf_min_tls_version(&conf, MBEDTLS_SSL_VERSION_TLS1_2);
 	return 0;
@@ -434,7 +431,7 @@ int tls_accept(int timeout_ms, const char **why)
 			 * client answers a signature its certificate's key does
 			 * not verify with decrypt_error (RFC 8446 4.4.3), and a
 			 * key of another kind fails to sign here. */
-			if (full && pair_key && r != MBEDTLS_ERR_SSL_CONN_EOF &&
+			if (full && check_on_mistrust && r != MBEDTLS_ERR_SSL_CONN_EOF &&
 			    r != MBEDTLS_ERR_NET_RECV_FAILED && r != MBEDTLS_ERR_NET_SEND_FAILED &&
 			    mbedtls_pk_check_pair(&chain.pk, &key, mbedtls_psa_get_random,
 						  MBEDTLS_PSA_RANDOM_STATE))
